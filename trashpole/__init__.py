@@ -1,0 +1,1 @@
+"""trashpole: detectron2 Mask R-CNN for trash cans and poles."""
