@@ -1,1 +1,10 @@
 """trashpole: detectron2 Mask R-CNN for trash cans and poles."""
+
+__version__ = "0.1.0"
+
+
+def load_predictor(*args, **kwargs):
+    """Build a predictor from a trained run; see :func:`trashpole.predictor.load_predictor`."""
+    from trashpole.predictor import load_predictor as _load
+
+    return _load(*args, **kwargs)

@@ -1,0 +1,24 @@
+"""
+Evaluation of trashpole models: detectron2's COCO AP plus the trashpole metrics (mean IoU,
+accuracy, precision/recall/F1, confusion matrix, mask AP50 curves, pixel metrics), a readable
+report and a run comparison. Metric definitions: :mod:`trashpole.evaluation.metrics`.
+"""
+
+from .compare import compare_runs, format_table, load_run, plot_comparison
+from .evaluator import GalleryItem, TrashPoleEvaluator, build_evaluators
+from .matching import ImageResult
+from .metrics import METRIC_DESCRIPTIONS
+from .report import write_report
+
+__all__ = [
+    "GalleryItem",
+    "ImageResult",
+    "METRIC_DESCRIPTIONS",
+    "TrashPoleEvaluator",
+    "build_evaluators",
+    "compare_runs",
+    "format_table",
+    "load_run",
+    "plot_comparison",
+    "write_report",
+]

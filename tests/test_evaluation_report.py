@@ -1,0 +1,211 @@
+"""write_report, the run comparison (package and tools/compare_runs.py) and the benchmark, on a
+four-image data set of 64x96 pictures made in the test."""
+
+import contextlib
+import importlib.util
+import io
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.evaluation import inference_on_dataset
+from detectron2.structures import Boxes, Instances
+
+from trashpole.benchmarks.evaluation import run as run_benchmark
+from trashpole.evaluation import build_evaluators, compare_runs, format_table, write_report
+from trashpole.evaluation.compare import plot_comparison
+
+H, W = 64, 96
+REPO = Path(__file__).resolve().parents[1]
+# Per image: ground truth [(class, x0, y0, x1, y1)] and predictions [(class, box, score)].
+IMAGES = [
+    (
+        [(0, 10, 5, 18, 60), (1, 40, 20, 70, 55)],
+        [(0, (10, 5, 18, 60), 0.9), (1, (42, 22, 70, 55), 0.8)],
+    ),
+    ([(1, 5, 10, 35, 50)], [(0, (5, 10, 35, 50), 0.7)]),  # right mask, wrong class
+    ([(0, 60, 2, 68, 62)], []),  # missed
+    ([], [(1, (20, 20, 40, 40), 0.6)]),  # false detection on an empty image
+]
+
+
+def write_dataset(root: Path) -> Path:
+    images, annotations = [], []
+    for i, (gts, _) in enumerate(IMAGES):
+        picture = np.full((H, W, 3), 90, dtype=np.uint8)
+        for cls, x0, y0, x1, y1 in gts:
+            cv2.rectangle(
+                picture, (x0, y0), (x1 - 1, y1 - 1), (40, 200, 40) if cls else (200, 200, 200), -1
+            )
+        cv2.imwrite(str(root / f"{i}.png"), picture)
+        images.append({"id": i + 1, "file_name": f"{i}.png", "height": H, "width": W})
+        for cls, x0, y0, x1, y1 in gts:
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i + 1,
+                    "category_id": cls + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+                }
+            )
+    categories = [{"id": 1, "name": "pole"}, {"id": 2, "name": "trash-can"}]
+    path = root / "annotations.json"
+    path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    return path
+
+
+class FixedModel(torch.nn.Module):
+    """Returns the predictions of IMAGES for each input, by image id."""
+
+    def forward(self, inputs):
+        outputs = []
+        for inp in inputs:
+            preds = IMAGES[inp["image_id"] - 1][1]
+            masks = torch.zeros((len(preds), H, W), dtype=torch.bool)
+            for k, (_, (x0, y0, x1, y1), _) in enumerate(preds):
+                masks[k, y0:y1, x0:x1] = True
+            instances = Instances((H, W))
+            instances.pred_masks = masks
+            instances.pred_boxes = Boxes(
+                torch.tensor([b for _, b, _ in preds], dtype=torch.float32).reshape(-1, 4)
+            )
+            instances.pred_classes = torch.tensor([c for c, _, _ in preds], dtype=torch.int64)
+            instances.scores = torch.tensor([s for _, _, s in preds], dtype=torch.float32)
+            outputs.append({"instances": instances})
+        return outputs
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """(results, evaluators, eval folder) after inference_on_dataset and write_report."""
+    root = tmp_path_factory.mktemp("data")
+    name = f"test_report_{uuid.uuid4().hex[:8]}"
+    register_coco_instances(name, {}, str(write_dataset(root)), str(root))
+    loader = [
+        [{k: r[k] for k in ("image_id", "file_name", "height", "width")}]
+        for r in DatasetCatalog.get(name)
+    ]
+    evaluators = build_evaluators(None, name, str(root / "inference"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = inference_on_dataset(FixedModel(), loader, evaluators)
+    coco, ours = evaluators._evaluators
+    out = root / "run_a" / "eval"
+    write_report(results, ours, str(out), coco_evaluator=coco)
+    yield results, ours, out
+    DatasetCatalog.remove(name)
+    MetadataCatalog.remove(name)
+
+
+def test_report_files_exist(evaluated):
+    _, _, out = evaluated
+    for f in (
+        "metrics.json",
+        "per_image.json",
+        "report.md",
+        "confusion_matrix.png",
+        "pr_curves.png",
+        "gallery_worst.png",
+        "gallery_best.png",
+    ):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+
+
+def test_report_numbers(evaluated):
+    results, ev, out = evaluated
+    m = results["trashpole"]
+    # 4 objects; hits: the pole (IoU 1) and the can (IoU 28*33/(30*35)) of image 0, the
+    # wrong-class can of image 1 (IoU 1); the pole of image 2 is missed.
+    iou_can = 28 * 33 / (30 * 35)
+    assert m["mIoU"] == pytest.approx(100 * (1 + iou_can + 1 + 0) / 4)
+    assert m["accuracy"] == pytest.approx(100 * 2 / 3)
+    assert (m["TP"], m["FP"], m["FN"]) == (2, 2, 2)
+    np.testing.assert_array_equal(ev.confusion_matrix, [[1, 0, 1], [1, 1, 0], [0, 1, 0]])
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["results"]["trashpole"]["mIoU"] == pytest.approx(m["mIoU"])
+    assert metrics["results"]["segm"]["AP"] == pytest.approx(results["segm"]["AP"])
+    assert metrics["confusion_matrix"]["labels"] == ["pole", "trash-can", "background"]
+    per_image = json.loads((out / "per_image.json").read_text())
+    assert [r["mIoU"] for r in per_image][2:] == [0.0, None]
+
+    report = (out / "report.md").read_text()
+    for value in (
+        m["mIoU"],
+        m["accuracy"],
+        m["precision"],
+        m["recall"],
+        m["F1"],
+        m["pixel_mIoU"],
+        m["pixel_accuracy"],
+        results["segm"]["AP"],
+        results["bbox"]["AP50"],
+        results["segm"]["AP-pole"],
+    ):
+        assert f"{value:.2f}" in report, value
+    assert "How to read this" in report and "| true pole | 1 | 0 | 1 |" in report
+
+
+def test_galleries_rank_images(evaluated):
+    _, ev, _ = evaluated
+    # Image ids 3 (missed pole) and 4 (no objects, a false detection) both score 0; the false
+    # detection breaks the tie. Image 2 (IoU 1, wrong class) is the best.
+    assert [g.image_id for g in ev.gallery["worst"][:2]] == [4, 3]
+    assert ev.gallery["best"][0].image_id == 2
+
+
+def test_compare_runs(evaluated, tmp_path, capsys):
+    _, _, out = evaluated
+    run_a, run_b = tmp_path / "run_a", tmp_path / "run_b"
+    shutil.copytree(out, run_a / "eval")
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["results"]["trashpole"]["mIoU"] = 12.5
+    (run_b / "eval").mkdir(parents=True)
+    (run_b / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    log = [
+        {"iteration": 9, "total_loss": 1.5},
+        {"iteration": 19, "total_loss": 0.75, "trashpole/mIoU": 40.0},
+    ]
+    (run_a / "metrics.json").write_text("\n".join(json.dumps(x) for x in log) + "\n")
+
+    runs = compare_runs([str(run_a), str(run_b)])
+    assert [r["name"] for r in runs] == ["run_a", "run_b"]
+    assert runs[1]["values"]["trashpole/mIoU"] == 12.5
+    assert runs[0]["train"] == {
+        "iterations": 20,
+        "last total_loss": 0.75,
+        "best trashpole/mIoU": 40.0,
+    }
+    table = format_table(runs)
+    assert "12.50" in table and "train: last total_loss" in table
+    plot_comparison(runs, str(tmp_path / "cmp.png"))
+    assert (tmp_path / "cmp.png").stat().st_size > 0
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_runs", REPO / "tools" / "compare_runs.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main([str(run_a), str(run_b), "--output", str(tmp_path / "cli.png")])
+    assert "run_b" in capsys.readouterr().out and (tmp_path / "cli.png").is_file()
+    with pytest.raises(FileNotFoundError, match="eval/metrics.json does not exist"):
+        compare_runs([str(tmp_path)])
+
+
+def test_benchmark_runs_small(tmp_path):
+    report = run_benchmark(str(tmp_path), num_images=3, size=(64, 96), instances=4)
+    assert json.loads((tmp_path / "evaluation_benchmark.json").read_text())["num_images"] == 3
+    assert report["num_images"] == 3 and report["results"]["trashpole"]["num_images"] == 3
+    assert report["state_mb"] < 1.0 and report["process_s"] > 0
+    assert not any(n.startswith("trashpole_benchmark_eval_") for n in DatasetCatalog.list())

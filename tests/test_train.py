@@ -1,0 +1,214 @@
+"""End to end on a tiny export: train, --eval-only, predictor; resume after a kill; 2 processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import pytest
+import torch
+from conftest import write_tiny_export
+from tiny_model import REPO, write_tiny_config
+
+TRAIN_NET = str(REPO / "tools" / "train_net.py")
+
+
+def _run(args, timeout=300, **kwargs):
+    proc = subprocess.run(
+        [sys.executable, TRAIN_NET, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(REPO),
+        **kwargs,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _metrics(run):
+    with open(os.path.join(run, "metrics.json")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """Two epochs of 4 images at batch 2 (4 iterations), evaluated every epoch."""
+    tmp = tmp_path_factory.mktemp("train")
+    export = write_tiny_export(tmp / "export", num_images=4)
+    config = write_tiny_config(tmp, epochs=2, step=1)
+    run = str(tmp / "run")
+    _run(["--config-file", config, "--dataset-root", str(export), "OUTPUT_DIR", run])
+    return export, run
+
+
+def test_training_writes_the_run_folder(trained_run):
+    _, run = trained_run
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "model_final.pth",
+        "model_best.pth",
+        "model_best.json",
+        "last_checkpoint",
+        "results.csv",
+        "curves.png",
+        "data_summary.json",
+        "labels.png",
+        "eval/report.md",
+        "eval/metrics.json",
+    ):
+        assert os.path.isfile(os.path.join(run, name)), name
+    # the saved config holds the real schedule and the class names
+    from trashpole.config import load_config
+
+    cfg = load_config(os.path.join(run, "config.yaml"))
+    assert (cfg.SOLVER.ITERS_PER_EPOCH, cfg.SOLVER.MAX_ITER) == (2, 4)
+    assert tuple(cfg.SOLVER.STEPS) == (2,) and cfg.TEST.EVAL_PERIOD == 2
+    assert list(cfg.TRASHPOLE.CLASS_NAMES) == ["pole", "trash-can"]
+
+
+def test_metrics_hold_losses_and_per_epoch_evaluation(trained_run):
+    _, run = trained_run
+    rows = _metrics(run)
+    evals = [r for r in rows if "segm/AP" in r]
+    assert [r["iteration"] for r in evals] == [1, 3] or [r["iteration"] for r in evals] == [1, 4]
+    for r in evals:
+        assert r["val_total_loss"] > 0
+        assert "trashpole/mIoU" in r and "bbox/AP" in r
+    with open(os.path.join(run, "results.csv")) as f:
+        header, *lines = f.read().split()
+    assert header.startswith("epoch,iteration,train_loss,val_loss")
+    cells = [line.split(",") for line in lines]
+    assert [float(c[0]) for c in cells] == [1.0, 2.0]
+    # LR column: 1e-3 in epoch 1, 1e-4 after the step at epoch 1
+    lr = header.split(",").index("lr")
+    assert [float(c[lr]) for c in cells] == pytest.approx([1e-3, 1e-4])
+
+
+def test_eval_only_on_the_test_split(trained_run):
+    export, run = trained_run
+    _run(
+        [
+            "--config-file",
+            os.path.join(run, "config.yaml"),
+            "--eval-only",
+            "--eval-split",
+            "test",
+            "--dataset-root",
+            str(export),
+            "MODEL.WEIGHTS",
+            os.path.join(run, "model_final.pth"),
+        ]
+    )
+    out = os.path.join(run, "eval_test")
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    text = json.dumps(metrics)
+    assert "segm" in text and "mIoU" in text
+    assert os.path.isfile(os.path.join(out, "report.md"))
+    # the run's own config is left alone
+    from trashpole.config import load_config
+
+    assert load_config(os.path.join(run, "config.yaml")).OUTPUT_DIR == run
+
+
+def test_predictor_knows_the_classes_without_registration(trained_run, clean_catalogs):
+    from detectron2.data import DatasetCatalog
+    from detectron2.engine import DefaultPredictor
+
+    from trashpole import load_predictor
+
+    export, run = trained_run
+    assert not [n for n in DatasetCatalog.list() if n.startswith("trashpole_")]
+    predictor = load_predictor(run, score_thresh=0.0)
+    assert isinstance(predictor, DefaultPredictor)
+    assert predictor.metadata.thing_classes == ["pole", "trash-can"]
+    image = cv2.imread(str(export / "test" / "test_000.jpg"))
+    instances = predictor(image)["instances"]
+    assert instances.pred_masks.shape[1:] == image.shape[:2]
+    assert set(instances.pred_classes.tolist()) <= {0, 1}
+    batch = predictor.predict_batch([image, image[:, ::-1].copy()], batch_size=2)
+    assert len(batch) == 2
+    torch.testing.assert_close(batch[0]["instances"].scores, instances.scores)
+
+
+def test_predict_tool_writes_overlays_and_json(trained_run, tmp_path):
+    export, run = trained_run
+    out = tmp_path / "pred"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "predict.py"), "--run", run, "--input",
+         str(export / "test"), "--output", str(out), "--score", "0.0"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for i in range(4):
+        assert (out / f"test_{i:03d}.jpg").is_file()
+        record = json.loads((out / f"test_{i:03d}.json").read_text())
+        assert all(p["category"] in ("pole", "trash-can") for p in record["predictions"])
+    assert set(json.loads((out / "predictions.json").read_text())["classes"]) == {
+        "pole",
+        "trash-can",
+    }
+
+
+def test_kill_then_resume_reaches_the_planned_iteration(tmp_path):
+    export = write_tiny_export(tmp_path / "export", num_images=4)
+    # 6 epochs of 2 iterations; checkpoint each epoch; no evaluation to keep it quick
+    config = write_tiny_config(tmp_path, epochs=6, step=3, extra="TRASHPOLE:\n  VAL_LOSS: False\n")
+    run = str(tmp_path / "run")
+    args = ["--config-file", config, "--dataset-root", str(export), "OUTPUT_DIR", run,
+            "TEST.EVAL_PERIOD_EPOCHS", "0"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN_NET, *args],
+        cwd=str(REPO),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    tag = os.path.join(run, "last_checkpoint")
+    while time.time() < deadline:
+        if os.path.isfile(tag) and open(tag).read().strip() == "model_0000003.pth":
+            break
+        assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = open(tag).read().strip()
+    assert killed_at != "model_final.pth"
+
+    out = _run(["--resume"] + args)
+    log = out.stdout + out.stderr
+    start = int(log.split("Starting training from iteration ")[1].split()[0])
+    assert start >= 4
+    rows = _metrics(run)
+    assert max(r["iteration"] for r in rows if "total_loss" in r) == 11
+    assert os.path.isfile(os.path.join(run, "model_final.pth"))
+    # the LR schedule carried on: after the step at iteration 6 the LR is 1e-4
+    last = [r for r in rows if "lr" in r][-1]
+    assert last["lr"] == pytest.approx(1e-4)
+
+
+def test_two_processes_on_cpu(tmp_path):
+    export = write_tiny_export(tmp_path / "export", num_images=4)
+    config = write_tiny_config(tmp_path, epochs=2, step=1)
+    run = str(tmp_path / "run")
+    out = _run(
+        ["--config-file", config, "--dataset-root", str(export), "--num-gpus", "2",
+         "--dist-url", "tcp://127.0.0.1:29517", "OUTPUT_DIR", run]
+    )  # fmt: skip
+    # batch 2 over 2 processes: one image each, 2 iterations an epoch (4 images)
+    from trashpole.config import load_config
+
+    cfg = load_config(os.path.join(run, "config.yaml"))
+    assert cfg.SOLVER.MAX_ITER == 4
+    # each rank logs its own epochs: rank 1 stepped through the whole schedule
+    rank1 = open(os.path.join(run, "log.txt.rank1")).read()
+    assert "Epoch 2/2" in rank1
+    assert max(r["iteration"] for r in _metrics(run)) >= 3
+    # only rank 0 writes: rank 1 leaves nothing but its own log
+    assert not [n for n in os.listdir(run) if "rank1" in n and n != "log.txt.rank1"]
+    assert "Exception" not in out.stderr

@@ -1,0 +1,170 @@
+"""trashpole's config keys and the one place where a config is put together.
+
+Setup order (always): ``get_cfg()`` -> :func:`add_trashpole_config` -> detectron2's
+``COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml`` -> the project YAML (which inherits from
+``configs/Base-TrashPole.yaml`` through ``_BASE_``) -> command-line opts -> derived values
+(:func:`resolve_epochs`) -> ``freeze()``.
+"""
+
+import logging
+import math
+import os
+from typing import List, Optional, Sequence
+
+import torch
+from detectron2 import model_zoo
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+logger = logging.getLogger(__name__)
+
+# detectron2's model-zoo config that every trashpole recipe extends.
+ZOO_BASE_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
+# The COCO-pretrained checkpoint of that config (model id 137849600).
+COCO_WEIGHTS = (
+    "detectron2://COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x/137849600/model_final_f10217.pkl"
+)
+OPTIMIZERS = ("Adam", "AdamW", "SGD")
+
+
+def add_trashpole_config(cfg: CN) -> None:
+    """
+    Add trashpole's keys to a detectron2 config, in place. Every schedule key in epochs is turned
+    into its detectron2 iteration key by :func:`resolve_epochs` before the config is frozen.
+    """
+    # Optimizer: one of OPTIMIZERS. detectron2's BASE_LR, MOMENTUM (SGD only), WEIGHT_DECAY,
+    # WEIGHT_DECAY_NORM, BIAS_LR_FACTOR and CLIP_GRADIENTS apply to all of them.
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    # Adam/AdamW (beta1, beta2).
+    cfg.SOLVER.BETAS = (0.9, 0.999)
+    # Length of training in epochs (passes over the train split). 0 keeps SOLVER.MAX_ITER as given.
+    cfg.SOLVER.EPOCHS = 0
+    # Epochs at which the LR is multiplied by SOLVER.GAMMA (replace SOLVER.STEPS when EPOCHS > 0).
+    cfg.SOLVER.STEP_EPOCHS = ()
+    # Linear warmup length in epochs (fractions allowed; replaces SOLVER.WARMUP_ITERS when EPOCHS > 0).
+    cfg.SOLVER.WARMUP_EPOCHS = 0.0
+    # Periodic checkpoint every this many epochs (replaces SOLVER.CHECKPOINT_PERIOD when EPOCHS > 0).
+    cfg.SOLVER.CHECKPOINT_PERIOD_EPOCHS = 1
+    # Periodic checkpoints (model_<iter>.pth) kept on disk, newest first; model_final.pth and
+    # model_best.pth are never deleted.
+    cfg.SOLVER.CHECKPOINT_MAX_KEEP = 2
+    # Iterations in one epoch: derived from the train split and IMS_PER_BATCH, saved for the record.
+    cfg.SOLVER.ITERS_PER_EPOCH = 0
+    # Evaluate on DATASETS.TEST every this many epochs (replaces TEST.EVAL_PERIOD when EPOCHS > 0;
+    # 0 evaluates only at the end).
+    cfg.TEST.EVAL_PERIOD_EPOCHS = 1
+
+    cfg.TRASHPOLE = CN()
+    # Folder of the Roboflow COCO export ({train,valid,test}/_annotations.coco.json). Empty: use
+    # $DETECTRON2_DATASETS/<DATASET_NAME> (the detectron2 convention; "datasets" if unset).
+    cfg.TRASHPOLE.DATASET_ROOT = ""
+    # Prefix of the registered data set names: <DATASET_NAME>_train, _valid, _test.
+    cfg.TRASHPOLE.DATASET_NAME = "trashpole"
+    # Bad records in the export: False skips them with a count, True stops with the list.
+    cfg.TRASHPOLE.STRICT_DATA = False
+    # Class names in contiguous-id order, filled from the train split at setup and saved in
+    # config.yaml, so that a predictor knows them without any registered data set.
+    cfg.TRASHPOLE.CLASS_NAMES = []
+    # Compute the validation loss (the training losses on DATASETS.TEST[0], no gradient) at each
+    # evaluation.
+    cfg.TRASHPOLE.VAL_LOSS = True
+    # Metric (a key of the flattened evaluation results) that selects model_best.pth; "" disables.
+    cfg.TRASHPOLE.BEST_METRIC = "segm/AP"
+    # "max" or "min": which direction of BEST_METRIC is better.
+    cfg.TRASHPOLE.BEST_MODE = "max"
+    # Stop when BEST_METRIC has not improved for this many epochs (0: never stop early).
+    cfg.TRASHPOLE.EARLY_STOP_PATIENCE = 0
+
+    cfg.TRASHPOLE.EVAL = CN()
+    # Predictions with a lower score are ignored by the trashpole evaluator (mean IoU, accuracy...).
+    cfg.TRASHPOLE.EVAL.SCORE_THRESH = 0.5
+    # Mask IoU at which a matched prediction counts as a hit (accuracy, precision/recall, F1).
+    cfg.TRASHPOLE.EVAL.IOU_THRESH = 0.5
+
+
+def default_dataset_root(cfg: CN) -> str:
+    """The export folder: TRASHPOLE.DATASET_ROOT, else $DETECTRON2_DATASETS/<DATASET_NAME>."""
+    if cfg.TRASHPOLE.DATASET_ROOT:
+        return cfg.TRASHPOLE.DATASET_ROOT
+    return os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), cfg.TRASHPOLE.DATASET_NAME)
+
+
+def load_config(config_file: str, opts: Optional[Sequence[str]] = None) -> CN:
+    """
+    Build an unfrozen config: defaults, trashpole keys, detectron2's Mask R-CNN R50-FPN 3x YAML,
+    ``config_file`` and ``opts`` (a flat KEY VALUE list), in that order.
+
+    Args:
+        config_file: a trashpole YAML (``configs/*.yaml``) or the ``config.yaml`` of a run.
+        opts: command-line overrides.
+
+    Returns:
+        CfgNode, not frozen and without derived values.
+    """
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"config file {config_file!r} does not exist")
+    cfg = get_cfg()
+    add_trashpole_config(cfg)
+    cfg.merge_from_file(model_zoo.get_config_file(ZOO_BASE_CONFIG))
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts or []))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.info("No CUDA device: MODEL.DEVICE set to cpu")
+        cfg.MODEL.DEVICE = "cpu"
+    if cfg.SOLVER.OPTIMIZER not in OPTIMIZERS:
+        raise ValueError(
+            f"unknown SOLVER.OPTIMIZER {cfg.SOLVER.OPTIMIZER!r}; choose one of {list(OPTIMIZERS)}"
+        )
+    return cfg
+
+
+def _epochs_to_iters(epochs: float, iters_per_epoch: int) -> int:
+    return int(round(epochs * iters_per_epoch))
+
+
+def resolve_epochs(cfg: CN, num_train_images: int) -> CN:
+    """
+    Turn the epoch keys into detectron2's iteration keys, in place.
+
+    One epoch is ``ceil(num_train_images / IMS_PER_BATCH)`` iterations. With ``SOLVER.EPOCHS == 0``
+    the iteration keys are left as given.
+
+    Args:
+        cfg: unfrozen config.
+        num_train_images: images the train loader will draw from (after empty ones are filtered).
+
+    Returns:
+        the same cfg.
+    """
+    if num_train_images <= 0:
+        raise ValueError(
+            f"the train split {list(cfg.DATASETS.TRAIN)} has no usable image; check the export"
+        )
+    ipe = math.ceil(num_train_images / cfg.SOLVER.IMS_PER_BATCH)
+    cfg.SOLVER.ITERS_PER_EPOCH = ipe
+    if cfg.SOLVER.EPOCHS <= 0:
+        return cfg
+    s = cfg.SOLVER
+    s.MAX_ITER = _epochs_to_iters(s.EPOCHS, ipe)
+    s.STEPS = tuple(_epochs_to_iters(e, ipe) for e in s.STEP_EPOCHS if e < s.EPOCHS)
+    s.WARMUP_ITERS = _epochs_to_iters(s.WARMUP_EPOCHS, ipe)
+    s.CHECKPOINT_PERIOD = max(1, _epochs_to_iters(s.CHECKPOINT_PERIOD_EPOCHS, ipe))
+    eval_epochs = cfg.TEST.EVAL_PERIOD_EPOCHS
+    cfg.TEST.EVAL_PERIOD = _epochs_to_iters(eval_epochs, ipe) if eval_epochs > 0 else 0
+    return cfg
+
+
+def describe_schedule(cfg: CN) -> List[str]:
+    """Human-readable lines of the iteration schedule, for the start-of-run log."""
+    s = cfg.SOLVER
+    ipe = max(1, s.ITERS_PER_EPOCH)
+    lrs = [s.BASE_LR * s.GAMMA**k for k in range(len(s.STEPS) + 1)]
+    lines = [
+        f"{s.ITERS_PER_EPOCH} iterations an epoch (batch {s.IMS_PER_BATCH}), "
+        f"{s.MAX_ITER} iterations = {s.MAX_ITER / ipe:g} epochs",
+        f"optimizer {s.OPTIMIZER}, LR {lrs[0]:g}"
+        + "".join(f", {lr:g} from iteration {it}" for it, lr in zip(s.STEPS, lrs[1:])),
+        f"warmup {s.WARMUP_ITERS} iterations; checkpoint every {s.CHECKPOINT_PERIOD} iterations; "
+        f"evaluation every {cfg.TEST.EVAL_PERIOD or s.MAX_ITER} iterations",
+    ]
+    return lines

@@ -1,0 +1,241 @@
+"""
+Register the splits of a Roboflow COCO export in detectron2's catalogs.
+
+An export looks like ``ROOT/{train,valid,test}/_annotations.coco.json`` with the images beside each
+JSON (``val`` and ``validation`` are accepted for ``valid``). Registration reads only the category
+lists (to fix the classes and check that every split agrees on them); images are listed and
+checked when detectron2 asks for the dicts (``DatasetCatalog.get``), which the trainer does at
+start-up so that problems surface before iteration 1.
+"""
+
+import functools
+import glob
+import logging
+import os
+from typing import Dict, List, Optional
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from .validation import (
+    CategoryInfo,
+    DatasetError,
+    category_info,
+    category_mapping,
+    display_name,
+    read_json,
+    validate_coco_json,
+)
+
+logger = logging.getLogger(__name__)
+
+ANNOTATION_FILE = "_annotations.coco.json"
+# canonical split -> folder names accepted for it, in order of preference
+SPLIT_FOLDERS: Dict[str, List[str]] = {
+    "train": ["train"],
+    "valid": ["valid", "val", "validation"],
+    "test": ["test"],
+}
+# Class colours (RGB, 0..255) for detectron2's Visualizer, by contiguous id.
+_PALETTE = [(31, 119, 180), (44, 160, 44), (214, 39, 40), (255, 127, 14), (148, 103, 189)]
+
+
+def canonical_split(split: str) -> str:
+    """``"val"`` / ``"validation"`` -> ``"valid"``; raises ValueError for an unknown split name."""
+    for canonical, folders in SPLIT_FOLDERS.items():
+        if split in folders:
+            return canonical
+    known = [f for folders in SPLIT_FOLDERS.values() for f in folders]
+    raise ValueError(f"unknown split {split!r}; use one of {known}")
+
+
+def find_splits(root: str) -> Dict[str, str]:
+    """Find the split folders of an export.
+
+    Args:
+        root: the export folder.
+
+    Returns:
+        {canonical split: folder path} for the splits present, in train, valid, test order.
+
+    Raises:
+        DatasetError: ``root`` is missing, holds no split folder, or holds two folders for the
+            same split (e.g. ``valid`` and ``val``).
+    """
+    if not os.path.isdir(root):
+        raise DatasetError(
+            f"{root}: dataset root not found; pass the folder of the Roboflow export (the one "
+            "holding train/ and valid/) or set $DETECTRON2_DATASETS"
+        )
+    splits = {}
+    for canonical, folders in SPLIT_FOLDERS.items():
+        present = [f for f in folders if os.path.isdir(os.path.join(root, f))]
+        if len(present) > 1:
+            raise DatasetError(
+                f"{root}: folders {present} all look like the {canonical} split; keep one"
+            )
+        if present:
+            splits[canonical] = os.path.join(root, present[0])
+    if not splits:
+        hint = ""
+        if os.path.isfile(os.path.join(root, ANNOTATION_FILE)):
+            hint = f"; it holds {ANNOTATION_FILE} itself, so pass its parent folder"
+        raise DatasetError(
+            f"{root}: no split folder (train/, valid/ or val/, test/) found{hint}; "
+            f"it holds {sorted(os.listdir(root))[:10]}"
+        )
+    return splits
+
+
+def find_split_json(split_dir: str) -> str:
+    """The annotation file of a split folder: ``_annotations.coco.json``, else its only JSON.
+
+    Raises:
+        DatasetError: no JSON in the folder, or several and none named ``_annotations.coco.json``.
+    """
+    path = os.path.join(split_dir, ANNOTATION_FILE)
+    if os.path.isfile(path):
+        return path
+    candidates = sorted(glob.glob(os.path.join(split_dir, "*.json")))
+    if len(candidates) == 1:
+        logger.info(f"{split_dir}: no {ANNOTATION_FILE}; using {candidates[0]}")
+        return candidates[0]
+    if not candidates:
+        raise DatasetError(
+            f"{split_dir}: split folder without {ANNOTATION_FILE}; export the data set from "
+            "Roboflow in 'COCO' format or remove the folder"
+        )
+    names = [os.path.basename(c) for c in candidates]
+    raise DatasetError(f"{split_dir}: several JSON files {names}; name one {ANNOTATION_FILE}")
+
+
+def _reference_split(splits: Dict[str, str]) -> str:
+    """The split whose categories define the classes: train if present."""
+    return next(iter(splits))
+
+
+def get_class_names(root: str) -> List[str]:
+    """Class names of an export in category-id order, without Roboflow's superclass entry.
+
+    The classes come from the train split (or, without one, the first split found).
+
+    Args:
+        root: the export folder.
+
+    Returns:
+        e.g. ``["pole", "trash-can"]``.
+    """
+    splits = find_splits(root)
+    json_file = find_split_json(splits[_reference_split(splits)])
+    return category_info(read_json(json_file), display_name(json_file)).names
+
+
+def load_roboflow_json(
+    json_file: str,
+    image_root: str,
+    class_names: Optional[List[str]] = None,
+    strict: bool = False,
+) -> List[dict]:
+    """Load one split's annotation file into checked detectron2 dataset dicts.
+
+    Bad records are skipped and counted (one WARNING with the counts per problem kind, the
+    details at INFO/DEBUG); with ``strict`` any such record raises instead.
+
+    Args:
+        json_file: the split's COCO JSON.
+        image_root: folder the image ``file_name`` values are relative to.
+        class_names: classes in contiguous-id order; None takes this file's own classes.
+        strict: raise :class:`DatasetError` listing the problems instead of skipping records.
+
+    Returns:
+        list of dicts in detectron2's standard format (images without annotations included).
+    """
+    dicts, report = validate_coco_json(json_file, image_root, class_names)
+    if strict and report.blocking:
+        raise report.error()
+    report.log(strict_hint=not strict)
+    return dicts
+
+
+def register_roboflow_splits(name: str, root: str, strict: bool = False) -> Dict[str, str]:
+    """Register every split of a Roboflow export as ``{name}_{train,valid,test}``.
+
+    Only the category lists are read here; the dicts are built (and the images checked) when
+    ``DatasetCatalog.get`` is called. Calling it again with the same root is harmless; with
+    another root it replaces the earlier registration.
+
+    Args:
+        name: prefix of the registered names.
+        root: the export folder.
+        strict: passed to :func:`load_roboflow_json`.
+
+    Returns:
+        {canonical split: registered name}, e.g. ``{"train": "trashpole_train", ...}``.
+
+    Raises:
+        DatasetError: see :func:`find_splits`, :func:`find_split_json`; a split uses a class the
+            train split lacks; a name is taken by a data set that trashpole did not register.
+    """
+    root = os.path.abspath(root)
+    splits = find_splits(root)
+    jsons = {split: find_split_json(folder) for split, folder in splits.items()}
+    infos = {split: category_info(read_json(f), display_name(f)) for split, f in jsons.items()}
+    class_names = infos[_reference_split(splits)].names
+    _remove_previous(name)
+    registered = {}
+    for split, json_file in jsons.items():
+        dataset_name = f"{name}_{split}"
+        mapping = _full_mapping(infos[split], class_names, display_name(json_file))
+        loader = functools.partial(
+            load_roboflow_json, json_file, splits[split], list(class_names), strict
+        )
+        DatasetCatalog.register(dataset_name, loader)
+        MetadataCatalog.get(dataset_name).set(
+            thing_classes=list(class_names),
+            thing_dataset_id_to_contiguous_id=mapping,
+            thing_colors=[_PALETTE[i % len(_PALETTE)] for i in range(len(class_names))],
+            source_json=json_file,
+            image_root=splits[split],
+            evaluator_type="coco",
+            dataset_root=root,
+            split=split,
+        )
+        registered[split] = dataset_name
+    missing = [s for s in SPLIT_FOLDERS if s not in splits]
+    logger.info(
+        f"Registered {sorted(registered.values())} from {root} with classes {class_names}"
+        + (f"; no {missing} split" if missing else "")
+    )
+    return registered
+
+
+def _full_mapping(info: CategoryInfo, class_names: List[str], source: str) -> Dict[int, int]:
+    """{dataset id: contiguous id} covering every class, as COCOEvaluator needs.
+
+    A class this split does not list gets an unused id, so that the mapping stays one-to-one.
+    """
+    mapping = category_mapping(info, class_names, source, report=None)
+    free = max(info.ids, default=0) + 1
+    for contiguous in sorted(set(range(len(class_names))) - set(mapping.values())):
+        mapping[free] = contiguous
+        free += 1
+    return dict(sorted(mapping.items(), key=lambda kv: kv[1]))
+
+
+def _remove_previous(name: str) -> None:
+    """Drop an earlier registration of ``name``'s splits (ours only; others are an error)."""
+    for split in SPLIT_FOLDERS:
+        dataset_name = f"{name}_{split}"
+        registered = dataset_name in DatasetCatalog.list()
+        has_meta = dataset_name in MetadataCatalog.list()
+        if registered and not (
+            has_meta and hasattr(MetadataCatalog.get(dataset_name), "dataset_root")
+        ):
+            raise DatasetError(
+                f"data set name {dataset_name!r} is already registered by something else; "
+                "choose another name (TRASHPOLE.DATASET_NAME) or DatasetCatalog.remove it first"
+            )
+        if registered:
+            logger.debug(f"Replacing the earlier registration of {dataset_name}")
+            DatasetCatalog.remove(dataset_name)
+        if has_meta:
+            MetadataCatalog.remove(dataset_name)

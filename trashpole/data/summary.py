@@ -1,0 +1,279 @@
+"""
+What is in the registered data: images and instances per split and class, instances per image,
+object sizes (COCO small / medium / large) and the problems found while loading.
+
+:func:`write_data_summary` writes ``data_summary.json``, a readable ``data_summary.txt`` and
+``labels.png`` (class histogram, box-centre heatmap, box width/height scatter, size histogram) and
+logs the tables; the trainer calls it at start-up.
+"""
+
+import json
+import logging
+import os
+from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from tabulate import tabulate
+
+from .validation import PROBLEM_KINDS, ValidationReport, segmentation_area, validate_coco_json
+
+logger = logging.getLogger(__name__)
+
+# COCO's object size limits (mask area in pixels): small < 32^2 <= medium < 96^2 <= large.
+SMALL_AREA = 32**2
+MEDIUM_AREA = 96**2
+SIZE_NAMES = ("small", "medium", "large")
+
+
+def summarize_dataset(dataset_names: Sequence[str]) -> Dict[str, Any]:
+    """Count what is in registered data sets.
+
+    Data sets registered by :func:`~trashpole.data.register_roboflow_splits` are re-checked so
+    that the problems found are included; others are read through ``DatasetCatalog.get``.
+
+    Args:
+        dataset_names: registered names, e.g. ``["trashpole_train", "trashpole_valid"]``.
+
+    Returns:
+        ``{"classes": [...], "splits": {name: {...}}}``; each split has ``images``,
+        ``images_without_annotations``, ``instances`` (not crowd), ``crowd_instances``,
+        ``instances_per_image`` (mean, median, max), ``object_sizes`` (small/medium/large),
+        ``per_class`` ({class: images, instances, small, medium, large}), ``image_sizes``
+        ({"WxH": images}), ``problems`` ({kind: count}), ``problem_details`` and ``kept``.
+    """
+    return _collect(dataset_names)[0]
+
+
+def write_data_summary(dataset_names: Sequence[str], output_dir: str) -> Dict[str, Any]:
+    """Summarize data sets into ``output_dir`` and log the tables.
+
+    Writes ``data_summary.json`` (the dict returned), ``data_summary.txt`` (the tables) and
+    ``labels.png`` (the label plots).
+
+    Args:
+        dataset_names: registered names.
+        output_dir: folder to write into (created if needed).
+
+    Returns:
+        the summary dict of :func:`summarize_dataset`.
+    """
+    summary, instances = _collect(dataset_names)
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "data_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    text = format_summary(summary)
+    with open(os.path.join(output_dir, "data_summary.txt"), "w") as f:
+        f.write(text + "\n")
+    colors = getattr(MetadataCatalog.get(dataset_names[0]), "thing_colors", None)
+    plot_labels(instances, summary["classes"], os.path.join(output_dir, "labels.png"), colors)
+    logger.info(f"Data summary (written to {output_dir}):\n{text}")
+    return summary
+
+
+def _load(name: str) -> Tuple[List[dict], Optional[ValidationReport]]:
+    meta = MetadataCatalog.get(name)
+    if hasattr(meta, "source_json"):
+        return validate_coco_json(meta.source_json, meta.image_root, meta.thing_classes)
+    return DatasetCatalog.get(name), None
+
+
+def _collect(dataset_names: Sequence[str]) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    """The summary dict and, per split, ndarray[N, 7] of instance rows (see :func:`_rows`)."""
+    if not dataset_names:
+        raise ValueError("no data set names given to summarize")
+    classes = list(MetadataCatalog.get(dataset_names[0]).get("thing_classes", []))
+    summary: Dict[str, Any] = {"classes": classes, "splits": {}}
+    instances = {}
+    for name in dataset_names:
+        dicts, report = _load(name)
+        rows = _rows(dicts)
+        if not classes and len(rows):
+            classes = [str(i) for i in range(int(rows[:, 0].max()) + 1)]
+            summary["classes"] = classes
+        summary["splits"][name] = _split_stats(dicts, rows, classes, report)
+        instances[name] = rows
+    return summary, instances
+
+
+def _rows(dicts: List[dict]) -> np.ndarray:
+    """One row per instance: class, mask area, box centre x, y and width, height (all four as
+    fractions of the image size), iscrowd. Returns ndarray[N, 7] of float64."""
+    rows = []
+    for d in dicts:
+        w, h = float(d["width"]), float(d["height"])
+        for a in d.get("annotations", []):
+            x, y, bw, bh = a["bbox"][:4]  # our dicts are XYWH_ABS
+            area = segmentation_area(a["segmentation"]) if "segmentation" in a else bw * bh
+            rows.append(
+                [a["category_id"], area, (x + bw / 2) / w, (y + bh / 2) / h, bw / w, bh / h]
+                + [a.get("iscrowd", 0)]
+            )
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 7)
+
+
+def _sizes(areas: np.ndarray) -> Dict[str, int]:
+    bins = np.digitize(areas, [SMALL_AREA, MEDIUM_AREA])
+    return {name: int((bins == i).sum()) for i, name in enumerate(SIZE_NAMES)}
+
+
+def _split_stats(
+    dicts: List[dict], rows: np.ndarray, classes: List[str], report: Optional[ValidationReport]
+) -> Dict[str, Any]:
+    crowd = rows[:, 6] > 0
+    solid = rows[~crowd]
+    per_image = np.array(
+        [sum(1 for a in d.get("annotations", []) if not a.get("iscrowd", 0)) for d in dicts]
+    )
+    per_class = {}
+    for c, cname in enumerate(classes):
+        mine = solid[solid[:, 0] == c]
+        images = sum(
+            1 for d in dicts if any(a["category_id"] == c for a in d.get("annotations", []))
+        )
+        per_class[cname] = {"images": images, "instances": len(mine), **_sizes(mine[:, 1])}
+    image_sizes = Counter(f"{d['width']}x{d['height']}" for d in dicts)
+    return {
+        "images": len(dicts),
+        "images_without_annotations": int(sum(1 for d in dicts if not d.get("annotations"))),
+        "instances": int(len(solid)),
+        "crowd_instances": int(crowd.sum()),
+        "instances_per_image": {
+            "mean": float(per_image.mean()) if len(dicts) else 0.0,
+            "median": float(np.median(per_image)) if len(dicts) else 0.0,
+            "max": int(per_image.max()) if len(dicts) else 0,
+        },
+        "object_sizes": _sizes(solid[:, 1]),
+        "per_class": per_class,
+        "image_sizes": dict(image_sizes.most_common(5)),
+        "problems": report.counts() if report else {},
+        "problem_details": report.to_dict()["details"] if report else [],
+        "kept": dict(report.stats) if report else {},
+    }
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+    """The summary as readable tables (splits, classes per split, problems)."""
+    splits = summary["splits"]
+    head = ["split", "images", "empty", "instances", "inst/image (mean, max)", "crowd"]
+    table = [
+        [
+            name,
+            s["images"],
+            s["images_without_annotations"],
+            s["instances"],
+            f"{s['instances_per_image']['mean']:.2f}, {s['instances_per_image']['max']}",
+            s["crowd_instances"],
+        ]
+        for name, s in splits.items()
+    ]
+    lines = [tabulate(table, head, tablefmt="pipe"), ""]
+    head = ["split", "class", "images", "instances", *SIZE_NAMES]
+    table = [
+        [name, cname, c["images"], c["instances"], *(c[k] for k in SIZE_NAMES)]
+        for name, s in splits.items()
+        for cname, c in s["per_class"].items()
+    ]
+    lines += [tabulate(table, head, tablefmt="pipe"), ""]
+    lines.append(f"Object sizes are COCO's: small < {SMALL_AREA} <= medium < {MEDIUM_AREA} px^2.")
+    lines.append("Problems found while loading (see data_summary.json for the details):")
+    for name, s in splits.items():
+        if not s["problems"]:
+            lines.append(f"  {name}: none")
+            continue
+        text = ", ".join(f"{k}: {n} ({PROBLEM_KINDS[k][0]})" for k, n in s["problems"].items())
+        lines.append(f"  {name}: {text}")
+    return "\n".join(lines)
+
+
+def plot_labels(
+    instances: Dict[str, np.ndarray],
+    classes: List[str],
+    path: str,
+    colors: Optional[List[Tuple[int, int, int]]] = None,
+) -> None:
+    """Draw the label plots into ``path`` (PNG): instances per class and split, box centres,
+    box width/height, and mask sizes against COCO's small/medium/large limits.
+
+    Args:
+        instances: {split: ndarray[N, 7]} as made by :func:`_rows`.
+        classes: class names by contiguous id.
+        path: output file.
+        colors: RGB 0..255 per class (None: matplotlib's cycle).
+    """
+    # A bare Figure (no pyplot) leaves matplotlib's global backend and figure list alone.
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    rows = np.concatenate(list(instances.values())) if instances else np.zeros((0, 7))
+    rows = rows[rows[:, 6] == 0]
+    cmap = colormaps["tab10"]
+    palette = [
+        np.asarray(colors[i]) / 255.0 if colors and i < len(colors) else cmap(i % 10)
+        for i in range(len(classes))
+    ]
+    fig = Figure(figsize=(11, 9))
+    axes = fig.subplots(2, 2)
+    _plot_class_counts(axes[0, 0], instances, classes)
+    _plot_centres(fig, axes[0, 1], rows)
+    _plot_box_shapes(axes[1, 0], rows, classes, palette)
+    _plot_sizes(axes[1, 1], rows, classes, palette)
+    fig.suptitle(f"Labels of {', '.join(instances)} ({len(rows)} instances, crowd excluded)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _plot_class_counts(ax, instances: Dict[str, np.ndarray], classes: List[str]) -> None:
+    x = np.arange(len(classes))
+    width = 0.8 / max(1, len(instances))
+    for i, (name, rows) in enumerate(instances.items()):
+        solid = rows[rows[:, 6] == 0]
+        counts = [int((solid[:, 0] == c).sum()) for c in range(len(classes))]
+        bars = ax.bar(x + i * width, counts, width, label=name)
+        ax.bar_label(bars, fontsize=8)
+    ax.set_xticks(x + width * (len(instances) - 1) / 2, classes)
+    ax.set_ylabel("instances")
+    ax.set_title("Instances per class")
+    ax.legend(fontsize=8)
+
+
+def _plot_centres(fig, ax, rows: np.ndarray) -> None:
+    _, _, _, image = ax.hist2d(
+        rows[:, 2], rows[:, 3], bins=25, range=[[0, 1], [0, 1]], cmap="Blues"
+    )
+    fig.colorbar(image, ax=ax, label="instances")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(1, 0)  # image coordinates: y grows downwards
+    ax.set_xlabel("box centre x / image width")
+    ax.set_ylabel("box centre y / image height")
+    ax.set_title("Box centres")
+
+
+def _plot_box_shapes(ax, rows: np.ndarray, classes: List[str], palette) -> None:
+    for c, cname in enumerate(classes):
+        mine = rows[rows[:, 0] == c]
+        ax.scatter(mine[:, 4], mine[:, 5], s=6, alpha=0.5, color=palette[c], label=cname)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("box width / image width")
+    ax.set_ylabel("box height / image height")
+    ax.set_title("Box shapes")
+    ax.legend(fontsize=8, markerscale=2)
+
+
+def _plot_sizes(ax, rows: np.ndarray, classes: List[str], palette) -> None:
+    sides = np.sqrt(np.maximum(rows[:, 1], 1.0))
+    top = max(2048.0, float(sides.max()) if len(sides) else 0.0)
+    bins = np.geomspace(1, top, 40)
+    data = [sides[rows[:, 0] == c] for c in range(len(classes))]
+    ax.hist(data, bins=bins, stacked=True, color=palette, label=classes)
+    ax.set_xscale("log")
+    for limit in (32, 96):
+        ax.axvline(limit, color="k", linestyle="--", linewidth=1)
+    for name, lo, hi in (("small", 1, 32), ("medium", 32, 96), ("large", 96, top)):
+        ax.text(np.sqrt(lo * hi), ax.get_ylim()[1] * 0.97, name, fontsize=9, ha="center", va="top")
+    ax.set_xlabel("sqrt(mask area) in pixels")
+    ax.set_ylabel("instances")
+    ax.set_title("Object sizes (COCO limits 32, 96)")
+    ax.legend(fontsize=8)

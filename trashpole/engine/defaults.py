@@ -1,0 +1,131 @@
+"""Command line and config setup shared by tools/train_net.py and the tests."""
+
+import argparse
+import logging
+import os
+from typing import List, Optional
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from trashpole.config import default_dataset_root, describe_schedule, load_config, resolve_epochs
+from trashpole.data import register_roboflow_splits, required_mask_format
+
+logger = logging.getLogger(__name__)
+
+
+def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """detectron2's training arguments plus trashpole's data-set options."""
+    parser = default_argument_parser(epilog=epilog)
+    parser.add_argument(
+        "--dataset-root",
+        default="",
+        help="folder of the Roboflow COCO export (train/, valid/, test/); "
+        "default: TRASHPOLE.DATASET_ROOT, else $DETECTRON2_DATASETS/<TRASHPOLE.DATASET_NAME>",
+    )
+    parser.add_argument(
+        "--strict-data",
+        action="store_true",
+        help="stop on the first bad record in the export instead of skipping it with a count",
+    )
+    parser.add_argument(
+        "--eval-split",
+        default="",
+        help="with --eval-only: the split to evaluate (train, valid or test); "
+        "default: DATASETS.TEST of the config",
+    )
+    return parser
+
+
+def count_train_images(cfg: CfgNode) -> int:
+    """Images the train loader draws from (detectron2 drops images without annotations)."""
+    total = 0
+    for name in cfg.DATASETS.TRAIN:
+        dicts = DatasetCatalog.get(name)
+        if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+            dicts = [
+                d for d in dicts if any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", []))
+            ]
+        total += len(dicts)
+    return total
+
+
+def register_datasets(cfg: CfgNode) -> dict:
+    """Register the export of ``cfg`` (idempotent) and fill TRASHPOLE.CLASS_NAMES, in place."""
+    root = default_dataset_root(cfg)
+    splits = register_roboflow_splits(
+        cfg.TRASHPOLE.DATASET_NAME, root, strict=cfg.TRASHPOLE.STRICT_DATA
+    )
+    names = list(MetadataCatalog.get(next(iter(splits.values()))).thing_classes)
+    if cfg.MODEL.ROI_HEADS.NUM_CLASSES != len(names):
+        logger.info(
+            f"{root} has {len(names)} classes {names}: "
+            f"MODEL.ROI_HEADS.NUM_CLASSES set to {len(names)}"
+        )
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(names)
+    cfg.TRASHPOLE.CLASS_NAMES = names
+    cfg.TRASHPOLE.DATASET_ROOT = root
+    _check_dataset_names(cfg, splits)
+    # detectron2 reads polygons by default; an export with (non-crowd) RLE masks needs bitmasks
+    if cfg.DATASETS.TRAIN:
+        cfg.INPUT.MASK_FORMAT = required_mask_format(DatasetCatalog.get(cfg.DATASETS.TRAIN[0]))
+    return splits
+
+
+def _check_dataset_names(cfg: CfgNode, splits: dict) -> None:
+    """DATASETS.TRAIN must exist; a missing DATASETS.TEST entry falls back to valid, then test."""
+    known = set(splits.values())
+    missing = [n for n in cfg.DATASETS.TRAIN if n not in known]
+    if missing:
+        raise ValueError(
+            f"DATASETS.TRAIN names {missing}, but {cfg.TRASHPOLE.DATASET_ROOT} registers "
+            f"{sorted(known)}; set DATASETS.TRAIN or TRASHPOLE.DATASET_NAME to match"
+        )
+    if all(n in known for n in cfg.DATASETS.TEST):
+        return
+    fallback = splits.get("valid") or splits.get("test")
+    logger.warning(
+        f"DATASETS.TEST {list(cfg.DATASETS.TEST)} is not in {sorted(known)}; "
+        f"evaluating on {fallback or 'nothing'} instead"
+    )
+    cfg.DATASETS.TEST = (fallback,) if fallback else ()
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    """
+    The whole setup of a run: config (file, opts), data registration, derived values (epochs to
+    iterations, class names), freeze, detectron2's ``default_setup`` (output folder, config.yaml,
+    logs, seed).
+    """
+    opts: List[str] = list(args.opts)
+    cfg = load_config(args.config_file, opts)
+    if args.dataset_root:
+        cfg.TRASHPOLE.DATASET_ROOT = args.dataset_root
+    if args.strict_data:
+        cfg.TRASHPOLE.STRICT_DATA = True
+    if args.eval_only:
+        # an evaluation writes into <run>/eval (or <run>/eval_<split>) and keeps the run's own
+        # config.yaml and logs
+        folder = f"eval_{args.eval_split}" if args.eval_split else "eval"
+        cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, folder)
+    rank = comm.get_rank()
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name="trashpole")
+    splits = register_datasets(cfg)
+    if args.eval_split:
+        if args.eval_split not in splits:
+            raise ValueError(
+                f"--eval-split {args.eval_split!r}: {cfg.TRASHPOLE.DATASET_ROOT} has the splits "
+                f"{sorted(splits)}"
+            )
+        cfg.DATASETS.TEST = (splits[args.eval_split],)
+    if not args.eval_only:
+        resolve_epochs(cfg, count_train_images(cfg))
+    cfg.freeze()
+    default_setup(cfg, args)
+    if not args.eval_only:
+        for line in describe_schedule(cfg):
+            logger.info(line)
+    return cfg

@@ -1,0 +1,262 @@
+"""Training hooks: epochs in the log, validation loss, best checkpoint with early stopping, curves."""
+
+import csv
+import json
+import logging
+import math
+import os
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
+from detectron2.data import transforms as T
+from detectron2.engine import HookBase
+from detectron2.engine.hooks import BestCheckpointer
+from detectron2.utils import comm
+from torch.nn.parallel import DistributedDataParallel
+
+from trashpole.engine.checkpoint import atomic_write_text
+from trashpole.visualization import plot_training_curves
+
+logger = logging.getLogger(__name__)
+
+
+class EarlyStop(BaseException):
+    """
+    Raised by a hook to end training before MAX_ITER; the trainer catches it. A BaseException, so
+    that detectron2's training loop runs ``after_train`` without logging it as a failure.
+    """
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class EpochLogger(HookBase):
+    """Logs the epoch at each epoch start and records it as the scalar ``epoch``."""
+
+    def __init__(self, iters_per_epoch: int):
+        self._ipe = max(1, iters_per_epoch)
+
+    def before_step(self):
+        it = self.trainer.iter
+        total = math.ceil(self.trainer.max_iter / self._ipe)
+        if it % self._ipe == 0:
+            epoch = it // self._ipe + 1
+            last = min((epoch * self._ipe), self.trainer.max_iter) - 1
+            logger.info(f"Epoch {epoch}/{total} (iterations {it}-{last})")
+
+    def after_step(self):
+        self.trainer.storage.put_scalar(
+            "epoch", (self.trainer.iter + 1) / self._ipe, smoothing_hint=False
+        )
+
+
+class ValidationLoss(HookBase):
+    """
+    The model's training losses on a held-out split, without gradient, every ``period``
+    iterations and at the end; written to the event storage as ``val_<loss>`` and
+    ``val_total_loss``.
+
+    The model runs in training mode (Mask R-CNN only returns losses there) with its BatchNorm
+    layers switched to eval mode, so the running statistics are not touched by validation data.
+    """
+
+    def __init__(self, cfg, dataset_name: str, period: int):
+        self._period = period
+        mapper = DatasetMapper(
+            is_train=True,
+            augmentations=[T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)],
+            image_format=cfg.INPUT.FORMAT,
+            use_instance_mask=cfg.MODEL.MASK_ON,
+            instance_mask_format=cfg.INPUT.MASK_FORMAT,
+            recompute_boxes=False,
+        )
+        self._loader = build_detection_test_loader(
+            DatasetCatalog.get(dataset_name), mapper=mapper, num_workers=0
+        )
+
+    @torch.no_grad()
+    def _compute(self) -> Dict[str, float]:
+        model = _unwrap(self.trainer.model)
+        norm_layers = [
+            m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+        was_training = model.training
+        model.train()
+        for m in norm_layers:
+            m.eval()
+        sums: Dict[str, float] = {}
+        count = 0
+        try:
+            for inputs in self._loader:
+                losses = model(inputs)
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                count += 1
+        finally:
+            model.train(was_training)
+        gathered = comm.all_gather((sums, count))
+        total_count = sum(c for _, c in gathered)
+        merged: Dict[str, float] = {}
+        for part, _ in gathered:
+            for k, v in part.items():
+                merged[k] = merged.get(k, 0.0) + v
+        means = {f"val_{k}": v / max(1, total_count) for k, v in merged.items()}
+        means["val_total_loss"] = sum(means.values())
+        return means
+
+    def _do(self):
+        means = self._compute()
+        self.trainer.storage.put_scalars(**means, smoothing_hint=False)
+        logger.info(
+            "Validation loss: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
+        )
+
+    def after_step(self):
+        next_iter = self.trainer.iter + 1
+        if (
+            self._period > 0
+            and next_iter % self._period == 0
+            and next_iter != self.trainer.max_iter
+        ):
+            self._do()
+
+    def after_train(self):
+        if self.trainer.iter + 1 >= self.trainer.max_iter:
+            self._do()
+
+
+class BestCheckpointerWithPatience(BestCheckpointer):
+    """
+    detectron2's ``BestCheckpointer`` (saves ``model_best.pth``) whose best value survives
+    ``--resume`` (kept in ``model_best.json``) and which can stop training when the metric has not
+    improved for ``patience`` evaluations.
+    """
+
+    def __init__(self, eval_period, checkpointer, val_metric, mode="max", patience_evals=0):
+        super().__init__(eval_period, checkpointer, val_metric, mode, file_prefix="model_best")
+        self._patience = patience_evals
+        self._evals_since_best = 0
+        self._state_file = os.path.join(checkpointer.save_dir, "model_best.json")
+
+    def before_train(self):
+        if os.path.isfile(self._state_file):
+            with open(self._state_file) as f:
+                state = json.load(f)
+            self.best_metric = state["value"]
+            self.best_iter = state["iteration"]
+            self._evals_since_best = state.get("evals_since_best", 0)
+
+    def _best_checking(self):
+        stop = self._update_and_decide() if comm.is_main_process() else False
+        # only the main process sees the metrics; every process must stop at the same iteration
+        if comm.get_world_size() > 1:
+            stop = comm.all_gather(stop)[0]
+        if stop:
+            raise EarlyStop()
+
+    def _update_and_decide(self) -> bool:
+        before = self.best_iter
+        super()._best_checking()
+        if self.best_iter is None:
+            return False
+        if self.best_iter != before:
+            self._evals_since_best = 0
+        elif self._val_metric in self.trainer.storage.latest():
+            self._evals_since_best += 1
+        state = {
+            "metric": self._val_metric,
+            "value": self.best_metric,
+            "iteration": self.best_iter,
+            "evals_since_best": self._evals_since_best,
+        }
+        atomic_write_text(json.dumps(state, indent=2), self._state_file)
+        if 0 < self._patience <= self._evals_since_best:
+            self._logger.info(
+                f"Early stopping: {self._val_metric} has not improved on {self.best_metric:.4f} "
+                f"(iteration {self.best_iter}) for {self._evals_since_best} evaluations"
+            )
+            return True
+        return False
+
+
+# Columns of results.csv: (column, event-storage key).
+CURVE_COLUMNS = [
+    ("train_loss", "total_loss"),
+    ("val_loss", "val_total_loss"),
+    ("lr", "lr"),
+    ("segm_AP", "segm/AP"),
+    ("segm_AP50", "segm/AP50"),
+    ("bbox_AP", "bbox/AP"),
+    ("bbox_AP50", "bbox/AP50"),
+    ("mIoU", "trashpole/mIoU"),
+    ("accuracy", "trashpole/accuracy"),
+]
+
+
+class TrainingCurves(HookBase):
+    """
+    After each evaluation, appends one row per evaluation to ``results.csv`` (epoch, iteration,
+    mean training loss since the previous row, validation loss, AP, mean IoU, accuracy, LR) and
+    redraws ``curves.png`` from it. Rows already in the file are kept on ``--resume``.
+    """
+
+    def __init__(self, output_dir: str, period: int, iters_per_epoch: int):
+        self._csv = os.path.join(output_dir, "results.csv")
+        self._png = os.path.join(output_dir, "curves.png")
+        self._period = period
+        self._ipe = max(1, iters_per_epoch)
+        self._rows: List[Dict[str, float]] = []
+
+    def before_train(self):
+        rows = read_results_csv(self._csv) or []
+        # rows past the resumed iteration come from a run killed before its next checkpoint;
+        # the resumed run writes them again
+        self._rows = [r for r in rows if r["iteration"] <= self.trainer.iter]
+
+    def _row(self) -> Dict[str, float]:
+        storage = self.trainer.storage
+        # after_train sees iter == max_iter; after_step sees the iteration just run
+        it = min(self.trainer.iter + 1, self.trainer.max_iter)
+        prev = int(self._rows[-1]["iteration"]) if self._rows else 0
+        row = {"epoch": it / self._ipe, "iteration": it}
+        latest = storage.latest()
+        for col, key in CURVE_COLUMNS:
+            if key == "total_loss" and key in storage.histories():
+                values = [v for v, i in storage.history(key).values() if prev <= i < it]
+                if values:
+                    row[col] = sum(values) / len(values)
+            elif key in latest and latest[key][1] >= it - 1:
+                row[col] = float(latest[key][0])
+        return row
+
+    def _write(self):
+        self._rows.append(self._row())
+        fields = ["epoch", "iteration"] + [c for c, _ in CURVE_COLUMNS]
+        lines = [",".join(fields)]
+        for r in self._rows:
+            lines.append(",".join(f"{r[c]:.6g}" if c in r else "" for c in fields))
+        atomic_write_text("\n".join(lines) + "\n", self._csv)
+        plot_training_curves(self._rows, self._png)
+
+    def after_step(self):
+        next_iter = self.trainer.iter + 1
+        if (
+            self._period > 0
+            and next_iter % self._period == 0
+            and next_iter != self.trainer.max_iter
+        ):
+            self._write()
+
+    def after_train(self):
+        if self.trainer.iter + 1 >= self.trainer.max_iter:
+            self._write()
+
+
+def read_results_csv(path: str) -> Optional[List[Dict[str, float]]]:
+    """Rows of a run's results.csv as dicts of floats (missing cells left out), or None."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]

@@ -1,0 +1,169 @@
+"""The trashpole trainer: detectron2's DefaultTrainer with the choices of a trashpole recipe."""
+
+import contextlib
+import logging
+import os
+import weakref
+from typing import Dict, Optional
+
+import torch
+from detectron2.engine import DefaultTrainer, hooks
+from detectron2.engine import defaults as d2_defaults
+from detectron2.evaluation import inference_on_dataset
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
+from torch.nn.parallel import DistributedDataParallel
+
+from trashpole.engine.checkpoint import TrashPoleCheckpointer
+from trashpole.engine.hooks import (
+    BestCheckpointerWithPatience,
+    EarlyStop,
+    EpochLogger,
+    TrainingCurves,
+    ValidationLoss,
+)
+from trashpole.evaluation import build_evaluators, write_report
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _ddp_without_device_ids_on_cpu():
+    """
+    detectron2's ``create_ddp_model`` passes ``device_ids=[local_rank]``, which DDP rejects for a
+    model on the CPU. While this context is open, a CPU model is wrapped with ``device_ids=None``.
+    """
+    original = d2_defaults.create_ddp_model
+
+    def create(model, **kwargs):
+        if comm.get_world_size() > 1 and next(model.parameters()).device.type == "cpu":
+            kwargs.setdefault("device_ids", None)
+        return original(model, **kwargs)
+
+    d2_defaults.create_ddp_model = create
+    try:
+        yield
+    finally:
+        d2_defaults.create_ddp_model = original
+
+
+def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """
+    SGD, Adam or AdamW by ``SOLVER.OPTIMIZER``, with detectron2's parameter groups (weight decay
+    of norm layers and biases, bias LR factor) and gradient clipping (``SOLVER.CLIP_GRADIENTS``).
+    """
+    params = get_default_optimizer_params(
+        model,
+        base_lr=cfg.SOLVER.BASE_LR,
+        weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+        bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+        weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+    )
+    name = cfg.SOLVER.OPTIMIZER
+    if name == "SGD":
+        cls = torch.optim.SGD
+        kwargs = dict(momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV)
+    elif name in ("Adam", "AdamW"):
+        cls = getattr(torch.optim, name)
+        kwargs = dict(betas=tuple(cfg.SOLVER.BETAS))
+    else:
+        raise ValueError(
+            f"unknown SOLVER.OPTIMIZER {name!r}; choose one of ['Adam', 'AdamW', 'SGD']"
+        )
+    return maybe_add_gradient_clipping(cfg, cls)(
+        params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY, **kwargs
+    )
+
+
+def evaluate_and_report(cfg, model, dataset_name: str, report_dir: str) -> Dict:
+    """
+    Evaluate ``model`` on ``dataset_name`` with COCO + trashpole metrics and, on the main process,
+    write the readable report (metrics.json, report.md, plots) into ``report_dir``.
+    """
+    data_loader = Trainer.build_test_loader(cfg, dataset_name)
+    evaluators = build_evaluators(cfg, dataset_name, os.path.join(report_dir, "inference"))
+    results = inference_on_dataset(model, data_loader, evaluators)
+    if comm.is_main_process():
+        coco_eval, tp_eval = evaluators._evaluators
+        write_report(results, tp_eval, report_dir, coco_evaluator=coco_eval)
+        logger.info(f"Evaluation report of {dataset_name}: {os.path.join(report_dir, 'report.md')}")
+    return results
+
+
+class Trainer(DefaultTrainer):
+    """
+    ``DefaultTrainer`` with: the optimizer by ``SOLVER.OPTIMIZER``; COCO + trashpole evaluators;
+    hooks for epochs, validation loss, best checkpoint / early stopping and training curves;
+    atomic checkpoints; CPU multi-process (gloo) training.
+    """
+
+    def __init__(self, cfg):
+        with _ddp_without_device_ids_on_cpu():
+            super().__init__(cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return build_evaluators(cfg, dataset_name, output_folder)
+
+    def build_hooks(self):
+        cfg = self.cfg
+        # DefaultTrainer builds a plain DetectionCheckpointer in __init__, just before calling
+        # build_hooks; the checkpointing hooks must hold the atomic one.
+        self.checkpointer = TrashPoleCheckpointer(
+            self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        ret = super().build_hooks()
+        # keep only the newest periodic checkpoints (model_final and model_best are kept apart)
+        ret = [
+            (
+                hooks.PeriodicCheckpointer(
+                    self.checkpointer,
+                    cfg.SOLVER.CHECKPOINT_PERIOD,
+                    max_to_keep=cfg.SOLVER.CHECKPOINT_MAX_KEEP,
+                )
+                if isinstance(h, hooks.PeriodicCheckpointer)
+                else h
+            )
+            for h in ret
+        ]
+        period = cfg.TEST.EVAL_PERIOD
+        ipe = cfg.SOLVER.ITERS_PER_EPOCH or period
+        extra = [EpochLogger(ipe)]
+        if cfg.TRASHPOLE.VAL_LOSS and cfg.DATASETS.TEST:
+            extra.append(ValidationLoss(cfg, cfg.DATASETS.TEST[0], period))
+        if cfg.DATASETS.TEST and cfg.TRASHPOLE.BEST_METRIC:
+            patience = cfg.TRASHPOLE.EARLY_STOP_PATIENCE
+            evals = -(-patience * ipe // period) if patience > 0 and period > 0 else 0
+            extra.append(
+                BestCheckpointerWithPatience(
+                    period,
+                    self.checkpointer,
+                    cfg.TRASHPOLE.BEST_METRIC,
+                    cfg.TRASHPOLE.BEST_MODE,
+                    patience_evals=evals,
+                )
+            )
+        if comm.is_main_process():
+            extra.append(TrainingCurves(cfg.OUTPUT_DIR, period, ipe))
+        # after EvalHook (so metrics are in the storage), before the writers (so they are written)
+        idx = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook)) + 1
+        return ret[:idx] + extra + ret[idx:]
+
+    def train(self) -> Optional[Dict]:
+        try:
+            return super().train()
+        except EarlyStop:
+            if comm.is_main_process():
+                self.checkpointer.save("model_final")
+            return getattr(self, "_last_eval_results", None)
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel wrapper, or the model itself."""
+    return model.module if isinstance(model, DistributedDataParallel) else model

@@ -1,0 +1,172 @@
+"""
+Side-by-side comparison of finished runs: reads each run's ``eval/metrics.json`` (written by
+:func:`trashpole.evaluation.write_report`) and, when present, the training log
+``metrics.json`` (detectron2's JSON lines), and makes a table and a grouped bar plot.
+"""
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+# (task, key) pairs shown by default; keys of the results dict in eval/metrics.json.
+DEFAULT_METRICS: Tuple[Tuple[str, str], ...] = (
+    ("segm", "AP"),
+    ("segm", "AP50"),
+    ("bbox", "AP"),
+    ("trashpole", "mIoU"),
+    ("trashpole", "accuracy"),
+    ("trashpole", "F1"),
+    ("trashpole", "pixel_mIoU"),
+)
+
+
+def _training_summary(path: str, metrics: Sequence[Tuple[str, str]]) -> Dict[str, Any]:
+    """Iterations, last total_loss and the best value of each metric seen during training."""
+    summary: Dict[str, Any] = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f"{path}: line {n} is not JSON ({e}); expected detectron2's JSONWriter "
+                    "log, one JSON object per line"
+                ) from None
+            if "iteration" in entry:
+                summary["iterations"] = max(summary.get("iterations", 0), entry["iteration"] + 1)
+            if "total_loss" in entry:
+                summary["last total_loss"] = entry["total_loss"]
+            for task, key in metrics:
+                value = entry.get(f"{task}/{key}")
+                if isinstance(value, (int, float)) and np.isfinite(value):
+                    best = summary.get(f"best {task}/{key}")
+                    summary[f"best {task}/{key}"] = value if best is None else max(best, value)
+    return summary
+
+
+def load_run(run_dir: str, metrics: Sequence[Tuple[str, str]] = DEFAULT_METRICS) -> Dict[str, Any]:
+    """
+    Read one run's evaluation (and training log when present).
+
+    Args:
+        run_dir: a run's output folder.
+        metrics: (task, key) pairs to pick.
+
+    Returns:
+        dict with ``name`` (folder name), ``path``, ``values`` ({"task/key": value or None}),
+        ``eval`` (the whole eval/metrics.json) and ``train`` (summary dict, empty without log).
+    """
+    eval_path = os.path.join(run_dir, "eval", "metrics.json")
+    if not os.path.isfile(eval_path):
+        raise FileNotFoundError(
+            f"{eval_path} does not exist; evaluate the run first (the evaluation report writes "
+            "eval/metrics.json)"
+        )
+    with open(eval_path) as f:
+        evaluation = json.load(f)
+    if "results" not in evaluation:
+        raise ValueError(f"{eval_path}: has no 'results'; it was not written by write_report")
+    results = evaluation["results"]
+    values = {f"{t}/{k}": results.get(t, {}).get(k) for t, k in metrics}
+    train_log = os.path.join(run_dir, "metrics.json")
+    train = _training_summary(train_log, metrics) if os.path.isfile(train_log) else {}
+    name = os.path.basename(os.path.normpath(run_dir))
+    return {"name": name, "path": run_dir, "values": values, "eval": evaluation, "train": train}
+
+
+def compare_runs(
+    run_dirs: Sequence[str], metrics: Sequence[Tuple[str, str]] = DEFAULT_METRICS
+) -> List[Dict[str, Any]]:
+    """
+    Load several runs; names are made unique (the path replaces a repeated folder name).
+
+    Args:
+        run_dirs: run folders.
+        metrics: (task, key) pairs to pick.
+
+    Returns:
+        list of :func:`load_run` dicts, in the given order.
+    """
+    runs = [load_run(d, metrics) for d in run_dirs]
+    names = [r["name"] for r in runs]
+    for r in runs:
+        if names.count(r["name"]) > 1:
+            r["name"] = os.path.normpath(r["path"])
+    return runs
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    if isinstance(value, int):
+        return str(value)
+    return f"{float(value):.2f}"
+
+
+def format_table(runs: List[Dict[str, Any]]) -> str:
+    """
+    Plain-text table, one row per metric (evaluation first, then training log), one column per
+    run.
+
+    Args:
+        runs: from :func:`compare_runs`.
+
+    Returns:
+        the table as a string.
+    """
+    keys = list(runs[0]["values"]) if runs else []
+    train_keys = sorted({k for r in runs for k in r["train"]})
+    rows = [[k] + [_cell(r["values"].get(k)) for r in runs] for k in keys]
+    rows += [[f"train: {k}"] + [_cell(r["train"].get(k)) for r in runs] for k in train_keys]
+    header = ["metric"] + [r["name"] for r in runs]
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def plot_comparison(runs: List[Dict[str, Any]], path: str, title: Optional[str] = None) -> None:
+    """
+    Grouped bar plot: one group per metric, one bar per run (missing values are left out).
+
+    Args:
+        runs: from :func:`compare_runs`.
+        path: output PNG.
+        title: figure title.
+    """
+    keys = list(runs[0]["values"]) if runs else []
+    width = 0.8 / max(len(runs), 1)
+    fig = Figure(figsize=(max(6, 1.3 * len(keys) + 2), 4.5))
+    ax = fig.subplots()
+    x = np.arange(len(keys))
+    for i, run in enumerate(runs):
+        values = [run["values"].get(k) for k in keys]
+        heights = [v if isinstance(v, (int, float)) and np.isfinite(v) else 0.0 for v in values]
+        bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, heights, width, label=run["name"])
+        for bar, v in zip(bars, values):
+            ax.annotate(
+                _cell(v),
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+    ax.set_xticks(x, keys, rotation=25, ha="right")
+    ax.set_ylabel("percent")
+    ax.set_ylim(0, 105)
+    ax.set_title(title or "Evaluation of runs")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)

@@ -1,0 +1,460 @@
+"""
+The evaluation report: ``metrics.json``, ``per_image.json``, ``report.md``,
+``confusion_matrix.png``, ``pr_curves.png``, ``gallery_worst.png`` and ``gallery_best.png``.
+
+Call :func:`write_report` on the main process after ``inference_on_dataset`` with the
+evaluators of :func:`trashpole.evaluation.build_evaluators`.
+"""
+
+import contextlib
+import io
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_util
+from detectron2.data import MetadataCatalog
+from detectron2.data.catalog import Metadata
+from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.utils import comm
+from detectron2.utils.visualizer import ColorMode, Visualizer
+from matplotlib.figure import Figure
+
+from .evaluator import TASK, GalleryItem, TrashPoleEvaluator, to_jsonable
+from .matching import AP_IOU
+from .metrics import COCO_DESCRIPTIONS, METRIC_DESCRIPTIONS
+
+logger = logging.getLogger(__name__)
+
+# Class colors (RGB) for the galleries, the same in truth and prediction panels.
+PALETTE = [(230, 159, 0), (0, 114, 178), (0, 158, 115), (204, 121, 167), (213, 94, 0)]
+GALLERY_WIDTH = 480  # pixels of one gallery panel
+
+HOW_TO_READ = """\
+## How to read this
+
+All rates are percentages (0-100); `n/a` means undefined (nothing to divide by). The
+trashpole numbers count predictions with score >= {score:g}; a *hit* is a prediction matched to
+an object with mask IoU >= {iou:g}.
+
+COCO AP and mean IoU answer different questions and can be far apart:
+- **COCO AP** ranks *every* detection by score (down to the model's test threshold), needs the
+  right class, averages precision over recall levels *and* over IoU thresholds 0.50 to 0.95, and
+  is lowered by every false detection, duplicate or badly ranked score. A mask with IoU 0.6 is a
+  hit at only 3 of the 10 IoU thresholds (0.50, 0.55, 0.60), so AP stays low when AP50 is fine.
+- **mean IoU** looks at each annotated object once, takes the IoU of the one prediction matched
+  to it (at score >= {score:g}), ignores the class, and is not lowered by false detections. A
+  coarse mask still earns partial credit.
+
+So a model that finds every object with coarse masks, wrong classes or many false alarms can
+show mean IoU near 60 and COCO AP near 2. Read them together: low `accuracy` means class
+confusion, low `precision` false detections, AP75 far below AP50 loose masks, low `recall`
+missed objects. Compare units before comparing numbers: detectron2 reports AP in percent, so an
+AP written as 0.021 elsewhere may be a fraction (2.1 %) or a percent (0.021 %).
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.2f}"
+
+
+def _table(header: Sequence[str], rows: List[Sequence[Any]]) -> List[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(v if isinstance(v, str) else _fmt(v) for v in row) + " |")
+    return lines
+
+
+def _coco_section(results: Dict[str, Dict[str, float]], class_names: Sequence[str]) -> List[str]:
+    tasks = [t for t in ("bbox", "segm") if t in results]
+    if not tasks:
+        return ["## COCO metrics", "", "No COCO results were given (COCOEvaluator not run).", ""]
+    rows = [
+        [name] + [results[t].get(name) for t in tasks] + [desc]
+        for name, desc in COCO_DESCRIPTIONS.items()
+    ]
+    rows += [
+        [f"AP-{c}"] + [results[t].get(f"AP-{c}") for t in tasks] + [f"COCO AP of class {c}"]
+        for c in class_names
+    ]
+    lines = ["## COCO metrics (detectron2 COCOEvaluator)", ""]
+    return lines + _table(["metric"] + tasks + ["meaning"], rows) + [""]
+
+
+def _instance_section(m: Dict[str, float], class_names: Sequence[str], iou: float) -> List[str]:
+    rows = []
+    for key in ("mIoU", "precision", "recall", "F1", "AP50"):
+        rows.append([key, m.get(key)] + [m.get(f"{key}-{c}") for c in class_names])
+        rows[-1].append(METRIC_DESCRIPTIONS[key])
+    rows.append(["accuracy", m.get("accuracy")] + ["-"] * len(class_names))
+    rows[-1].append(METRIC_DESCRIPTIONS["accuracy"])
+    counts = ", ".join(
+        f"{k} {_fmt(m.get(k))}"
+        for k in ("num_gt", "num_pred", "num_matched", "TP", "FP", "FN", "num_ignored")
+    )
+    lines = [f"## Instance metrics (hit: mask IoU >= {iou:g})", ""]
+    lines += _table(["metric", "all"] + list(class_names) + ["meaning"], rows)
+    lines += ["", f"Counts: {counts} (ignored: predictions mostly inside crowd regions).", ""]
+    return lines
+
+
+def _confusion_section(cm: np.ndarray, labels: Sequence[str]) -> List[str]:
+    rows = [[f"true {labels[i]}"] + [int(v) for v in cm[i]] for i in range(len(labels))]
+    lines = ["## Confusion matrix (instances)", ""]
+    lines += _table(["", *[f"pred {lb}" for lb in labels]], rows)
+    lines += [
+        "",
+        "Rows: true label, columns: predicted label. The background column counts missed "
+        "objects, the background row false detections (a match below the IoU threshold counts "
+        "as both). ![confusion matrix](confusion_matrix.png)",
+        "",
+    ]
+    return lines
+
+
+def _pixel_section(m: Dict[str, float], class_names: Sequence[str]) -> List[str]:
+    rows = [
+        [f"pixel_IoU-{c}", m.get(f"pixel_IoU-{c}"), f"pixel IoU of {c}"]
+        for c in list(class_names) + ["background"]
+    ]
+    rows += [[k, m.get(k), METRIC_DESCRIPTIONS[k]] for k in ("pixel_mIoU", "pixel_accuracy")]
+    lines = ["## Pixel metrics (semantic view)", ""]
+    lines += _table(["metric", "value", "meaning"], rows)
+    lines += [
+        "",
+        "Instances are painted into a class map per image (higher score on top), truth and "
+        "prediction, and compared pixel by pixel.",
+        "",
+    ]
+    return lines
+
+
+def _markdown(
+    results: Dict[str, Dict[str, float]], evaluator: TrashPoleEvaluator, pictures: List[str]
+) -> str:
+    m = results[TASK]
+    names = evaluator.class_names
+    lines = [
+        f"# Evaluation report: {evaluator.dataset_name}",
+        "",
+        f"{_fmt(m['num_images'])} images, {_fmt(m['num_gt'])} objects, "
+        f"{_fmt(m['num_pred'])} predictions with score >= {evaluator.score_thresh:g}. "
+        "All numbers are in `metrics.json`, per-image ones in `per_image.json`.",
+        "",
+        HOW_TO_READ.format(score=evaluator.score_thresh, iou=evaluator.iou_thresh),
+    ]
+    lines += _coco_section(results, names)
+    lines += _instance_section(m, names, evaluator.iou_thresh)
+    lines += _confusion_section(evaluator.confusion_matrix, names + ["background"])
+    lines += _pixel_section(m, names)
+    lines += ["## Pictures", ""] + [f"- [{p}]({p})" for p in pictures] + [""]
+    return "\n".join(lines)
+
+
+def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: str) -> None:
+    """
+    Save the instance confusion matrix as a PNG, colored by row share, annotated with counts.
+
+    Args:
+        cm: ndarray[L, L] of counts, rows true, columns predicted.
+        labels: L names.
+        path: output file.
+    """
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig = Figure(figsize=(1.4 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    ax = fig.subplots()
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            color = "white" if share[i, j] > 0.6 else "black"
+            text = f"{cm[i, j]}\n{100 * share[i, j]:.0f}%" if cm[i].sum() else str(cm[i, j])
+            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=10)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Instance confusion (count, share of row)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def coco_pr_curves(
+    dataset_name: str, results_json: str, class_names: Sequence[str]
+) -> Dict[str, np.ndarray]:
+    """
+    Mask precision at IoU 0.5 over COCO's 101 recall levels, per class, from pycocotools.
+
+    Args:
+        dataset_name: registered data set whose metadata has ``json_file``.
+        results_json: COCO results file (``coco_instances_results.json`` of COCOEvaluator).
+        class_names: K names, contiguous order.
+
+    Returns:
+        dict name -> ndarray[101] of precision (-1 where COCO has none).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    meta = MetadataCatalog.get(dataset_name)
+    with open(results_json) as f:
+        detections = json.load(f)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(meta.json_file)
+        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(detections), "segm")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+    to_contiguous = meta.get("thing_dataset_id_to_contiguous_id") or {
+        cid: k for k, cid in enumerate(sorted(coco_gt.getCatIds()))
+    }
+    to_dataset = {v: k for k, v in to_contiguous.items()}
+    cat_ids = list(coco_eval.params.catIds)
+    return {
+        name: coco_eval.eval["precision"][0, :, cat_ids.index(to_dataset[c]), 0, -1]
+        for c, name in enumerate(class_names)
+    }
+
+
+def plot_pr_curves(
+    evaluator: TrashPoleEvaluator, path: str, coco_precision: Optional[Dict] = None
+) -> None:
+    """
+    Save per-class mask precision-recall curves at IoU 0.5 as a PNG.
+
+    Args:
+        evaluator: an evaluated TrashPoleEvaluator (uses ``pr_curves``).
+        path: output file.
+        coco_precision: optional name -> ndarray[101] from :func:`coco_pr_curves`, drawn dashed.
+    """
+    names = evaluator.class_names
+    fig = Figure(figsize=(4.5 * len(names), 4.2))
+    axes = fig.subplots(1, len(names), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        curve = evaluator.pr_curves[name]
+        recall, precision, thresholds = curve["recall"], curve["precision"], curve["thresholds"]
+        if curve["num_gt"] and len(recall):
+            # Start the curve at recall 0, as COCO's interpolation does.
+            ax.step(
+                np.r_[0.0, recall],
+                np.r_[precision[0], precision],
+                where="post",
+                label=f"ours, AP50 {_fmt(curve['AP50'])}",
+            )
+            at = np.flatnonzero(thresholds >= evaluator.score_thresh)
+            if len(at):
+                ax.plot(
+                    recall[at[-1]],
+                    precision[at[-1]],
+                    "o",
+                    color="C3",
+                    label=f"operating point (score >= {evaluator.score_thresh:g})",
+                )
+        if coco_precision is not None and name in coco_precision:
+            p = coco_precision[name]
+            ok = p > -1
+            coco_ap = 100 * p[ok].mean() if ok.any() else float("nan")
+            ax.plot(
+                np.linspace(0, 1, 101)[ok],
+                p[ok],
+                "--",
+                color="C2",
+                label=f"COCO segm, AP50 {_fmt(coco_ap)}",
+            )
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(f"{name} ({curve['num_gt']} objects), mask IoU >= {AP_IOU:g}")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower left", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no objects or predictions", ha="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _read_rgb(file_name: str, height: int, width: int) -> np.ndarray:
+    image = cv2.imread(file_name, cv2.IMREAD_COLOR)
+    if image is None:
+        logger.warning("gallery: cannot read %s; drawing on a gray canvas", file_name)
+        return np.full((height, width, 3), 128, dtype=np.uint8)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _gallery_metadata(evaluator: TrashPoleEvaluator) -> Metadata:
+    meta = MetadataCatalog.get(evaluator.dataset_name)
+    colors = meta.get("thing_colors") or [
+        PALETTE[k % len(PALETTE)] for k in range(len(evaluator.class_names))
+    ]
+    return Metadata(thing_classes=list(evaluator.class_names), thing_colors=list(colors))
+
+
+def _draw_truth(vis: Visualizer, record: dict, meta: Metadata) -> np.ndarray:
+    """Ground truth in exact class colors (draw_dataset_dict would jitter them)."""
+    annos = record.get("annotations", [])
+    if not annos:
+        return vis.output.get_image()
+    names = meta.thing_classes
+    vis.overlay_instances(
+        masks=[a["segmentation"] for a in annos],
+        boxes=[BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos],
+        labels=[names[a["category_id"]] + (" crowd" if a.get("iscrowd", 0) else "") for a in annos],
+        assigned_colors=[
+            tuple(c / 255 for c in meta.thing_colors[a["category_id"]]) for a in annos
+        ],
+        alpha=0.5,
+    )
+    return vis.output.get_image()
+
+
+def _draw_pair(evaluator: TrashPoleEvaluator, item: GalleryItem, meta: Metadata) -> tuple:
+    record = evaluator.gt_record(item.image_id)
+    h, w = int(record["height"]), int(record["width"])
+    image = _read_rgb(record["file_name"], h, w)
+    scale = min(1.0, GALLERY_WIDTH / max(w, 1))
+    gt_panel = _draw_truth(Visualizer(image, meta, scale=scale), record, meta)
+    instances = Instances((h, w))
+    masks = mask_util.decode(item.rles) if item.rles else np.zeros((h, w, 0), dtype=np.uint8)
+    instances.pred_masks = masks.transpose(2, 0, 1).astype(bool)
+    boxes = mask_util.toBbox(item.rles) if item.rles else np.zeros((0, 4))
+    instances.pred_boxes = Boxes(
+        BoxMode.convert(np.asarray(boxes), BoxMode.XYWH_ABS, BoxMode.XYXY_ABS)
+    )
+    instances.pred_classes = np.asarray(item.classes, dtype=np.int64)
+    instances.scores = np.asarray(item.scores, dtype=np.float32)
+    pred_vis = Visualizer(image, meta, scale=scale, instance_mode=ColorMode.SEGMENTATION)
+    pred_panel = pred_vis.draw_instance_predictions(instances, jittering=False).get_image()
+    return gt_panel, pred_panel
+
+
+def plot_gallery(evaluator: TrashPoleEvaluator, items: List[GalleryItem], title: str, path: str):
+    """
+    Save ground truth (left) next to prediction (right) for the given images as one PNG.
+
+    Args:
+        evaluator: an evaluated TrashPoleEvaluator (ground truth, class names).
+        items: gallery images, in display order.
+        title: figure title.
+        path: output file.
+    """
+    if not items:
+        fig = Figure(figsize=(6, 1.5))
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{title}: no images", ha="center", va="center")
+        fig.savefig(path, dpi=100)
+        return
+    meta = _gallery_metadata(evaluator)
+    records = {r.image_id: r for r in evaluator.records}
+    panels = [_draw_pair(evaluator, item, meta) for item in items]
+    aspect = max(p[0].shape[0] / p[0].shape[1] for p in panels)
+    fig = Figure(figsize=(10, 5 * aspect * len(items) + 0.8))
+    axes = fig.subplots(len(items), 2, squeeze=False)
+    for row, (item, (gt_panel, pred_panel)) in enumerate(zip(items, panels)):
+        rec = records[item.image_id]
+        counts = rec.to_dict(evaluator.iou_thresh)
+        name = os.path.basename(rec.file_name)
+        n_gt = counts["num_gt"]
+        axes[row, 0].imshow(gt_panel)
+        axes[row, 0].set_title(f"truth: {name} ({n_gt} objects)", fontsize=9)
+        axes[row, 1].imshow(pred_panel)
+        quality = f"image mIoU {100 * item.rank_key:.1f}" if n_gt else "no objects in truth"
+        axes[row, 1].set_title(
+            f"prediction: {quality}, {len(item.classes)} shown, TP {counts['TP']}, "
+            f"FP {counts['FP']}",
+            fontsize=9,
+        )
+        for ax in axes[row]:
+            ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _metrics_json(results: Dict[str, Any], evaluator: TrashPoleEvaluator) -> Dict[str, Any]:
+    summary = evaluator.summary()
+    summary["results"] = results
+    summary["pr_curves"] = {
+        name: {"AP50": c["AP50"], "num_gt": c["num_gt"], "num_predictions": len(c["recall"])}
+        for name, c in evaluator.pr_curves.items()
+    }
+    summary["definitions"] = {
+        "units": "rates in percent (0-100), counts as integers, null where undefined",
+        **METRIC_DESCRIPTIONS,
+        **{f"COCO {k}": v for k, v in COCO_DESCRIPTIONS.items()},
+    }
+    return to_jsonable(summary)
+
+
+def _coco_precision(evaluator: TrashPoleEvaluator, coco_evaluator) -> Optional[Dict]:
+    """COCO's curves for the PR plot, when COCOEvaluator wrote its detections file."""
+    out_dir = getattr(coco_evaluator, "_output_dir", None)
+    results_json = os.path.join(out_dir, "coco_instances_results.json") if out_dir else None
+    if not results_json or not os.path.isfile(results_json):
+        logger.info("no COCO detections file next to COCOEvaluator; PR plot shows ours only")
+        return None
+    try:
+        return coco_pr_curves(evaluator.dataset_name, results_json, evaluator.class_names)
+    except Exception as e:  # the plot is a cross-check; the report must still be written
+        logger.warning("COCO PR curves unavailable (%s); PR plot shows ours only", e)
+        return None
+
+
+def write_report(
+    results: Dict[str, Dict[str, float]],
+    evaluator: TrashPoleEvaluator,
+    output_dir: str,
+    coco_evaluator=None,
+) -> None:
+    """
+    Write the evaluation report into ``output_dir`` (callers pass ``<run>/eval``). Does nothing
+    on a process other than the main one.
+
+    Args:
+        results: the dict returned by ``inference_on_dataset`` (``bbox``/``segm`` from COCO and
+            ``trashpole``); the trashpole part is taken from ``evaluator`` when missing.
+        evaluator: the TrashPoleEvaluator that produced the results, after ``evaluate``.
+        output_dir: folder for the files (created).
+        coco_evaluator: optional COCOEvaluator of the same run; when it had an ``output_dir``,
+            COCO's own mask precision at IoU 0.5 is drawn in ``pr_curves.png`` for comparison.
+    """
+    if not comm.is_main_process():
+        return
+    if not hasattr(evaluator, "results"):
+        raise RuntimeError(
+            "write_report needs an evaluated TrashPoleEvaluator: run inference_on_dataset (or "
+            "evaluator.evaluate()) first"
+        )
+    results = dict(results)
+    results.setdefault(TASK, evaluator.results[TASK])
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+        json.dump(_metrics_json(results, evaluator), f, indent=2)
+    with open(os.path.join(output_dir, "per_image.json"), "w") as f:
+        records = [r.to_dict(evaluator.iou_thresh) for r in evaluator.records]
+        json.dump(to_jsonable(records), f, indent=1)
+
+    labels = evaluator.class_names + ["background"]
+    plot_confusion_matrix(
+        evaluator.confusion_matrix, labels, os.path.join(output_dir, "confusion_matrix.png")
+    )
+    coco_precision = _coco_precision(evaluator, coco_evaluator) if coco_evaluator else None
+    plot_pr_curves(evaluator, os.path.join(output_dir, "pr_curves.png"), coco_precision)
+    for which in ("worst", "best"):
+        plot_gallery(
+            evaluator,
+            evaluator.gallery[which],
+            f"{which} images by per-image mean IoU (truth left, prediction right)",
+            os.path.join(output_dir, f"gallery_{which}.png"),
+        )
+    pictures = ["confusion_matrix.png", "pr_curves.png", "gallery_worst.png", "gallery_best.png"]
+    with open(os.path.join(output_dir, "report.md"), "w") as f:
+        f.write(_markdown(results, evaluator, pictures))
+    logger.info("wrote the evaluation report to %s", output_dir)
