@@ -75,6 +75,14 @@ def add_trashpole_config(cfg: CN) -> None:
     # Stop when BEST_METRIC has not improved for this many epochs (0: never stop early).
     cfg.TRASHPOLE.EARLY_STOP_PATIENCE = 0
 
+    cfg.TRASHPOLE.INFERENCE = CN()
+    # Run inference (predictor and evaluation) under CPU bfloat16 autocast.
+    cfg.TRASHPOLE.INFERENCE.BF16 = False
+    # Convert the model to channels_last memory format for inference.
+    cfg.TRASHPOLE.INFERENCE.CHANNELS_LAST = False
+    # torch intra-op threads for inference; 0 leaves torch's default (one per core).
+    cfg.TRASHPOLE.INFERENCE.NUM_THREADS = 0
+
     cfg.TRASHPOLE.EVAL = CN()
     # Predictions with a lower score are ignored by the trashpole evaluator (mean IoU, accuracy...).
     cfg.TRASHPOLE.EVAL.SCORE_THRESH = 0.5

@@ -53,19 +53,23 @@ def _training_summary(path: str, metrics: Sequence[Tuple[str, str]]) -> Dict[str
     return summary
 
 
-def load_run(run_dir: str, metrics: Sequence[Tuple[str, str]] = DEFAULT_METRICS) -> Dict[str, Any]:
+def load_run(
+    run_dir: str, metrics: Sequence[Tuple[str, str]] = DEFAULT_METRICS, report: str = "eval"
+) -> Dict[str, Any]:
     """
     Read one run's evaluation (and training log when present).
 
     Args:
         run_dir: a run's output folder.
         metrics: (task, key) pairs to pick.
+        report: the report folder inside the run: ``eval`` (written after training, on the
+            validation split) or ``eval_<split>`` (written by ``--eval-only --eval-split``).
 
     Returns:
         dict with ``name`` (folder name), ``path``, ``values`` ({"task/key": value or None}),
         ``eval`` (the whole eval/metrics.json) and ``train`` (summary dict, empty without log).
     """
-    eval_path = os.path.join(run_dir, "eval", "metrics.json")
+    eval_path = os.path.join(run_dir, report, "metrics.json")
     if not os.path.isfile(eval_path):
         raise FileNotFoundError(
             f"{eval_path} does not exist; evaluate the run first (the evaluation report writes "
@@ -170,3 +174,23 @@ def plot_comparison(runs: List[Dict[str, Any]], path: str, title: Optional[str] 
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
+
+
+def headline(run_dir: str) -> str:
+    """
+    A few lines for the end of a job: where the run's files are and its main numbers, from each
+    evaluation report found in the run (``eval_test`` first, then ``eval``).
+    """
+    lines = [f"Run folder: {run_dir}"]
+    for rel in ("model_final.pth", "model_best.pth", "results.csv", "curves.png", "predictions"):
+        if os.path.exists(os.path.join(run_dir, rel)):
+            lines.append(f"  {rel:16s} {os.path.join(run_dir, rel)}")
+    for report in ("eval_test", "eval_valid", "eval"):
+        if not os.path.isfile(os.path.join(run_dir, report, "metrics.json")):
+            continue
+        run = load_run(run_dir, report=report)
+        lines.append(
+            f"{run['eval'].get('dataset', report)} ({os.path.join(run_dir, report, 'report.md')}):"
+        )
+        lines.append("  " + ", ".join(f"{k} {_cell(v)}" for k, v in run["values"].items()))
+    return "\n".join(lines)

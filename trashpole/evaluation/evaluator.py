@@ -366,16 +366,19 @@ def build_evaluators(cfg, dataset_name: str, output_dir: Optional[str]) -> Datas
         DatasetEvaluators([COCOEvaluator, TrashPoleEvaluator]).
     """
     _check_coco_categories(dataset_name)
-    eval_cfg = getattr(getattr(cfg, "TRASHPOLE", None), "EVAL", None)
-    score_thresh = getattr(eval_cfg, "SCORE_THRESH", 0.5)
-    iou_thresh = getattr(eval_cfg, "IOU_THRESH", 0.5)
     return DatasetEvaluators(
         [
-            COCOEvaluator(dataset_name, tasks=("bbox", "segm"), output_dir=output_dir),
+            COCOEvaluator(
+                dataset_name,
+                tasks=("bbox", "segm"),
+                output_dir=output_dir,
+                # a cached ground truth goes stale when the export is fixed or re-registered
+                allow_cached_coco=False,
+            ),
             TrashPoleEvaluator(
                 dataset_name,
-                score_thresh=score_thresh,
-                iou_thresh=iou_thresh,
+                score_thresh=cfg.TRASHPOLE.EVAL.SCORE_THRESH,
+                iou_thresh=cfg.TRASHPOLE.EVAL.IOU_THRESH,
                 output_dir=output_dir,
             ),
         ]
