@@ -52,7 +52,27 @@ class EpochLogger(HookBase):
         )
 
 
-class ValidationLoss(HookBase):
+class _AtEvaluation(HookBase):
+    """A hook that runs ``_do`` when detectron2's EvalHook evaluates: every ``_period``
+    iterations and after the last one."""
+
+    _period = 0
+
+    def _do(self):
+        raise NotImplementedError
+
+    def after_step(self):
+        next_iter = self.trainer.iter + 1
+        periodic = self._period > 0 and next_iter % self._period == 0
+        if periodic and next_iter != self.trainer.max_iter:
+            self._do()
+
+    def after_train(self):
+        if self.trainer.iter + 1 >= self.trainer.max_iter:
+            self._do()
+
+
+class ValidationLoss(_AtEvaluation):
     """
     The model's training losses on a held-out split, without gradient, every ``period``
     iterations and at the end; written to the event storage as ``val_<loss>`` and
@@ -112,19 +132,6 @@ class ValidationLoss(HookBase):
         logger.info(
             "Validation loss: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
         )
-
-    def after_step(self):
-        next_iter = self.trainer.iter + 1
-        if (
-            self._period > 0
-            and next_iter % self._period == 0
-            and next_iter != self.trainer.max_iter
-        ):
-            self._do()
-
-    def after_train(self):
-        if self.trainer.iter + 1 >= self.trainer.max_iter:
-            self._do()
 
 
 class BestCheckpointerWithPatience(BestCheckpointer):
@@ -195,7 +202,7 @@ CURVE_COLUMNS = [
 ]
 
 
-class TrainingCurves(HookBase):
+class TrainingCurves(_AtEvaluation):
     """
     After each evaluation, appends one row per evaluation to ``results.csv`` (epoch, iteration,
     mean training loss since the previous row, validation loss, AP, mean IoU, accuracy, LR) and
@@ -231,7 +238,7 @@ class TrainingCurves(HookBase):
                 row[col] = float(latest[key][0])
         return row
 
-    def _write(self):
+    def _do(self):
         self._rows.append(self._row())
         fields = ["epoch", "iteration"] + [c for c, _ in CURVE_COLUMNS]
         lines = [",".join(fields)]
@@ -239,19 +246,6 @@ class TrainingCurves(HookBase):
             lines.append(",".join(f"{r[c]:.6g}" if c in r else "" for c in fields))
         atomic_write_text("\n".join(lines) + "\n", self._csv)
         plot_training_curves(self._rows, self._png)
-
-    def after_step(self):
-        next_iter = self.trainer.iter + 1
-        if (
-            self._period > 0
-            and next_iter % self._period == 0
-            and next_iter != self.trainer.max_iter
-        ):
-            self._write()
-
-    def after_train(self):
-        if self.trainer.iter + 1 >= self.trainer.max_iter:
-            self._write()
 
 
 def read_results_csv(path: str) -> Optional[List[Dict[str, float]]]:

@@ -12,7 +12,6 @@ from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import inference_on_dataset
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
-from torch.nn.parallel import DistributedDataParallel
 
 from trashpole.engine.checkpoint import TrashPoleCheckpointer
 from trashpole.engine.hooks import (
@@ -163,7 +162,3 @@ class Trainer(DefaultTrainer):
                 self.checkpointer.save("model_final")
             return getattr(self, "_last_eval_results", None)
 
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DistributedDataParallel wrapper, or the model itself."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
