@@ -18,7 +18,7 @@ $(VENV)/.installed: setup.py
 	  { echo "error: $(PYTHON) is not Python 3.10"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,export]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -24,5 +24,10 @@ setup(
         "scipy",
         "tqdm",
     ],
-    extras_require={"dev": ["pytest", "black", "isort"]},
+    extras_require={
+        "dev": ["pytest", "black", "isort"],
+        # TorchScript export needs nothing more; ONNX export needs onnx, and checking or running
+        # the exported file needs onnxruntime
+        "export": ["onnx>=1.16,<1.18", "onnxruntime>=1.17,<1.20"],
+    },
 )

@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""
+Export a trained trashpole run to TorchScript or ONNX (detectron2's tracing), with
+export_meta.json (class names, input size and format, output order) beside the model.
+
+    tools/export_model.py --run output/demo --format torchscript --output output/demo/export_ts
+    tools/export_model.py --run output/demo --format onnx --output output/demo/export_onnx \\
+        --sample-image datasets/trashpole/test/street_001.jpg
+
+Run the result without trashpole: examples/run_exported.py. Details: docs/export.md.
+"""
+
+import argparse
+import logging
+
+import cv2
+from detectron2.utils.logger import setup_logger
+
+from trashpole.export import EXPORT_FORMATS, export_model
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder (with config.yaml) or a config.yaml")
+    p.add_argument(
+        "--weights", default=None, help="checkpoint (default: the run's model_final.pth)"
+    )
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="what to write")
+    p.add_argument("--output", required=True, help="folder for the model and export_meta.json")
+    p.add_argument(
+        "--sample-image",
+        default=None,
+        help="image to trace with and check the export on (default: noise at the test size)",
+    )
+    p.add_argument("--no-verify", action="store_true", help="skip the exported-vs-eager check")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    setup_logger(name="trashpole")
+    image = None
+    if args.sample_image:
+        image = cv2.imread(args.sample_image)
+        if image is None:
+            raise FileNotFoundError(f"{args.sample_image}: not a readable image")
+    path = export_model(
+        args.run,
+        args.output,
+        args.format,
+        weights=args.weights,
+        sample_image=image,
+        opts=args.opts,
+        verify=not args.no_verify,
+    )
+    logging.getLogger("trashpole").info(f"Wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()
