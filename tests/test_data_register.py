@@ -220,3 +220,61 @@ def _rasterize(masks, height, width):
     from detectron2.structures.masks import polygons_to_bitmask
 
     return [polygons_to_bitmask(p, height, width) for p in masks.polygons]
+
+
+# --- found with real Roboflow exports (docs/real_exports.md) ---------------------------------
+
+
+def test_split_is_checked_once_and_reported_once(tiny_export, caplog):
+    os.remove(tiny_export / "train" / "train_001.jpg")
+    register_roboflow_splits("tp", str(tiny_export))
+    with caplog.at_level(logging.INFO, logger="trashpole"):
+        first = DatasetCatalog.get("tp_train")
+        first[0]["annotations"].clear()  # callers may change what they get
+        second = DatasetCatalog.get("tp_train")
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "image_missing: 1" in warnings[0].getMessage()
+    assert [d["image_id"] for d in second] == [0, 2]
+    assert len(second[0]["annotations"]) == 2
+
+
+def test_split_is_checked_again_when_its_json_changes(tiny_export):
+    register_roboflow_splits("tp", str(tiny_export))
+    assert len(DatasetCatalog.get("tp_train")) == 3
+    # a different size, so the change shows even where mtime resolution is coarse
+    edit_json(tiny_export / "train" / ANNOTATION_FILE, lambda d: d["images"].pop())
+    assert len(DatasetCatalog.get("tp_train")) == 2
+
+
+def test_strict_registration_fails_on_every_load(tiny_export):
+    os.remove(tiny_export / "train" / "train_001.jpg")
+    register_roboflow_splits("tp", str(tiny_export), strict=True)
+    for _ in range(2):
+        with pytest.raises(DatasetError, match="1 problems"):
+            DatasetCatalog.get("tp_train")
+
+
+def test_box_only_export_registers_for_a_box_model(tmp_path):
+    root = write_tiny_export(tmp_path, splits=("train", "valid"))
+    for split in ("train", "valid"):
+        edit_json(
+            root / split / ANNOTATION_FILE,
+            lambda d: [a.update(segmentation=[]) for a in d["annotations"]],
+        )
+    register_roboflow_splits("tp", str(root), masks=False)
+    assert MetadataCatalog.get("tp_train").masks is False
+    dicts = DatasetCatalog.get("tp_train")
+    assert sum(len(d["annotations"]) for d in dicts) == 6
+    assert all("segmentation" not in a for d in dicts for a in d["annotations"])
+    register_roboflow_splits("tp", str(root))  # a mask model: the same export is refused
+    with pytest.raises(DatasetError, match="boxes without a mask"):
+        DatasetCatalog.get("tp_train")
+
+
+def test_missing_train_split_warns_how_to_train(tmp_path, caplog):
+    root = write_tiny_export(tmp_path, splits=("valid", "test"))
+    with caplog.at_level(logging.WARNING, logger="trashpole"):
+        names = register_roboflow_splits("tp", str(root))
+    assert names == {"valid": "tp_valid", "test": "tp_test"}
+    assert "has no train/ split (only ['test', 'valid'])" in caplog.text
+    assert "DATASETS.TRAIN \"('tp_valid',)\"" in caplog.text

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -124,3 +125,33 @@ def test_data_benchmark_runs(tmp_path):
     assert result["dataset_get_s"] > 0 and result["register_s"] > 0
     assert json.loads((tmp_path / "data_benchmark.json").read_text()) == result
     assert not [n for n in DatasetCatalog.list() if n.startswith("trashpole_benchmark")]
+
+
+# --- found with real Roboflow exports (docs/real_exports.md) ---------------------------------
+
+
+def _mixed(d):
+    """Box-only annotations beside polygons, as in Roboflow projects that mix both tools."""
+    for a in d["annotations"][::2]:
+        a["segmentation"] = []
+
+
+def test_summary_and_overlays_of_a_box_model_export(export, tmp_path):
+    edit_json(export / "train" / ANNOTATION_FILE, _mixed)
+    names = register_roboflow_splits("tp", str(export), masks=False)
+    summary = summarize_dataset([names["train"]])
+    stats = summary["splits"]["tp_train"]
+    assert stats["instances"] == 5 and stats["crowd_instances"] == 1
+    # box-only instances are sized by their box: the pole 20 x 52 is medium, the can small
+    assert stats["object_sizes"] == {"small": 2, "medium": 3, "large": 0}
+    paths = visualize_dataset(names["train"], str(tmp_path / "vis"), num=None)
+    assert len(paths) == 4 and all(os.path.isfile(p) for p in paths)
+
+
+def test_summary_reuses_the_check_of_the_loader(export, caplog):
+    names = register_roboflow_splits("tp", str(export))
+    with caplog.at_level(logging.WARNING, logger="trashpole"):
+        DatasetCatalog.get(names["valid"])
+        summary = summarize_dataset([names["valid"]])
+    assert summary["splits"]["tp_valid"]["problems"] == {"image_missing": 1}
+    assert caplog.text.count("valid/_annotations.coco.json: kept 2/3 images") == 1

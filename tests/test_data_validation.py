@@ -308,7 +308,7 @@ def test_annotations_without_masks_are_dropped_and_flat_polygons_wrapped(split):
 
 
 def test_nothing_left_is_an_error(split):
-    edit(split, lambda d: [a.update(segmentation=[]) for a in d["annotations"]])
+    edit(split, lambda d: [a.update(category_id=7) for a in d["annotations"]])
     with pytest.raises(DatasetError, match="Nothing usable is left"):
         load(split)
 
@@ -326,3 +326,72 @@ def test_validation_without_file_checks_trusts_the_json(split):
     os.remove(split / "train_000.jpg")
     dicts, report = load(split, check_images=False)
     assert len(dicts) == 3 and report.problems == []
+
+
+# --- quirks of real Roboflow exports (docs/real_exports.md) ---------------------------------
+
+
+def _box_only(d, keep_polygon_of=()):
+    """Turn every annotation (but those listed) into Roboflow's box-only form."""
+    for k, a in enumerate(d["annotations"]):
+        if k not in keep_polygon_of:
+            a["segmentation"] = []
+
+
+def test_box_only_export_is_a_clear_error_for_a_mask_model(split):
+    edit(split, _box_only)
+    with pytest.raises(DatasetError) as info:
+        load(split)
+    text = str(info.value)
+    assert text.startswith("train/_annotations.coco.json: 6 of its 6 annotations are boxes")
+    assert "Instance Segmentation" in text and "MODEL.MASK_ON False" in text
+
+
+def test_box_only_annotations_are_kept_without_masks(split):
+    source = edit(split, lambda d: _box_only(d, keep_polygon_of=(1,)))
+    dicts, report = load(split, masks=False)
+    assert report.problems == []
+    first, second = dicts[0]["annotations"]
+    assert "segmentation" not in first and first["bbox"] == source["annotations"][0]["bbox"]
+    assert second["segmentation"] == source["annotations"][1]["segmentation"]
+    assert sum(len(d["annotations"]) for d in dicts) == 6
+
+
+def test_box_only_annotations_are_counted_with_a_hint_for_a_mask_model(split):
+    edit(split, lambda d: _box_only(d, keep_polygon_of=(1,)))
+    dicts, report = load(split)
+    assert report.counts() == {"segmentation_missing": 5}
+    assert sum(len(d["annotations"]) for d in dicts) == 1
+    assert "5 of 6 annotations are boxes without a mask" in report.summary()
+    assert "MODEL.MASK_ON False" in report.summary()
+
+
+def test_empty_polygon_list_counts_as_box_only(split):
+    edit(split, lambda d: d["annotations"][0].update(segmentation=[[]]))
+    _, report = load(split)
+    assert report.counts() == {"segmentation_missing": 1}
+    dicts, report = load(split, masks=False)
+    assert report.problems == [] and "segmentation" not in dicts[0]["annotations"][0]
+
+
+def test_box_only_annotation_without_a_usable_box_is_dropped(split):
+    edit(split, lambda d: d["annotations"][0].update(segmentation=[], bbox=[3, 3, 0, 10]))
+    dicts, report = load(split, masks=False)
+    assert report.counts() == {"bbox_missing": 1}
+    assert len(dicts[0]["annotations"]) == 1
+
+
+def test_superclass_named_like_the_only_class(split):
+    # Roboflow names the dataset-level entry after the project, often the class name itself
+    def rename(d):
+        d["categories"] = [
+            {"id": 0, "name": "car", "supercategory": "none"},
+            {"id": 1, "name": "car", "supercategory": "car"},
+        ]
+        for a in d["annotations"]:
+            a["category_id"] = 1
+
+    edit(split, rename)
+    dicts, report = load(split)
+    assert report.problems == []
+    assert {a["category_id"] for d in dicts for a in d["annotations"]} == {0}

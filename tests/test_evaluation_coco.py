@@ -200,18 +200,33 @@ def test_our_mask_ap50_matches_coco(dataset):
     assert ours["AP50"] == pytest.approx(coco["AP50"], abs=1e-6)
 
 
+def _trashpole_cfg():
+    from trashpole.config import add_trashpole_config
+
+    cfg = get_cfg()
+    add_trashpole_config(cfg)
+    cfg.MODEL.MASK_ON = True  # as in every trashpole recipe (detectron2's default is False)
+    return cfg
+
+
+def test_box_only_model_gets_box_ap_only(dataset, tmp_path):
+    name, _ = dataset
+    cfg = _trashpole_cfg()
+    cfg.MODEL.MASK_ON = False
+    (coco,) = build_evaluators(cfg, name, str(tmp_path))._evaluators
+    assert isinstance(coco, COCOEvaluator) and coco._tasks == ("bbox",)
+
+
 def test_build_evaluators_reads_the_thresholds(dataset, tmp_path):
     name, _ = dataset
-    cfg = get_cfg()
-    evaluators = build_evaluators(cfg, name, str(tmp_path))  # no TRASHPOLE keys: defaults
+    cfg = _trashpole_cfg()
+    evaluators = build_evaluators(cfg, name, str(tmp_path))
     assert isinstance(evaluators, DatasetEvaluators)
     coco, ours = evaluators._evaluators
     assert isinstance(coco, COCOEvaluator) and isinstance(ours, TrashPoleEvaluator)
+    assert coco._tasks == ("bbox", "segm")
     assert (ours.score_thresh, ours.iou_thresh) == (0.5, 0.5)
 
-    from trashpole.config import add_trashpole_config
-
-    add_trashpole_config(cfg)
     cfg.TRASHPOLE.EVAL.SCORE_THRESH = 0.7
     cfg.TRASHPOLE.EVAL.IOU_THRESH = 0.75
     ours = build_evaluators(cfg, name, str(tmp_path))._evaluators[1]
@@ -232,7 +247,7 @@ def test_build_evaluators_rejects_a_json_with_the_superclass(dataset, tmp_path):
     MetadataCatalog.get(raw_name).set(thing_classes=list(CLASSES), json_file=str(raw))
     try:
         with pytest.raises(ValueError, match=r"roboflow.json: has categories \[0, 1, 2\]"):
-            build_evaluators(get_cfg(), raw_name, str(tmp_path))
+            build_evaluators(_trashpole_cfg(), raw_name, str(tmp_path))
     finally:
         DatasetCatalog.remove(raw_name)
         MetadataCatalog.remove(raw_name)

@@ -19,6 +19,9 @@ from detectron2.evaluation import inference_on_dataset
 from detectron2.structures import Boxes, Instances
 
 from trashpole.benchmarks.evaluation import run as run_benchmark
+from detectron2.config import get_cfg
+
+from trashpole.config import add_trashpole_config
 from trashpole.evaluation import build_evaluators, compare_runs, format_table, write_report
 from trashpole.evaluation.compare import plot_comparison
 
@@ -97,7 +100,10 @@ def evaluated(tmp_path_factory):
         [{k: r[k] for k in ("image_id", "file_name", "height", "width")}]
         for r in DatasetCatalog.get(name)
     ]
-    evaluators = build_evaluators(None, name, str(root / "inference"))
+    cfg = get_cfg()
+    add_trashpole_config(cfg)
+    cfg.MODEL.MASK_ON = True
+    evaluators = build_evaluators(cfg, name, str(root / "inference"))
     with contextlib.redirect_stdout(io.StringIO()):
         results = inference_on_dataset(FixedModel(), loader, evaluators)
     coco, ours = evaluators._evaluators

@@ -44,12 +44,8 @@ def main(args):
         write_data_summary(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST), cfg.OUTPUT_DIR)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    trainer.train()
-    if cfg.DATASETS.TEST:
-        evaluate_and_report(
-            cfg, trainer.model, cfg.DATASETS.TEST[0], os.path.join(cfg.OUTPUT_DIR, "eval")
-        )
-    return trainer.storage.latest()
+    # the last evaluation (at the end of training) also writes the report into OUTPUT_DIR/eval
+    return trainer.train()
 
 
 if __name__ == "__main__":

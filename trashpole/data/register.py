@@ -5,20 +5,23 @@ An export looks like ``ROOT/{train,valid,test}/_annotations.coco.json`` with the
 JSON (``val`` and ``validation`` are accepted for ``valid``). Registration reads only the category
 lists (to fix the classes and check that every split agrees on them); images are listed and
 checked when detectron2 asks for the dicts (``DatasetCatalog.get``), which the trainer does at
-start-up so that problems surface before iteration 1.
+start-up so that problems surface before iteration 1. A split is checked once per process: later
+``DatasetCatalog.get`` calls (the trainer, the evaluators, the summary ask several times) return
+a copy of the first result without reading the images again or repeating the report.
 """
 
-import functools
 import glob
 import logging
 import os
-from typing import Dict, List, Optional
+import pickle
+from typing import Dict, List, Optional, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .validation import (
     CategoryInfo,
     DatasetError,
+    ValidationReport,
     category_info,
     category_mapping,
     display_name,
@@ -134,6 +137,7 @@ def load_roboflow_json(
     image_root: str,
     class_names: Optional[List[str]] = None,
     strict: bool = False,
+    masks: bool = True,
 ) -> List[dict]:
     """Load one split's annotation file into checked detectron2 dataset dicts.
 
@@ -145,28 +149,94 @@ def load_roboflow_json(
         image_root: folder the image ``file_name`` values are relative to.
         class_names: classes in contiguous-id order; None takes this file's own classes.
         strict: raise :class:`DatasetError` listing the problems instead of skipping records.
+        masks: False keeps annotations without a mask as box-only records (``MODEL.MASK_ON
+            False``); True drops them with a count.
 
     Returns:
         list of dicts in detectron2's standard format (images without annotations included).
     """
-    dicts, report = validate_coco_json(json_file, image_root, class_names)
-    if strict and report.blocking:
-        raise report.error()
-    report.log(strict_hint=not strict)
-    return dicts
+    return SplitLoader(json_file, image_root, class_names, strict, masks)()
 
 
-def register_roboflow_splits(name: str, root: str, strict: bool = False) -> Dict[str, str]:
+class SplitLoader:
+    """The ``DatasetCatalog`` function of one registered split: checks the split on the first
+    call and answers later calls from that result.
+
+    The result is kept while the JSON file is unchanged (same size and modification time); image
+    files are not looked at again. Each call returns a fresh copy (unpickled from the kept bytes,
+    about 0.1 s for 10,000 images), so callers may change the dicts.
+
+    Args:
+        json_file: the split's COCO JSON.
+        image_root: folder the image ``file_name`` values are relative to.
+        class_names: classes in contiguous-id order; None takes this file's own classes.
+        strict: raise :class:`DatasetError` on any bad record instead of skipping it.
+        masks: see :func:`load_roboflow_json`.
+    """
+
+    def __init__(
+        self,
+        json_file: str,
+        image_root: str,
+        class_names: Optional[List[str]] = None,
+        strict: bool = False,
+        masks: bool = True,
+    ):
+        self.json_file = json_file
+        self.image_root = image_root
+        self.class_names = list(class_names) if class_names is not None else None
+        self.strict = strict
+        self.masks = masks
+        self._stamp: Optional[Tuple[int, int]] = None
+        self._result: Optional[Tuple[bytes, ValidationReport]] = None
+
+    def __call__(self) -> List[dict]:
+        """The checked dataset dicts (a fresh copy); raises in strict mode if anything is bad."""
+        dicts, report = self.load()
+        if self.strict and report.blocking:
+            raise report.error()
+        return dicts
+
+    def load(self) -> Tuple[List[dict], ValidationReport]:
+        """(a copy of the dataset dicts, the validation report), never raising for strict mode."""
+        stamp = _file_stamp(self.json_file)
+        if self._result is None or stamp != self._stamp:
+            dicts, report = validate_coco_json(
+                self.json_file, self.image_root, self.class_names, masks=self.masks
+            )
+            report.log(strict_hint=not self.strict)
+            blob = pickle.dumps(dicts, protocol=pickle.HIGHEST_PROTOCOL)
+            self._result, self._stamp = (blob, report), stamp
+        else:
+            logger.debug(f"{self._result[1].source}: already checked; reusing the result")
+        blob, report = self._result
+        return pickle.loads(blob), report
+
+
+def _file_stamp(path: str) -> Tuple[int, int]:
+    """(size, mtime in ns) of a file, or (-1, -1) if it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1
+    return st.st_size, st.st_mtime_ns
+
+
+def register_roboflow_splits(
+    name: str, root: str, strict: bool = False, masks: bool = True
+) -> Dict[str, str]:
     """Register every split of a Roboflow export as ``{name}_{train,valid,test}``.
 
     Only the category lists are read here; the dicts are built (and the images checked) when
-    ``DatasetCatalog.get`` is called. Calling it again with the same root is harmless; with
-    another root it replaces the earlier registration.
+    ``DatasetCatalog.get`` is first called (see :class:`SplitLoader`). Calling it again with the
+    same root is harmless; with another root it replaces the earlier registration.
 
     Args:
         name: prefix of the registered names.
         root: the export folder.
-        strict: passed to :func:`load_roboflow_json`.
+        strict: passed to :class:`SplitLoader`.
+        masks: whether the model needs masks (``cfg.MODEL.MASK_ON``); passed to
+            :class:`SplitLoader` and kept in the metadata as ``masks``.
 
     Returns:
         {canonical split: registered name}, e.g. ``{"train": "trashpole_train", ...}``.
@@ -185,9 +255,7 @@ def register_roboflow_splits(name: str, root: str, strict: bool = False) -> Dict
     for split, json_file in jsons.items():
         dataset_name = f"{name}_{split}"
         mapping = _full_mapping(infos[split], class_names, display_name(json_file))
-        loader = functools.partial(
-            load_roboflow_json, json_file, splits[split], list(class_names), strict
-        )
+        loader = SplitLoader(json_file, splits[split], class_names, strict, masks)
         DatasetCatalog.register(dataset_name, loader)
         MetadataCatalog.get(dataset_name).set(
             thing_classes=list(class_names),
@@ -198,6 +266,7 @@ def register_roboflow_splits(name: str, root: str, strict: bool = False) -> Dict
             evaluator_type="coco",
             dataset_root=root,
             split=split,
+            masks=masks,
         )
         registered[split] = dataset_name
     missing = [s for s in SPLIT_FOLDERS if s not in splits]
@@ -205,6 +274,14 @@ def register_roboflow_splits(name: str, root: str, strict: bool = False) -> Dict
         f"Registered {sorted(registered.values())} from {root} with classes {class_names}"
         + (f"; no {missing} split" if missing else "")
     )
+    if "train" not in splits:
+        found = sorted(os.path.basename(folder) for folder in splits.values())
+        other = next(iter(registered.values()))
+        logger.warning(
+            f"{root} has no train/ split (only {found}); training needs one: rename a split "
+            f"folder to train/, or train on another split with DATASETS.TRAIN \"('{other}',)\". "
+            "Evaluation (--eval-only) works without it."
+        )
     return registered
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tabulate import tabulate
 
-from .validation import PROBLEM_KINDS, ValidationReport, segmentation_area, validate_coco_json
+from .register import SplitLoader
+from .validation import PROBLEM_KINDS, ValidationReport, segmentation_area
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,9 @@ SIZE_NAMES = ("small", "medium", "large")
 def summarize_dataset(dataset_names: Sequence[str]) -> Dict[str, Any]:
     """Count what is in registered data sets.
 
-    Data sets registered by :func:`~trashpole.data.register_roboflow_splits` are re-checked so
-    that the problems found are included; others are read through ``DatasetCatalog.get``.
+    Data sets registered by :func:`~trashpole.data.register_roboflow_splits` come with the
+    problems found when they were checked (reused if already checked); others are read through
+    ``DatasetCatalog.get``.
 
     Args:
         dataset_names: registered names, e.g. ``["trashpole_train", "trashpole_valid"]``.
@@ -73,9 +75,12 @@ def write_data_summary(dataset_names: Sequence[str], output_dir: str) -> Dict[st
 
 
 def _load(name: str) -> Tuple[List[dict], Optional[ValidationReport]]:
-    meta = MetadataCatalog.get(name)
-    if hasattr(meta, "source_json"):
-        return validate_coco_json(meta.source_json, meta.image_root, meta.thing_classes)
+    if name not in DatasetCatalog.list():
+        raise KeyError(f"data set {name!r} is not registered; registered: {DatasetCatalog.list()}")
+    # DatasetCatalog is a dict of the registered functions; ours keep the validation report
+    loader = DatasetCatalog[name]
+    if isinstance(loader, SplitLoader):
+        return loader.load()
     return DatasetCatalog.get(name), None
 
 

@@ -49,7 +49,11 @@ PROBLEM_KINDS: Dict[str, Tuple[str, str]] = {
     "duplicate_annotation": (DROP_ANNOTATION, "remove the repeated annotation"),
     "unknown_image": (DROP_ANNOTATION, "annotations must refer to an image of the same JSON"),
     "unknown_category": (DROP_ANNOTATION, "annotations must refer to a listed category"),
-    "segmentation_missing": (DROP_ANNOTATION, "draw a polygon (Mask R-CNN needs masks)"),
+    "segmentation_missing": (
+        DROP_ANNOTATION,
+        "draw a polygon (Mask R-CNN needs masks), or train boxes only with MODEL.MASK_ON False",
+    ),
+    "bbox_missing": (DROP_ANNOTATION, "a box-only annotation needs bbox [x, y, width, height]"),
     "segmentation_invalid": (DROP_ANNOTATION, "use polygons [[x1, y1, x2, y2, ...]] or COCO RLE"),
     "segmentation_empty": (DROP_ANNOTATION, "redraw the mask (nothing usable was left)"),
     "rle_invalid": (DROP_ANNOTATION, "re-export the mask; its RLE does not fit the image"),
@@ -66,6 +70,11 @@ PROBLEM_KINDS: Dict[str, Tuple[str, str]] = {
     "category_not_a_class": (NOTED, "the category has no annotations and is not a class"),
 }
 
+# What to do about annotations without a mask (Roboflow "Object Detection" exports).
+BOX_ONLY_HINT = (
+    "Mask R-CNN learns masks from polygons: export the data set from Roboflow with polygons "
+    "(an Instance Segmentation project), or train a box-only detector with MODEL.MASK_ON False"
+)
 # Boxes that stick out of the image by at most this many pixels are rounding, clipped silently.
 BOX_TOLERANCE = 1.0
 # Files up to this size are fully decoded when checked (cheap); larger ones only when their
@@ -154,6 +163,12 @@ class ValidationReport:
             text += "; " + "; ".join(parts)
         if s["annotations_of_skipped_images"]:
             text += f"; {s['annotations_of_skipped_images']} annotations went with skipped images"
+        box_only = self.counts().get("segmentation_missing", 0)
+        if box_only:
+            text += (
+                f". {box_only} of {s['annotations_in']} annotations are boxes without a mask "
+                f"({BOX_ONLY_HINT})"
+            )
         return text
 
     def log(self, strict_hint: bool = True, max_details: int = 20) -> None:
@@ -410,6 +425,7 @@ def validate_coco_json(
     image_root: str,
     class_names: Optional[Sequence[str]] = None,
     check_images: bool = True,
+    masks: bool = True,
 ) -> Tuple[List[dict], ValidationReport]:
     """Load and check one COCO annotation file into detectron2 dataset dicts.
 
@@ -419,6 +435,9 @@ def validate_coco_json(
         class_names: classes in contiguous order; None takes this file's classes.
         check_images: open every image (header, EXIF, completeness). False trusts the JSON's
             width/height and skips the file system (used to time JSON work on its own).
+        masks: the annotations are for a mask model. True drops annotations without a mask
+            (``segmentation_missing``); False keeps them as box-only records (no
+            ``segmentation`` key), for ``MODEL.MASK_ON False``.
 
     Returns:
         (dataset dicts, one per usable image in file order, with images without annotations kept;
@@ -436,7 +455,7 @@ def validate_coco_json(
     id_map = category_mapping(info, names, source, report)
     root = os.path.abspath(image_root)
     entries, known_ids = _load_images(data["images"], root, report, check_images)
-    _load_annotations(data["annotations"], entries, known_ids, id_map, info.ids, report)
+    _load_annotations(data["annotations"], entries, known_ids, id_map, info.ids, report, masks)
     dicts = [entry.record for entry in entries.values()]
     report.stats.update(
         images_in=len(data["images"]),
@@ -450,6 +469,13 @@ def validate_coco_json(
 
 def _check_something_left(report: ValidationReport) -> None:
     s = report.stats
+    box_only = report.counts().get("segmentation_missing", 0)
+    if s["annotations_out"] == 0 and box_only and box_only >= s["annotations_in"] // 2:
+        raise DatasetError(
+            f"{report.source}: {box_only} of its {s['annotations_in']} annotations are boxes "
+            'without a mask ("segmentation": [], as in a Roboflow Object Detection export) and '
+            f"nothing else is usable. {BOX_ONLY_HINT}."
+        )
     if s["images_out"] == 0 or (s["annotations_in"] > 0 and s["annotations_out"] == 0):
         raise DatasetError(
             f"{report.summary()}. Nothing usable is left; the first problems:\n"
@@ -597,6 +623,7 @@ def _load_annotations(
     id_map: Dict[int, int],
     category_ids: List[int],
     report: ValidationReport,
+    masks: bool = True,
 ) -> None:
     """Check every annotation and append the usable ones to their image's record."""
     seen: Dict[Any, Any] = {}
@@ -627,16 +654,32 @@ def _load_annotations(
         if entry is None:
             report.stats["annotations_of_skipped_images"] += 1
             continue
-        obj = _convert_annotation(ann, entry, label, report)
+        obj = _convert_annotation(ann, entry, label, report, masks)
         if obj is not None:
             obj["category_id"] = id_map[cid]
             entry.record["annotations"].append(obj)
 
 
 def _convert_annotation(
-    ann: dict, entry: _Entry, label: str, report: ValidationReport
+    ann: dict, entry: _Entry, label: str, report: ValidationReport, masks: bool = True
 ) -> Optional[dict]:
-    """Segmentation and box of one annotation in the image's (EXIF-applied) frame, or None."""
+    """Segmentation and box of one annotation in the image's (EXIF-applied) frame, or None.
+
+    With ``masks=False`` an annotation without a mask becomes a box-only record.
+    """
+    if not masks and _segmentation_is_missing(ann.get("segmentation")):
+        if _parse_box(ann.get("bbox")) is None:
+            text = f"has no segmentation and an unusable bbox {ann.get('bbox')!r}"
+            report.add("bbox_missing", label, text)
+            return None
+        bbox = _convert_bbox(ann.get("bbox"), None, entry, label, report)
+        if bbox is None:
+            return None
+        return {
+            "bbox": bbox,
+            "bbox_mode": BoxMode.XYWH_ABS,
+            "iscrowd": 1 if ann.get("iscrowd") else 0,
+        }
     segm = _convert_segmentation(ann.get("segmentation"), entry, label, report)
     if segm is None:
         return None
@@ -647,8 +690,15 @@ def _convert_annotation(
     return {"bbox": bbox, "bbox_mode": BoxMode.XYWH_ABS, "segmentation": segm, "iscrowd": iscrowd}
 
 
-def _convert_segmentation(segm: Any, entry: _Entry, label: str, report: ValidationReport):
+def _segmentation_is_missing(segm: Any) -> bool:
+    """No mask at all: absent, ``[]``, ``{}`` or ``[[]]`` (what box-only exports write)."""
     if segm is None or (isinstance(segm, (list, dict)) and len(segm) == 0):
+        return True
+    return isinstance(segm, list) and all(isinstance(p, list) and not p for p in segm)
+
+
+def _convert_segmentation(segm: Any, entry: _Entry, label: str, report: ValidationReport):
+    if _segmentation_is_missing(segm):
         report.add("segmentation_missing", label, "has no segmentation (box only)")
         return None
     if isinstance(segm, dict):

@@ -30,7 +30,15 @@ def draw_record(record: dict, metadata) -> np.ndarray:
     """
     image = read_image(record["file_name"], format="RGB")
     visualizer = Visualizer(image, metadata=metadata, scale=_scale(image))
-    return visualizer.draw_dataset_dict(record).get_image()
+    annotations = record.get("annotations", [])
+    # Visualizer takes masks from all annotations or from none, so box-only records (loaded for
+    # MODEL.MASK_ON False) are drawn in a second pass on the same canvas
+    with_mask = [a for a in annotations if "segmentation" in a]
+    box_only = [a for a in annotations if "segmentation" not in a]
+    drawn = visualizer.draw_dataset_dict({**record, "annotations": with_mask})
+    if box_only:
+        drawn = visualizer.draw_dataset_dict({**record, "annotations": box_only})
+    return drawn.get_image()
 
 
 def _scale(image: np.ndarray, min_side: int = 512) -> float:

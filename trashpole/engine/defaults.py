@@ -53,11 +53,17 @@ def count_train_images(cfg: CfgNode) -> int:
     return total
 
 
-def register_datasets(cfg: CfgNode) -> dict:
-    """Register the export of ``cfg`` (idempotent) and fill TRASHPOLE.CLASS_NAMES, in place."""
+def register_datasets(cfg: CfgNode, training: bool = True) -> dict:
+    """
+    Register the export of ``cfg`` (idempotent) and fill TRASHPOLE.CLASS_NAMES, in place; for
+    training, also check DATASETS.TRAIN and pick the mask format the train split needs.
+    """
     root = default_dataset_root(cfg)
     splits = register_roboflow_splits(
-        cfg.TRASHPOLE.DATASET_NAME, root, strict=cfg.TRASHPOLE.STRICT_DATA
+        cfg.TRASHPOLE.DATASET_NAME,
+        root,
+        strict=cfg.TRASHPOLE.STRICT_DATA,
+        masks=cfg.MODEL.MASK_ON,
     )
     names = list(MetadataCatalog.get(next(iter(splits.values()))).thing_classes)
     if cfg.MODEL.ROI_HEADS.NUM_CLASSES != len(names):
@@ -68,22 +74,32 @@ def register_datasets(cfg: CfgNode) -> dict:
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(names)
     cfg.TRASHPOLE.CLASS_NAMES = names
     cfg.TRASHPOLE.DATASET_ROOT = root
-    _check_dataset_names(cfg, splits)
-    # detectron2 reads polygons by default; an export with (non-crowd) RLE masks needs bitmasks
-    if cfg.DATASETS.TRAIN:
-        cfg.INPUT.MASK_FORMAT = required_mask_format(DatasetCatalog.get(cfg.DATASETS.TRAIN[0]))
+    _check_test_names(cfg, splits)
+    if training:
+        _check_train_names(cfg, splits)
+        # detectron2 reads polygons by default; (non-crowd) RLE masks need bitmasks
+        train = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])
+        cfg.INPUT.MASK_FORMAT = required_mask_format(train)
+    if not cfg.MODEL.MASK_ON and cfg.TRASHPOLE.BEST_METRIC.startswith("segm/"):
+        cfg.TRASHPOLE.BEST_METRIC = cfg.TRASHPOLE.BEST_METRIC.replace("segm/", "bbox/", 1)
     return splits
 
 
-def _check_dataset_names(cfg: CfgNode, splits: dict) -> None:
-    """DATASETS.TRAIN must exist; a missing DATASETS.TEST entry falls back to valid, then test."""
+def _check_train_names(cfg: CfgNode, splits: dict) -> None:
     known = set(splits.values())
     missing = [n for n in cfg.DATASETS.TRAIN if n not in known]
     if missing:
+        hint = "" if "train" in splits else "; the export has no train/ split"
         raise ValueError(
             f"DATASETS.TRAIN names {missing}, but {cfg.TRASHPOLE.DATASET_ROOT} registers "
-            f"{sorted(known)}; set DATASETS.TRAIN or TRASHPOLE.DATASET_NAME to match"
+            f"{sorted(known)}{hint}; set DATASETS.TRAIN (e.g. \"('{sorted(known)[0]}',)\") or "
+            "TRASHPOLE.DATASET_NAME to match"
         )
+
+
+def _check_test_names(cfg: CfgNode, splits: dict) -> None:
+    """A DATASETS.TEST entry that is not registered falls back to valid, then test."""
+    known = set(splits.values())
     if all(n in known for n in cfg.DATASETS.TEST):
         return
     fallback = splits.get("valid") or splits.get("test")
@@ -113,7 +129,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
         cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, folder)
     rank = comm.get_rank()
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name="trashpole")
-    splits = register_datasets(cfg)
+    splits = register_datasets(cfg, training=not args.eval_only)
     if args.eval_split:
         if args.eval_split not in splits:
             raise ValueError(

@@ -1,8 +1,10 @@
 """The trashpole trainer: detectron2's DefaultTrainer with the choices of a trashpole recipe."""
 
 import contextlib
+import json
 import logging
 import os
+from collections import OrderedDict
 import weakref
 from typing import Dict, Optional
 
@@ -82,10 +84,16 @@ def evaluate_and_report(cfg, model, dataset_name: str, report_dir: str) -> Dict:
     data_loader = Trainer.build_test_loader(cfg, dataset_name)
     evaluators = build_evaluators(cfg, dataset_name, os.path.join(report_dir, "inference"))
     results = inference_on_dataset(model, data_loader, evaluators)
-    if comm.is_main_process():
+    if not comm.is_main_process():
+        return results
+    if len(evaluators._evaluators) == 2:
         coco_eval, tp_eval = evaluators._evaluators
         write_report(results, tp_eval, report_dir, coco_evaluator=coco_eval)
         logger.info(f"Evaluation report of {dataset_name}: {os.path.join(report_dir, 'report.md')}")
+    else:  # a box-only model: COCO box AP is all there is
+        os.makedirs(report_dir, exist_ok=True)
+        with open(os.path.join(report_dir, "metrics.json"), "w") as f:
+            json.dump({"dataset": dataset_name, "results": results}, f, indent=2)
     return results
 
 
@@ -103,6 +111,22 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """
+        Evaluate on every DATASETS.TEST entry and rewrite the report of each (``eval/`` for one
+        data set, ``eval/<name>/`` for several), so that after training ``eval/`` describes the
+        final model without a second pass over the data.
+        """
+        if evaluators is not None:
+            return super().test(cfg, model, evaluators)
+        names = list(cfg.DATASETS.TEST)
+        results = OrderedDict()
+        for name in names:
+            folder = os.path.join(cfg.OUTPUT_DIR, "eval", *([name] if len(names) > 1 else []))
+            results[name] = evaluate_and_report(cfg, model, name, folder)
+        return results[names[0]] if len(names) == 1 else results
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -161,4 +185,3 @@ class Trainer(DefaultTrainer):
             if comm.is_main_process():
                 self.checkpointer.save("model_final")
             return getattr(self, "_last_eval_results", None)
-

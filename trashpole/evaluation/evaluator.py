@@ -356,30 +356,31 @@ def build_evaluators(cfg, dataset_name: str, output_dir: Optional[str]) -> Datas
     COCO bbox/segm AP plus the trashpole metrics for one data set.
 
     Args:
-        cfg: config; ``TRASHPOLE.EVAL.SCORE_THRESH`` and ``IOU_THRESH`` are read when present
-            (defaults 0.5 and 0.5).
+        cfg: config with the trashpole keys (``TRASHPOLE.EVAL.SCORE_THRESH``, ``IOU_THRESH``);
+            with ``MODEL.MASK_ON False`` only COCO box AP is computed.
         dataset_name: registered data set to evaluate on.
         output_dir: where COCOEvaluator dumps predictions (and converts the data set to COCO
             JSON if it has no ``json_file``).
 
     Returns:
-        DatasetEvaluators([COCOEvaluator, TrashPoleEvaluator]).
+        DatasetEvaluators([COCOEvaluator, TrashPoleEvaluator]), or [COCOEvaluator] alone for a
+        box-only model.
     """
     _check_coco_categories(dataset_name)
-    return DatasetEvaluators(
-        [
-            COCOEvaluator(
-                dataset_name,
-                tasks=("bbox", "segm"),
-                output_dir=output_dir,
-                # a cached ground truth goes stale when the export is fixed or re-registered
-                allow_cached_coco=False,
-            ),
-            TrashPoleEvaluator(
-                dataset_name,
-                score_thresh=cfg.TRASHPOLE.EVAL.SCORE_THRESH,
-                iou_thresh=cfg.TRASHPOLE.EVAL.IOU_THRESH,
-                output_dir=output_dir,
-            ),
-        ]
+    coco = COCOEvaluator(
+        dataset_name,
+        tasks=("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",),
+        output_dir=output_dir,
+        # a cached ground truth goes stale when the export is fixed or re-registered
+        allow_cached_coco=False,
     )
+    if not cfg.MODEL.MASK_ON:
+        # a box-only detector: the trashpole metrics are defined on masks
+        return DatasetEvaluators([coco])
+    ours = TrashPoleEvaluator(
+        dataset_name,
+        score_thresh=cfg.TRASHPOLE.EVAL.SCORE_THRESH,
+        iou_thresh=cfg.TRASHPOLE.EVAL.IOU_THRESH,
+        output_dir=output_dir,
+    )
+    return DatasetEvaluators([coco, ours])
