@@ -374,7 +374,8 @@ def plot_gallery(evaluator: TrashPoleEvaluator, items: List[GalleryItem], title:
         for ax in axes[row]:
             ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
+    # leave the top 0.8 inch to the title so that it does not cover the first row's titles
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.8 / fig.get_figheight()))
     fig.savefig(path, dpi=100)
 
 
