@@ -73,7 +73,7 @@ def register_datasets(cfg: CfgNode, training: bool = True) -> dict:
         )
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(names)
     cfg.TRASHPOLE.CLASS_NAMES = names
-    cfg.TRASHPOLE.DATASET_ROOT = root
+    cfg.TRASHPOLE.DATASET_ROOT = os.path.abspath(root)
     _check_test_names(cfg, splits)
     if training:
         _check_train_names(cfg, splits)
