@@ -4,6 +4,11 @@ Run a trained trashpole model on images, folders, globs or videos.
 
     tools/predict.py --run output/demo --input street.jpg --output output/demo/predictions
     tools/predict.py --run output/demo --input "photos/**/*.jpg" --output out --score 0.6
+    tools/predict.py --run output/demo --input datasets/trashpole/test --output out \\
+        --coco-json out/coco_results.json \\
+        --coco-images datasets/trashpole/test/_annotations.coco.json --bf16 --channels-last
+
+Speed on the CPU: see docs/performance.md for what each option costs and gains.
 """
 
 import argparse
@@ -11,6 +16,7 @@ import logging
 
 from detectron2.utils.logger import setup_logger
 
+from trashpole.inference import speed_opts
 from trashpole.predictor import load_predictor, predict_paths
 
 
@@ -25,6 +31,30 @@ def parse_args(argv=None):
     p.add_argument("--score", type=float, default=0.5, help="minimum score of a detection")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--no-overlays", action="store_true", help="write JSON only")
+    p.add_argument(
+        "--coco-json",
+        default=None,
+        help="also write all image predictions as one COCO results JSON",
+    )
+    p.add_argument(
+        "--coco-images",
+        default=None,
+        help="COCO JSON whose image and category ids --coco-json uses (default: images numbered "
+        "0, 1, ... in sorted order, classes 1, 2, ...)",
+    )
+    speed = p.add_argument_group("speed (CPU)")
+    speed.add_argument("--bf16", action="store_true", help="bfloat16 autocast (AVX-512 BF16/AMX)")
+    speed.add_argument("--channels-last", action="store_true", help="NHWC convolutions")
+    speed.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
+    speed.add_argument(
+        "--proposals",
+        type=int,
+        default=0,
+        help="RPN proposals per image (MODEL.RPN.POST_NMS_TOPK_TEST)",
+    )
+    speed.add_argument(
+        "--input-size", type=int, default=0, help="shorter image side given to the model (pixels)"
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p.parse_args(argv)
 
@@ -32,8 +62,18 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger(name="trashpole")
-    predictor = load_predictor(args.run, args.weights, args.score, args.device, args.opts)
-    counts = predict_paths(predictor, args.input, args.output, save_overlays=not args.no_overlays)
+    opts = speed_opts(args.bf16, args.channels_last, args.threads, args.proposals) + list(args.opts)
+    predictor = load_predictor(
+        args.run, args.weights, args.score, args.device, opts, input_size=args.input_size or None
+    )
+    counts = predict_paths(
+        predictor,
+        args.input,
+        args.output,
+        save_overlays=not args.no_overlays,
+        coco_json=args.coco_json,
+        coco_images=args.coco_images,
+    )
     logging.getLogger("trashpole").info(f"Wrote {args.output}: {counts}")
     return counts
 

@@ -37,7 +37,7 @@ def main(args):
                 if len(cfg.DATASETS.TEST) == 1
                 else os.path.join(cfg.OUTPUT_DIR, name)
             )
-            results[name] = evaluate_and_report(cfg, model, name, out)
+            results[name] = evaluate_and_report(cfg, model, name, out, inference_only=True)
         return results
 
     if comm.is_main_process():

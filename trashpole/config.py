@@ -76,10 +76,13 @@ def add_trashpole_config(cfg: CN) -> None:
     cfg.TRASHPOLE.EARLY_STOP_PATIENCE = 0
 
     cfg.TRASHPOLE.INFERENCE = CN()
-    # Run inference (predictor and evaluation) under CPU bfloat16 autocast.
-    cfg.TRASHPOLE.INFERENCE.BF16 = False
+    # Speed options of the predictor and of --eval-only (never of training or of the evaluations
+    # during training); measured in docs/performance.md.
+    # Run under CPU bfloat16 autocast (ignored, with a warning, on CPUs without native bf16).
+    # Segm AP within 0.7 points of fp32 on the synthetic set, 1.6x faster with CHANNELS_LAST.
+    cfg.TRASHPOLE.INFERENCE.BF16 = True
     # Convert the model to channels_last memory format for inference.
-    cfg.TRASHPOLE.INFERENCE.CHANNELS_LAST = False
+    cfg.TRASHPOLE.INFERENCE.CHANNELS_LAST = True
     # torch intra-op threads for inference; 0 leaves torch's default (one per core).
     cfg.TRASHPOLE.INFERENCE.NUM_THREADS = 0
 

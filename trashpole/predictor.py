@@ -3,6 +3,7 @@
 import glob
 import logging
 import os
+import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -14,6 +15,12 @@ from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from trashpole.config import load_config
+from trashpole.inference import (
+    apply_inference_options,
+    inference_autocast,
+    set_test_size,
+    to_fp32,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +61,10 @@ class TrashPolePredictor(DefaultPredictor):
     """
     detectron2's ``DefaultPredictor`` whose ``metadata`` carries the class names of the run
     (``TRASHPOLE.CLASS_NAMES`` in its config.yaml), so that nothing needs to be registered at
-    inference time, plus :meth:`predict_batch` for many images.
+    inference time, plus :meth:`predict_batch` for many images. The model is prepared by
+    :func:`trashpole.inference.apply_inference_options`: ``cfg.TRASHPOLE.INFERENCE`` (bf16,
+    channels_last, threads) applies, and norms are folded and convolutions fused; outputs are
+    the same fp32 boxes and scores and bool masks as detectron2's.
     """
 
     def __init__(self, cfg: CfgNode):
@@ -63,6 +73,22 @@ class TrashPolePredictor(DefaultPredictor):
             f"class_{i}" for i in range(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
         ]
         self.metadata = Metadata(name="trashpole_predictor", thing_classes=names)
+        # the model is ours alone and never trained: norms folded, convs fused, bf16 weights
+        apply_inference_options(self.model, self.cfg, inference_only=True)
+
+    def __call__(self, original_image: np.ndarray) -> Dict:
+        """
+        Run the model on one BGR image.
+
+        Args:
+            original_image: uint8 array [H, W, 3] in BGR order.
+
+        Returns:
+            ``{"instances": Instances}`` at the image's size: ``pred_boxes`` (Boxes of float32
+            XYXY), ``scores`` (Tensor[N] of float32), ``pred_classes`` (Tensor[N] of int64) and
+            ``pred_masks`` (Tensor[N, H, W] of bool), whatever the speed options.
+        """
+        return self.predict_batch([original_image], batch_size=1)[0]
 
     @property
     def class_names(self) -> List[str]:
@@ -82,17 +108,29 @@ class TrashPolePredictor(DefaultPredictor):
         outputs: List[Dict] = []
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                inputs = [self._prepare(img) for img in images[start : start + batch_size]]
-                outputs.extend(self.model(inputs))
+                inputs = [self.preprocess(img) for img in images[start : start + batch_size]]
+                with inference_autocast(self.cfg):
+                    batch = self.model(inputs)
+                outputs.extend(to_fp32(batch))
         return outputs
 
-    def _prepare(self, original_image: np.ndarray) -> Dict:
+    def preprocess(self, original_image: np.ndarray) -> Dict:
+        """
+        One BGR image as the model's input: resized by ``INPUT.MIN/MAX_SIZE_TEST``, channels in
+        ``INPUT.FORMAT`` order.
+
+        Args:
+            original_image: uint8 array [H, W, 3] in BGR order.
+
+        Returns:
+            ``{"image": Tensor[3, h, w] of float32, "height": H, "width": W}``.
+        """
         if self.input_format == "RGB":
             original_image = original_image[:, :, ::-1]
         height, width = original_image.shape[:2]
         image = self.aug.get_transform(original_image).apply_image(original_image)
         image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
-        return {"image": image, "height": height, "width": width}
+        return {"image": image.to(self.cfg.MODEL.DEVICE), "height": height, "width": width}
 
 
 def load_predictor(
@@ -101,6 +139,7 @@ def load_predictor(
     score_thresh: Optional[float] = None,
     device: str = "cpu",
     opts: Optional[Sequence[str]] = None,
+    input_size: Optional[int] = None,
 ) -> TrashPolePredictor:
     """
     Build a predictor from a trained run.
@@ -111,7 +150,10 @@ def load_predictor(
         score_thresh: keep detections scoring at least this (default: the config's
             ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``).
         device: "cpu" or "cuda".
-        opts: more KEY VALUE config overrides.
+        opts: more KEY VALUE config overrides, e.g. the speed options of
+            :func:`trashpole.inference.speed_opts` (``TRASHPOLE.INFERENCE.BF16 True``...).
+        input_size: shorter side of the images given to the model (default: the config's
+            ``INPUT.MIN_SIZE_TEST``); see :func:`trashpole.inference.set_test_size`.
 
     Returns:
         a :class:`TrashPolePredictor` (a detectron2 ``DefaultPredictor``); ``predictor(bgr_image)``
@@ -124,6 +166,8 @@ def load_predictor(
     cfg.MODEL.DEVICE = device
     if score_thresh is not None:
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_thresh
+    if input_size:
+        set_test_size(cfg, input_size)
     cfg.freeze()
     predictor = TrashPolePredictor(cfg)
     logger.info(f"Loaded {weights} with classes {predictor.class_names}")
@@ -204,16 +248,34 @@ def iter_video_frames(path: str) -> Iterator[Tuple[int, np.ndarray, float]]:
 
 
 def predict_paths(
-    predictor: TrashPolePredictor, spec: str, output_dir: str, save_overlays: bool = True
-) -> Dict[str, int]:
+    predictor: TrashPolePredictor,
+    spec: str,
+    output_dir: str,
+    save_overlays: bool = True,
+    coco_json: Optional[str] = None,
+    coco_images: Optional[str] = None,
+) -> Dict[str, float]:
     """
     Run ``predictor`` on the images and videos of ``spec`` (file, folder or glob) and write into
     ``output_dir``: one overlay JPEG and one JSON per image, an overlaid copy of each video with a
     JSON of its per-frame detections, and ``predictions.json`` with all image results. Shows a
-    progress bar with images per second.
+    progress bar with images per second and logs the overall rate at the end.
+
+    Args:
+        predictor: from :func:`load_predictor`.
+        spec: an image, a video, a folder or a glob.
+        output_dir: created if needed.
+        save_overlays: also write the overlay images.
+        coco_json: if set, also write all image predictions to this file as one COCO results
+            list (``image_id``, ``category_id``, ``bbox`` XYWH, ``score``, RLE ``segmentation``).
+        coco_images: a COCO JSON (e.g. a split's ``_annotations.coco.json``) whose image ids
+            (matched by file name) and category ids (matched by class name) ``coco_json`` uses;
+            without it images are numbered 0, 1, ... in sorted order and classes get their
+            contiguous id + 1 (Roboflow's numbering, where 0 is the superclass).
 
     Returns:
-        counts: images, videos, frames, detections.
+        counts: images, videos, frames, detections; and ``images_per_s`` (images over the wall
+        time of the image loop, reading and writing included).
     """
     import cv2
     from tqdm import tqdm
@@ -221,8 +283,14 @@ def predict_paths(
     images, videos = find_inputs(spec)
     os.makedirs(output_dir, exist_ok=True)
     names = predictor.class_names
-    counts = {"images": 0, "videos": 0, "frames": 0, "detections": 0}
-    everything = {}
+    if coco_images:
+        image_ids, category_ids = read_coco_ids(coco_images, names)
+    else:
+        image_ids = {p: i for i, p in enumerate(images)}
+        category_ids = list(range(1, len(names) + 1))
+    counts: Dict[str, float] = {"images": 0, "videos": 0, "frames": 0, "detections": 0}
+    everything, coco_results = {}, []
+    start = time.perf_counter()
     for path in tqdm(images, desc="images", unit="img", dynamic_ncols=True):
         image = cv2.imread(path)
         if image is None:
@@ -232,6 +300,10 @@ def predict_paths(
         stem = os.path.splitext(os.path.basename(path))[0]
         records = instances_to_records(instances, names)
         everything[path] = records
+        if coco_json:
+            coco_results += records_to_coco(
+                records, _image_id(image_ids, path, coco_images), category_ids
+            )
         _write_json({"file_name": path, "predictions": records}, f"{output_dir}/{stem}.json")
         if save_overlays:
             cv2.imwrite(
@@ -240,11 +312,89 @@ def predict_paths(
         counts["images"] += 1
         counts["detections"] += len(records)
     if images:
+        elapsed = time.perf_counter() - start
+        counts["images_per_s"] = counts["images"] / max(elapsed, 1e-9)
+        logger.info(
+            f"{counts['images']} images in {elapsed:.1f} s: {counts['images_per_s']:.2f} images/s"
+        )
         _write_json({"classes": names, "images": everything}, f"{output_dir}/predictions.json")
+    if coco_json:
+        os.makedirs(os.path.dirname(os.path.abspath(coco_json)), exist_ok=True)
+        _write_json(coco_results, coco_json)
+        logger.info(f"COCO results of {len(everything)} images: {coco_json}")
     for path in videos:
         counts["frames"] += _predict_video(predictor, path, output_dir)
         counts["videos"] += 1
     return counts
+
+
+def read_coco_ids(json_file: str, class_names: Sequence[str]) -> Tuple[Dict[str, int], List[int]]:
+    """
+    Image ids by file name and category ids by class of a COCO JSON.
+
+    Args:
+        json_file: a COCO JSON with ``images`` and ``categories``.
+        class_names: the model's classes in contiguous-id order.
+
+    Returns:
+        (``{file_name: id}`` with both the JSON's ``file_name`` and its base name as keys,
+        ``[category id of class 0, of class 1, ...]``)
+    """
+    import json
+
+    with open(json_file) as f:
+        data = json.load(f)
+    image_ids: Dict[str, int] = {}
+    for image in data.get("images", []):
+        image_ids[image["file_name"]] = image["id"]
+        image_ids.setdefault(os.path.basename(image["file_name"]), image["id"])
+    by_name = {c["name"]: c["id"] for c in data.get("categories", [])}
+    missing = [n for n in class_names if n not in by_name]
+    if missing:
+        raise ValueError(
+            f"{json_file}: the model's classes {missing} are not among its categories "
+            f"{sorted(by_name)}; give the COCO JSON of the data set the model was trained on"
+        )
+    return image_ids, [by_name[n] for n in class_names]
+
+
+def _image_id(image_ids: Dict[str, int], path: str, json_file: Optional[str]) -> int:
+    for key in (path, os.path.basename(path)):
+        if key in image_ids:
+            return image_ids[key]
+    raise ValueError(
+        f"{json_file}: no image named {os.path.basename(path)!r} (from {path}); predict the "
+        "images of that JSON's split, or leave out --coco-images to number the images in order"
+    )
+
+
+def records_to_coco(
+    records: Sequence[Dict], image_id: int, category_ids: Sequence[int]
+) -> List[Dict]:
+    """
+    One image's records (from :func:`instances_to_records`) as COCO results entries.
+
+    Args:
+        records: the image's predictions.
+        image_id: the image's id in the COCO JSON.
+        category_ids: data-set category id of each contiguous class id.
+
+    Returns:
+        list of ``{"image_id", "category_id", "bbox" (XYWH), "score", "segmentation"}``.
+    """
+    results = []
+    for rec in records:
+        x0, y0, x1, y1 = rec["bbox_xyxy"]
+        entry = {
+            "image_id": image_id,
+            "category_id": category_ids[rec["category_id"]],
+            "bbox": [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)],
+            "score": rec["score"],
+        }
+        if "segmentation" in rec:
+            entry["segmentation"] = rec["segmentation"]
+        results.append(entry)
+    return results
 
 
 def _predict_video(predictor: TrashPolePredictor, path: str, output_dir: str) -> int:

@@ -24,6 +24,7 @@ from trashpole.engine.hooks import (
     ValidationLoss,
 )
 from trashpole.evaluation import build_evaluators, write_report
+from trashpole.inference import apply_inference_options, inference_autocast
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +77,24 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     )
 
 
-def evaluate_and_report(cfg, model, dataset_name: str, report_dir: str) -> Dict:
+def evaluate_and_report(
+    cfg, model, dataset_name: str, report_dir: str, inference_only: bool = False
+) -> Dict:
     """
     Evaluate ``model`` on ``dataset_name`` with COCO + trashpole metrics and, on the main process,
     write the readable report (metrics.json, report.md, plots) into ``report_dir``.
+
+    Args:
+        inference_only: the model is not trained afterwards (``--eval-only``): it then runs with
+            the CPU speed options of ``TRASHPOLE.INFERENCE`` (bf16, channels_last, fused
+            layers), as the predictor does. Evaluations during training stay in fp32.
     """
     data_loader = Trainer.build_test_loader(cfg, dataset_name)
     evaluators = build_evaluators(cfg, dataset_name, os.path.join(report_dir, "inference"))
-    results = inference_on_dataset(model, data_loader, evaluators)
+    if inference_only:
+        model = apply_inference_options(model, cfg, inference_only=True)
+    with inference_autocast(cfg if inference_only else False):
+        results = inference_on_dataset(model, data_loader, evaluators)
     if not comm.is_main_process():
         return results
     if len(evaluators._evaluators) == 2:

@@ -1,0 +1,178 @@
+"""tools/benchmark.py --quick end to end, and the measuring tools on hand-made cases."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from tiny_model import REPO, write_tiny_config
+
+from trashpole.benchmarks import inference as bench
+from trashpole.benchmarks.training import (
+    CPUAutocastTrainer,
+    autocast_forward,
+    detectron2_batch,
+    synthetic_samples,
+    torchvision_batch,
+)
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    """``tools/benchmark.py all --quick`` (every suite, shrunk; well under a minute)."""
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "benchmark.py"), "all", "--quick", "--output",
+         str(out)],
+        capture_output=True, text=True, timeout=300, cwd=str(REPO),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_quick_inference_benchmark_is_equal_work(quick_results):
+    out, stdout = quick_results
+    result = json.loads((out / "inference_benchmark.json").read_text())
+    rows = result["contenders"]
+    assert {"torchvision R50-FPN", "trashpole R50-FPN", "trashpole R50-FPN fast"} <= set(rows)
+    for row in rows.values():
+        # score threshold 0: every contender sends exactly `detections` boxes to the mask head
+        assert row["detections"] == result["detections"] == 5
+        assert row["median_s"] > 0 and len(row["times_s"]) == result["repeats"]
+        assert row["gmac"] > 0
+    # same architecture, same work: the flop counter agrees within a few percent
+    tv, d2 = rows["torchvision R50-FPN"]["gmac"], rows["trashpole R50-FPN"]["gmac"]
+    assert abs(tv - d2) / tv < 0.1
+    assert rows["torchvision R50-FPN"]["speedup_vs_torchvision"] == 1.0
+    peak = result["matmul_peak"]
+    assert peak["fp32_gflops"] > 0 and peak["bf16_gflops"] > 0
+    assert "trashpole R50-FPN fast" in stdout and "peak GFLOP/s" in stdout
+
+
+def test_quick_training_benchmark(quick_results):
+    out, _ = quick_results
+    result = json.loads((out / "training_benchmark.json").read_text())
+    rows = result["contenders"]
+    assert {"torchvision R50-FPN", "torchvision like d2", "trashpole R50-FPN"} <= set(rows)
+    for row in rows.values():
+        assert row["median_s"] > 0
+        assert row["loss"] == row["loss"]  # not NaN
+    assert rows["torchvision like d2"]["speedup_vs_torchvision_d2"] == 1.0
+
+
+def test_quick_run_writes_every_suite(quick_results):
+    out, _ = quick_results
+    combined = json.loads((out / "benchmark.json").read_text())
+    assert set(combined) == {"inference", "training", "data", "evaluation"}
+    assert combined["data"]["num_images"] == 200
+    assert (out / "data" / "data_benchmark.json").is_file()
+    assert (out / "evaluation_benchmark.json").is_file()
+
+
+def test_time_alternating_runs_contenders_in_turn():
+    calls = []
+    contenders = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    times, memory = bench.time_alternating(contenders, warmup=1, repeats=2)
+    assert calls == ["a", "b"] * 3
+    assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2}
+    assert set(memory["a"]) == {"peak_rss_mb", "extra_rss_mb"}
+
+
+def test_measure_memory_sees_a_large_allocation():
+    result = bench.measure_memory(lambda: torch.ones(64 * 2**20 // 4).sum())  # 64 MiB
+    if result["extra_rss_mb"] is None:
+        pytest.skip("no /proc/self/status here")
+    assert result["extra_rss_mb"] > 48
+
+
+def test_summarize_and_table():
+    assert bench.summarize([3.0, 1.0, 2.0]) == {"median_s": 2.0, "min_s": 1.0, "max_s": 3.0}
+    result = {
+        "benchmark": "inference",
+        "contenders": {
+            "peer": {"median_s": 2.0, "speedup_vs_torchvision": 1.0, "gmac": 140.0},
+            "ours": {"median_s": 0.5, "speedup_vs_torchvision": 4.0, "peak_fraction": 0.5},
+        },
+        "matmul_peak": {"fp32_gflops": 185.0, "bf16_gflops": 390.0},
+    }
+    table = bench.format_table(result)
+    assert "s/image" in table and "4.00" in table and "140.0" in table and "50.0" in table
+
+
+def test_peak_fraction_uses_the_bf16_peak_for_bf16_contenders():
+    contenders = [
+        bench.Contender("tv", "torchvision"),
+        bench.Contender("fast", "trashpole", opts=("TRASHPOLE.INFERENCE.BF16", "True")),
+    ]
+    rows = {"tv": {"median_s": 2.0, "gmac": 100.0}, "fast": {"median_s": 1.0, "gmac": 100.0}}
+    rows = bench._add_ratios(rows, {"fp32_gflops": 200.0, "bf16_gflops": 400.0}, contenders)
+    assert rows["tv"]["peak_fraction"] == pytest.approx(0.5)  # 100 GFLOP/s of 200
+    assert rows["fast"]["peak_fraction"] == pytest.approx(0.5)  # 200 GFLOP/s of 400
+    assert rows["fast"]["speedup_vs_torchvision"] == pytest.approx(2.0)
+
+
+def test_training_batches_describe_the_same_instances():
+    samples = synthetic_samples(64, num_images=2)
+    d2 = detectron2_batch(samples)
+    images, targets = torchvision_batch(samples)
+    for d, image, target in zip(d2, images, targets):
+        assert d["image"].shape == image.shape == (3, 64, 64)
+        # BGR 0-255 for detectron2, RGB 0-1 for torchvision
+        torch.testing.assert_close(d["image"].flip(0) / 255, image)
+        torch.testing.assert_close(d["instances"].gt_boxes.tensor, target["boxes"])
+        assert (target["labels"] == d["instances"].gt_classes + 1).all()
+        assert (target["masks"].bool() == d["instances"].gt_masks.tensor).all()
+
+
+def test_autocast_forward_wraps_only_the_forward():
+    model = torch.nn.Linear(4, 4)
+    with autocast_forward(model):
+        assert not torch.is_autocast_cpu_enabled()
+        assert model(torch.randn(2, 4)).dtype == torch.bfloat16
+        assert not torch.is_autocast_cpu_enabled()
+    assert model(torch.randn(2, 4)).dtype == torch.float32  # hooks removed
+
+
+def test_cpu_autocast_trainer_step(tmp_path):
+    from detectron2.modeling import build_model
+
+    from trashpole.config import load_config
+
+    cfg = load_config(write_tiny_config(tmp_path))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    batch = detectron2_batch(synthetic_samples(64, num_images=2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    trainer = CPUAutocastTrainer(model, [batch] * 2, optimizer)
+    before = model.roi_heads.box_predictor.cls_score.weight.detach().clone()
+    trainer.train(0, 1)
+    after = model.roi_heads.box_predictor.cls_score.weight
+    assert after.dtype == torch.float32 and not torch.equal(before, after)
+    losses = trainer.storage.latest()
+    assert all(v == v for v, _ in losses.values())  # logged and finite
+
+
+def test_accuracy_of_speed_options_on_a_tiny_run(tmp_path, clean_catalogs):
+    from conftest import write_tiny_export
+    from detectron2.modeling import build_model
+
+    from trashpole.config import load_config
+    from trashpole.inference import speed_opts
+
+    export = write_tiny_export(tmp_path / "export")
+    cfg = load_config(write_tiny_config(tmp_path))
+    cfg.TRASHPOLE.DATASET_ROOT = str(export)
+    cfg.TRASHPOLE.CLASS_NAMES = ["pole", "trash-can"]
+    (tmp_path / "config.yaml").write_text(cfg.dump())
+    torch.manual_seed(0)
+    torch.save({"model": build_model(cfg).state_dict()}, tmp_path / "model_final.pth")
+    variants = {"default": [], "channels_last": speed_opts(channels_last=True), "96": ["size=96"]}
+    result = bench.run_accuracy(str(tmp_path), str(tmp_path / "out"), "test", variants=variants)
+    rows = result["contenders"]
+    assert list(rows) == ["default", "channels_last", "96"]
+    assert rows["default"]["delta_segm_AP"] == 0.0 and rows["default"]["speedup_vs_default"] == 1.0
+    assert rows["channels_last"]["segm/AP"] == pytest.approx(rows["default"]["segm/AP"], abs=1e-6)
+    assert all(r["images"] == 1 and r["ms_per_image"] > 0 for r in rows.values())
+    assert (tmp_path / "out" / "accuracy_benchmark.json").is_file()
+    assert "channels_last" in bench.format_accuracy_table(result)

@@ -1,0 +1,312 @@
+"""Speed options of inference: norm folding, fp32 guards under bf16, predictor outputs, COCO
+results and the flags of tools/predict.py. Tiny random models at 64 px."""
+
+import json
+import os
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import write_tiny_export
+from detectron2.layers import Conv2d, FrozenBatchNorm2d
+from detectron2.modeling import build_model
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.structures import Boxes, Instances
+from tiny_model import REPO, write_tiny_config
+from torch import nn
+
+from trashpole.config import load_config
+from trashpole.inference import (
+    apply_inference_options,
+    bf16_supported,
+    fuse_conv_norm,
+    inference_autocast,
+    install_fp32_guards,
+    set_test_size,
+    speed_opts,
+    to_fp32,
+)
+from trashpole.predictor import load_predictor, predict_paths
+
+CLASSES = ["pole", "trash-can"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run folder (config.yaml + model_final.pth) of the tiny recipe with random weights, and
+    a tiny export to predict on."""
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = load_config(write_tiny_config(tmp))
+    cfg.TRASHPOLE.CLASS_NAMES = CLASSES
+    cfg.MODEL.WEIGHTS = ""
+    with open(tmp / "config.yaml", "w") as f:
+        f.write(cfg.dump())
+    torch.manual_seed(0)
+    torch.save({"model": build_model(cfg).state_dict()}, tmp / "model_final.pth")
+    return str(tmp), write_tiny_export(tmp / "export")
+
+
+@pytest.fixture
+def keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _random_norm(norm):
+    norm.weight.data.uniform_(0.5, 1.5)
+    norm.bias.data.uniform_(-0.5, 0.5)
+    norm.running_mean.uniform_(-0.5, 0.5)
+    norm.running_var.uniform_(0.5, 2.0)
+    return norm
+
+
+def test_fuse_conv_norm_keeps_the_output():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        Conv2d(3, 8, 3, padding=1, bias=False, norm=_random_norm(FrozenBatchNorm2d(8))),
+        Conv2d(8, 4, 1, bias=True, norm=_random_norm(nn.BatchNorm2d(4)), activation=torch.relu),
+        Conv2d(4, 4, 1, norm=nn.GroupNorm(2, 4)),
+    ).eval()
+    x = torch.randn(2, 3, 16, 16)
+    expected = model(x)
+    assert fuse_conv_norm(model) == 2
+    assert model[0].norm is None and model[1].norm is None
+    assert isinstance(model[2].norm, nn.GroupNorm)  # cannot be folded: left alone
+    torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_fuse_conv_norm_skips_batchnorm_in_training_mode():
+    model = nn.Sequential(Conv2d(3, 4, 1, norm=nn.BatchNorm2d(4))).train()
+    assert fuse_conv_norm(model) == 0
+    assert model[0].norm is not None
+
+
+def test_fused_activations_keep_the_backbone_output(tmp_path):
+    from trashpole.inference import fuse_conv_activations
+
+    cfg = load_config(write_tiny_config(tmp_path))
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            _random_norm(module)
+    backbone = model.backbone
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = backbone(x)
+        fuse_conv_norm(model)
+        switched = fuse_conv_activations(model)
+        actual = backbone(x)
+    if switched == 0:
+        pytest.skip("no oneDNN in this torch build")
+    assert type(backbone.bottom_up.res2[0]).__name__ == "_FusedBasicBlock"
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-4, rtol=1e-4)
+    # with gradients (training) the plain path runs, and still gives the same result
+    torch.testing.assert_close(backbone(x)["p2"].detach(), expected["p2"], atol=1e-4, rtol=1e-4)
+
+
+def test_to_fp32_converts_instances_boxes_and_containers():
+    inst = Instances((4, 4))
+    inst.pred_boxes = Boxes(torch.tensor([[0.0, 0.0, 2.0, 3.0]], dtype=torch.bfloat16))
+    inst.scores = torch.tensor([0.5], dtype=torch.bfloat16)
+    inst.pred_masks = torch.ones((1, 4, 4), dtype=torch.bool)
+    inst.pred_classes = torch.tensor([1])
+    out = to_fp32([{"instances": inst, "x": (torch.zeros(1, dtype=torch.float16),)}])
+    fields = out[0]["instances"]
+    assert fields.pred_boxes.tensor.dtype == torch.float32
+    assert fields.scores.dtype == torch.float32
+    assert fields.pred_masks.dtype == torch.bool and fields.pred_classes.dtype == torch.int64
+    assert out[0]["x"][0].dtype == torch.float32
+
+
+def test_inference_autocast_follows_the_config(tmp_path):
+    cfg = load_config(write_tiny_config(tmp_path), ["TRASHPOLE.INFERENCE.BF16", "False"])
+    with inference_autocast(cfg):
+        assert not torch.is_autocast_cpu_enabled()
+    if not bf16_supported():
+        pytest.skip("this CPU has no native bf16: the option is ignored")
+    cfg.TRASHPOLE.INFERENCE.BF16 = True
+    with inference_autocast(cfg):
+        assert torch.is_autocast_cpu_enabled()
+        assert torch.get_autocast_cpu_dtype() == torch.bfloat16
+    assert not torch.is_autocast_cpu_enabled()
+
+
+def test_fp32_guards_keep_roialign_and_outputs_in_fp32(tmp_path):
+    cfg = load_config(write_tiny_config(tmp_path), ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    install_fp32_guards(model)
+    install_fp32_guards(model)  # idempotent
+    seen = []
+    for module in model.modules():
+        if isinstance(module, ROIPooler):
+            module.register_forward_pre_hook(lambda m, args: seen.append(args[0][0].dtype))
+    image = torch.rand(3, 64, 64) * 255
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features = model.backbone(model.preprocess_image([{"image": image}]).tensor)
+        instances = model([{"image": image, "height": 64, "width": 64}])[0]["instances"]
+    assert next(iter(features.values())).dtype == torch.bfloat16  # the convs did run in bf16
+    assert seen and set(seen) == {torch.float32}  # ...but ROIAlign samples fp32 features
+    assert len(instances) > 0
+    assert instances.pred_boxes.tensor.dtype == torch.float32
+    assert instances.scores.dtype == torch.float32
+    assert instances.pred_masks.dtype == torch.bool
+
+
+def test_apply_inference_options_sets_threads_and_layout(tmp_path, keep_threads):
+    opts = speed_opts(channels_last=True, threads=1)
+    cfg = load_config(write_tiny_config(tmp_path), opts)
+    model = apply_inference_options(build_model(cfg), cfg)
+    assert torch.get_num_threads() == 1
+    assert not model.training
+    conv = model.backbone.bottom_up.stem.conv1
+    assert conv.norm is None  # BN folded
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_model_holds_bf16_weights_and_asks_for_autocast(tmp_path):
+    cfg = load_config(write_tiny_config(tmp_path), speed_opts(bf16=True))
+    model = apply_inference_options(build_model(cfg), cfg)
+    assert model.backbone.bottom_up.stem.conv1.weight.dtype == torch.bfloat16
+    inputs = [{"image": torch.rand(3, 64, 64) * 255, "height": 64, "width": 64}]
+    with torch.no_grad():
+        with pytest.raises(RuntimeError, match="inference_autocast"):
+            model(inputs)
+        with inference_autocast(cfg):
+            assert model(inputs)[0]["instances"].scores.dtype == torch.float32
+
+
+def test_speed_opts_are_config_keys(tmp_path):
+    opts = speed_opts(bf16=True, channels_last=True, threads=3, proposals=123, sampling_ratio=2)
+    cfg = load_config(write_tiny_config(tmp_path), opts)
+    assert cfg.TRASHPOLE.INFERENCE.BF16 and cfg.TRASHPOLE.INFERENCE.CHANNELS_LAST
+    assert cfg.TRASHPOLE.INFERENCE.NUM_THREADS == 3
+    assert cfg.MODEL.RPN.POST_NMS_TOPK_TEST == 123
+    assert cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO == 2
+    assert cfg.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO == 2
+    assert speed_opts() == []
+
+
+def test_set_test_size_keeps_the_ratio(tmp_path):
+    cfg = load_config(write_tiny_config(tmp_path))
+    cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 800, 1333
+    set_test_size(cfg, 640)
+    assert (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (640, 1066)
+    set_test_size(cfg, 320)
+    assert (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (320, 533)
+    with pytest.raises(ValueError, match="positive"):
+        set_test_size(cfg, 0)
+
+
+def test_predictor_channels_last_matches_default(tiny_run):
+    run, export = tiny_run
+    image = cv2.imread(str(export / "test" / "test_000.jpg"))
+    ref = load_predictor(run, score_thresh=0.0)(image)["instances"]
+    fast = load_predictor(run, score_thresh=0.0, opts=speed_opts(channels_last=True))
+    out = fast(image)["instances"]
+    assert len(ref) > 0 and len(out) == len(ref)
+    torch.testing.assert_close(out.pred_boxes.tensor, ref.pred_boxes.tensor, atol=1e-3, rtol=0)
+    torch.testing.assert_close(out.scores, ref.scores, atol=1e-4, rtol=0)
+
+
+def test_predictor_bf16_returns_fp32_and_bool(tiny_run):
+    run, export = tiny_run
+    image = cv2.imread(str(export / "test" / "test_000.jpg"))
+    predictor = load_predictor(run, score_thresh=0.0, opts=speed_opts(bf16=True))
+    for out in [predictor(image)] + predictor.predict_batch([image, image], batch_size=2):
+        instances = out["instances"]
+        assert len(instances) > 0
+        assert instances.pred_boxes.tensor.dtype == torch.float32
+        assert instances.scores.dtype == torch.float32
+        assert instances.pred_masks.dtype == torch.bool
+        assert instances.pred_masks.shape[1:] == image.shape[:2]
+
+
+def test_predictor_input_size(tiny_run):
+    run, export = tiny_run
+    predictor = load_predictor(run, input_size=96)
+    assert (predictor.cfg.INPUT.MIN_SIZE_TEST, predictor.cfg.INPUT.MAX_SIZE_TEST) == (96, 96)
+    image = cv2.imread(str(export / "test" / "test_000.jpg"))
+    assert predictor.preprocess(image)["image"].shape == (3, 96, 96)
+    assert predictor(image)["instances"].image_size == (64, 64)  # back at the image's size
+
+
+def test_predict_paths_writes_coco_results(tiny_run, tmp_path):
+    from pycocotools.coco import COCO
+
+    run, export = tiny_run
+    ann = str(export / "test" / "_annotations.coco.json")
+    predictor = load_predictor(run, score_thresh=0.0)
+    coco_json = str(tmp_path / "coco" / "results.json")
+    counts = predict_paths(
+        predictor, str(export / "test"), str(tmp_path / "out"), False, coco_json, ann
+    )
+    assert counts["images"] == 3 and counts["images_per_s"] > 0
+    results = json.loads(open(coco_json).read())
+    assert len(results) == counts["detections"] > 0
+    gt = COCO(ann)
+    gt.loadRes(coco_json)  # pycocotools accepts it
+    by_name = {img["file_name"]: img["id"] for img in gt.dataset["images"]}
+    assert {r["image_id"] for r in results} <= set(by_name.values())
+    assert {r["category_id"] for r in results} <= {1, 2}  # Roboflow ids, not contiguous ones
+    # the same detections as the per-image JSON, boxes turned from XYXY into XYWH
+    first = json.loads((tmp_path / "out" / "test_000.json").read_text())["predictions"][0]
+    entry = next(r for r in results if r["image_id"] == by_name["test_000.jpg"])
+    x0, y0, x1, y1 = first["bbox_xyxy"]
+    assert entry["bbox"] == pytest.approx([x0, y0, x1 - x0, y1 - y0], abs=0.01)
+    assert entry["score"] == first["score"] and entry["segmentation"] == first["segmentation"]
+
+
+def test_predict_paths_numbers_images_without_a_coco_json(tiny_run, tmp_path):
+    run, export = tiny_run
+    predictor = load_predictor(run, score_thresh=0.0)
+    coco_json = str(tmp_path / "results.json")
+    predict_paths(predictor, str(export / "test"), str(tmp_path / "out"), False, coco_json)
+    assert {r["image_id"] for r in json.loads(open(coco_json).read())} == {0, 1, 2}
+
+
+def test_predict_paths_names_an_image_missing_from_the_coco_json(tiny_run, tmp_path):
+    run, export = tiny_run
+    predictor = load_predictor(run)
+    ann = str(export / "valid" / "_annotations.coco.json")
+    with pytest.raises(ValueError, match="test_000.jpg"):
+        predict_paths(
+            predictor, str(export / "test"), str(tmp_path), False, str(tmp_path / "r.json"), ann
+        )
+
+
+def test_predict_tool_speed_flags(tiny_run, tmp_path, keep_threads):
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import predict as predict_tool
+    finally:
+        sys.path.pop(0)
+    run, export = tiny_run
+    argv = ["--run", run, "--input", str(export / "test"), "--output", str(tmp_path / "out"),
+            "--score", "0", "--bf16", "--channels-last", "--threads", "1", "--proposals", "20",
+            "--input-size", "96", "--coco-json", str(tmp_path / "coco.json"),
+            "--no-overlays"]  # fmt: skip
+    counts = predict_tool.main(argv)
+    assert counts["images"] == 3
+    assert os.path.isfile(tmp_path / "coco.json")
+    assert not list((tmp_path / "out").glob("*.jpg"))
+    args = predict_tool.parse_args(argv)
+    assert speed_opts(args.bf16, args.channels_last, args.threads, args.proposals) == [
+        "TRASHPOLE.INFERENCE.BF16", "True", "TRASHPOLE.INFERENCE.CHANNELS_LAST", "True",
+        "TRASHPOLE.INFERENCE.NUM_THREADS", "1", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
+    ]  # fmt: skip
+    assert torch.get_num_threads() == 1
+
+
+def test_uint8_image_roundtrip_through_predict_batch(tiny_run):
+    run, export = tiny_run
+    predictor = load_predictor(run, score_thresh=0.0)
+    image = cv2.imread(str(export / "test" / "test_001.jpg"))
+    single = predictor(image)["instances"]
+    batch = predictor.predict_batch([image, np.ascontiguousarray(image[:, ::-1])], batch_size=2)
+    torch.testing.assert_close(batch[0]["instances"].scores, single.scores)

@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""
+Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and a table.
+
+    tools/benchmark.py inference            # latency of a 640x640 image vs torchvision
+    tools/benchmark.py training             # s/iteration at batch 2, 640 px, vs torchvision
+    tools/benchmark.py data                 # registering and loading a 10,000-image export
+    tools/benchmark.py evaluation           # time and memory of the trashpole evaluator
+    tools/benchmark.py all --quick          # everything shrunk to a smoke test (~1 min)
+    tools/benchmark.py accuracy --run output/demo   # AP and speed of each speed option
+
+Time on an idle machine: the tables print the load average before and after each run.
+"""
+
+import argparse
+import json
+import logging
+import os
+
+from detectron2.utils.logger import setup_logger
+
+from trashpole.benchmarks import SUITES
+
+logger = logging.getLogger("trashpole.benchmark")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "suite",
+        nargs="?",
+        default="all",
+        choices=SUITES + ("accuracy", "all"),
+        help="which benchmark to run (default: all but accuracy)",
+    )
+    p.add_argument("--output", default="output/benchmark", help="folder for the JSON results")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
+    p.add_argument("--repeats", type=int, default=0, help="timed rounds (inference, training)")
+    p.add_argument("--size", type=int, default=0, help="image side (inference, training)")
+    p.add_argument("--num-images", type=int, default=0, help="images (data, evaluation)")
+    p.add_argument("--run", default="output/demo", help="trained run (accuracy)")
+    p.add_argument("--split", default="test", help="split to evaluate (accuracy)")
+    p.add_argument("--dataset-root", default="", help="export (accuracy; default: the run's)")
+    return p.parse_args(argv)
+
+
+def run_suite(name: str, args) -> dict:
+    """Run one benchmark module with the command line's settings; returns its result."""
+    if name in ("inference", "training"):
+        from trashpole.benchmarks import inference, training
+
+        module = inference if name == "inference" else training
+        kwargs = dict(module.QUICK) if args.quick else {}
+        kwargs.update({k: v for k, v in (("size", args.size), ("repeats", args.repeats)) if v})
+        result = module.run(args.output, threads=args.threads, **kwargs)
+        print(inference.format_table(result))
+        return result
+    if name == "accuracy":
+        from trashpole.benchmarks import inference
+
+        result = inference.run_accuracy(args.run, args.output, args.split, args.dataset_root)
+        print(inference.format_accuracy_table(result))
+        return result
+    if name == "data":
+        from trashpole.benchmarks import data
+
+        num = args.num_images or (200 if args.quick else 10000)
+        result = data.run(os.path.join(args.output, "data"), num_images=num)
+    else:
+        from trashpole.benchmarks import evaluation
+
+        kwargs = dict(num_images=5, size=(256, 256), instances=10) if args.quick else {}
+        if args.num_images:
+            kwargs["num_images"] = args.num_images
+        result = evaluation.run(out_dir=args.output, **kwargs)
+        result = {k: v for k, v in result.items() if k != "results"}
+    print("\n".join(f"{name} {k}: {v}" for k, v in result.items()))
+    return result
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    setup_logger(name="trashpole")
+    suites = SUITES if args.suite == "all" else (args.suite,)
+    results = {name: run_suite(name, args) for name in suites}
+    os.makedirs(args.output, exist_ok=True)
+    path = os.path.join(args.output, "benchmark.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    logger.info(f"wrote {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""
+Seconds per training iteration at batch 2 (640x640 images by default) for torchvision's
+Mask R-CNN R50-FPN, out of the box and set up like detectron2, against trashpole's R50-FPN
+recipe and its fast settings, with random weights and the same generated batch for all.
+
+- torchvision default: ``maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)``: every
+  layer trainable, BatchNorm in train mode (what torchvision does without pretrained weights);
+- torchvision like detectron2: FrozenBatchNorm, stem and first stage frozen (detectron2's
+  ``FREEZE_AT: 2``);
+- trashpole R50-FPN: ``configs/mask_rcnn_R_50_FPN_reference.yaml`` (detectron2's defaults);
+- trashpole fast: the same plus the speed settings of a contender's ``opts`` and, with
+  ``bf16``, the forward under CPU bf16 autocast (losses in fp32, see
+  :func:`trashpole.inference.install_fp32_guards`).
+
+Each contender uses its usual optimizer (SGD with momentum for torchvision, the recipe's Adam
+for trashpole) with a learning rate of 1e-7, so the weights barely move and every iteration
+does the same work. Also here: :class:`CPUAutocastTrainer`, the prototype of bf16 training in
+the trainer.
+"""
+
+import contextlib
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+from detectron2.engine import SimpleTrainer
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from trashpole.benchmarks.inference import (
+    R50_CONFIG,
+    write_result,
+    imagenet_norm_opts,
+    load_average,
+    matmul_peak,
+    street_image,
+    summarize,
+    time_alternating,
+)
+from trashpole.inference import install_fp32_guards, speed_opts
+
+logger = logging.getLogger(__name__)
+
+LR = 1e-7
+# arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
+QUICK = {"size": 64, "warmup": 0, "repeats": 1, "matmul_size": 256, "proposals": 50, "rois": 16}
+
+
+@dataclass
+class TrainContender:
+    """
+    One training set-up to time.
+
+    Attributes:
+        name: label in the table.
+        family: "torchvision", "torchvision-d2" (FrozenBN, stem + res2 frozen) or "trashpole".
+        config: trashpole YAML (family trashpole).
+        opts: config overrides.
+        bf16: forward under CPU bf16 autocast.
+        channels_last: weights (hence activations) in channels_last.
+        note: for the reader of the table.
+    """
+
+    name: str
+    family: str
+    config: str = ""
+    opts: Sequence[str] = field(default_factory=tuple)
+    bf16: bool = False
+    channels_last: bool = False
+    note: str = ""
+
+
+def default_contenders() -> List[TrainContender]:
+    """The two torchvision set-ups and trashpole's R50-FPN at default and fast settings."""
+    from trashpole.inference import bf16_supported
+
+    ratio2 = speed_opts(sampling_ratio=2)
+    bf16 = bf16_supported()
+    return [
+        TrainContender("torchvision R50-FPN", "torchvision", note="all trainable, BN train"),
+        TrainContender("torchvision like d2", "torchvision-d2", note="FrozenBN, FREEZE_AT 2"),
+        TrainContender("trashpole R50-FPN", "trashpole", R50_CONFIG, note="detectron2 defaults"),
+        TrainContender("trashpole R50 ROIAlign 2", "trashpole", R50_CONFIG, ratio2),
+        TrainContender(
+            "trashpole R50 fast", "trashpole", R50_CONFIG, ratio2, bf16, True, "bf16 + NHWC"
+        ),
+    ]
+
+
+def synthetic_samples(size: int, num_images: int = 2, seed: int = 0) -> List[Dict[str, Any]]:
+    """
+    Generated training images with 4 instances each (2 poles, 2 bins: filled rectangles).
+
+    Returns:
+        list of ``{"image": uint8 [size, size, 3] BGR, "boxes": float32 [N, 4] XYXY,
+        "classes": int64 [N] (contiguous, 0 or 1), "masks": bool [N, size, size]}``.
+    """
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(num_images):
+        image = street_image(size, seed + i)
+        boxes, classes = [], []
+        for k in range(4):
+            w, h = (size // 16, size // 2) if k % 2 == 0 else (size // 6, size // 5)
+            x0 = int(rng.integers(0, size - w))
+            y0 = int(rng.integers(0, size - h))
+            boxes.append([x0, y0, x0 + w, y0 + h])
+            classes.append(k % 2)
+            image[y0 : y0 + h, x0 : x0 + w] = (40, 40, 40) if k % 2 == 0 else (30, 140, 40)
+        masks = np.zeros((len(boxes), size, size), dtype=bool)
+        for j, (x0, y0, x1, y1) in enumerate(boxes):
+            masks[j, y0:y1, x0:x1] = True
+        samples.append(
+            {
+                "image": image,
+                "boxes": np.asarray(boxes, dtype=np.float32),
+                "classes": np.asarray(classes, dtype=np.int64),
+                "masks": masks,
+            }
+        )
+    return samples
+
+
+def detectron2_batch(samples: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The samples as a detectron2 training batch (what the DatasetMapper would give)."""
+    batch = []
+    for s in samples:
+        height, width = s["image"].shape[:2]
+        instances = Instances((height, width))
+        instances.gt_boxes = Boxes(torch.from_numpy(s["boxes"]))
+        instances.gt_classes = torch.from_numpy(s["classes"])
+        instances.gt_masks = BitMasks(torch.from_numpy(s["masks"]))
+        image = torch.from_numpy(s["image"].transpose(2, 0, 1).astype(np.float32))
+        batch.append({"image": image, "height": height, "width": width, "instances": instances})
+    return batch
+
+
+def torchvision_batch(samples: Sequence[Dict[str, Any]]):
+    """The samples as torchvision's (images, targets): RGB 0-1 images, labels 1-based."""
+    images, targets = [], []
+    for s in samples:
+        rgb = np.ascontiguousarray(s["image"][:, :, ::-1])
+        images.append(torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0))
+        targets.append(
+            {
+                "boxes": torch.from_numpy(s["boxes"]),
+                "labels": torch.from_numpy(s["classes"]) + 1,
+                "masks": torch.from_numpy(s["masks"].astype(np.uint8)),
+            }
+        )
+    return images, targets
+
+
+def build_torchvision(size: int, like_detectron2: bool, **kwargs) -> torch.nn.Module:
+    """torchvision's Mask R-CNN R50-FPN for 3 classes at ``size`` px with random weights;
+    ``kwargs`` go to torchvision's ``MaskRCNN``."""
+    from torchvision.models import resnet50
+    from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops import FrozenBatchNorm2d
+
+    if not like_detectron2:
+        return maskrcnn_resnet50_fpn(
+            weights=None,
+            weights_backbone=None,
+            num_classes=3,
+            min_size=size,
+            max_size=size,
+            **kwargs,
+        )
+    # what maskrcnn_resnet50_fpn builds with pretrained weights, without the weights: frozen
+    # BN, and only layer2-4 trainable (conv1 and layer1 frozen, detectron2's FREEZE_AT 2)
+    backbone = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), trainable_layers=3)
+    return MaskRCNN(backbone, num_classes=3, min_size=size, max_size=size, **kwargs)
+
+
+def build_trashpole(contender: TrainContender, opts_first: Sequence[str] = ()) -> tuple:
+    """(model, optimizer) of trashpole's recipe with random weights and ImageNet normalization;
+    ``opts_first`` go before the contender's own."""
+    from detectron2.modeling import build_model
+
+    from trashpole.config import load_config
+    from trashpole.engine.trainer import build_optimizer
+
+    opts = imagenet_norm_opts() + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
+    opts += ["MODEL.ROI_HEADS.NUM_CLASSES", "2", "SOLVER.BASE_LR", str(LR)]
+    cfg = load_config(contender.config, opts + list(opts_first) + list(contender.opts))
+    model = build_model(cfg)
+    return model, build_optimizer(cfg, model)
+
+
+def _make_step(
+    contender: TrainContender, samples, size: int, seed: int, proposals: int, rois: int
+) -> Callable[[], float]:
+    """A function that runs one training iteration of ``contender`` and returns the loss."""
+    torch.manual_seed(seed)
+    if contender.family == "trashpole":
+        opts = ["MODEL.RPN.POST_NMS_TOPK_TRAIN", str(proposals)] if proposals else []
+        opts += ["MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", str(rois)] if rois else []
+        model, optimizer = build_trashpole(contender, opts)
+        inputs = (detectron2_batch(samples),)
+    elif contender.family in ("torchvision", "torchvision-d2"):
+        kwargs = {"rpn_post_nms_top_n_train": proposals} if proposals else {}
+        kwargs.update({"box_batch_size_per_image": rois} if rois else {})
+        like_d2 = contender.family == "torchvision-d2"
+        model = build_torchvision(size, like_detectron2=like_d2, **kwargs)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=LR, momentum=0.9, weight_decay=1e-4)
+        inputs = torchvision_batch(samples)
+    else:
+        raise ValueError(
+            f"unknown training contender family {contender.family!r}; "
+            "use torchvision, torchvision-d2 or trashpole"
+        )
+    if contender.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if contender.bf16:
+        install_fp32_guards(model)
+    model.train()
+
+    # detectron2's losses log into an EventStorage; torchvision needs none
+    storage = EventStorage if contender.family == "trashpole" else contextlib.nullcontext
+
+    def step() -> float:
+        optimizer.zero_grad()
+        with storage(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=contender.bf16):
+            losses = model(*inputs)
+        total = sum(losses.values())
+        total.backward()
+        optimizer.step()
+        return float(total)
+
+    return step
+
+
+def run(
+    out_dir: Optional[str] = None,
+    size: int = 640,
+    batch: int = 2,
+    warmup: int = 1,
+    repeats: int = 3,
+    threads: int = 0,
+    contenders: Optional[Sequence[TrainContender]] = None,
+    matmul_size: int = 2048,
+    proposals: int = 0,
+    rois: int = 0,
+    seed: int = 0,
+) -> Dict[str, Any]:
+    """
+    Time training iterations of each contender, alternating, and write
+    ``training_benchmark.json``.
+
+    Args:
+        out_dir: folder for the JSON (none written if None).
+        size: image side.
+        batch: images per iteration.
+        warmup: untimed rounds first.
+        repeats: timed rounds (the median is reported).
+        threads: torch threads (0: torch's default).
+        contenders: default: :func:`default_contenders`.
+        matmul_size: side of the matrices that measure the machine's peak.
+        proposals: RPN proposals per image after NMS, for every contender (0: each library's
+            default, 2000 in torchvision and 1000 in detectron2; the ROI sampling below makes
+            the box head's work equal anyway).
+        rois: sampled RoIs per image for the box head, for every contender (0: the default,
+            512 in both; a quarter at most are positives, which the mask head also sees).
+        seed: seed of the batch and the weights.
+
+    Returns:
+        dict with ``size``, ``batch``, ``threads``, load averages, ``matmul_peak`` and
+        ``contenders``: name -> ``median_s`` (per iteration), ``min_s``, ``max_s``, ``times_s``,
+        ``loss`` (of the last iteration), ``peak_rss_mb`` and ``extra_rss_mb`` (of the first
+        iteration), ``speedup_vs_torchvision`` and ``speedup_vs_torchvision_d2``.
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
+    contenders = list(contenders or default_contenders())
+    samples = synthetic_samples(size, batch, seed)
+    result: Dict[str, Any] = {
+        "benchmark": "training",
+        "size": size,
+        "batch": batch,
+        "proposals": proposals or "default",
+        "rois": rois or "default",
+        "threads": torch.get_num_threads(),
+        "warmup": warmup,
+        "repeats": repeats,
+        "load_before": load_average(),
+        "torch": torch.__version__,
+    }
+    steps = {c.name: _make_step(c, samples, size, seed, proposals, rois) for c in contenders}
+    result["matmul_peak"] = matmul_peak(matmul_size)
+    losses: Dict[str, float] = {}
+
+    def keep_loss(name: str) -> Callable[[], None]:
+        return lambda: losses.__setitem__(name, steps[name]())
+
+    times, memory = time_alternating({n: keep_loss(n) for n in steps}, warmup, repeats)
+    rows: Dict[str, Dict[str, Any]] = {}
+    for c in contenders:
+        row: Dict[str, Any] = {**asdict(c), "opts": list(c.opts), "times_s": times[c.name]}
+        row.update(summarize(times[c.name]))
+        row.update(memory[c.name])
+        row["loss"] = losses[c.name]
+        rows[c.name] = row
+    for family, key in (("torchvision", ""), ("torchvision-d2", "_d2")):
+        ref = next((rows[c.name] for c in contenders if c.family == family), None)
+        if ref is not None:
+            for row in rows.values():
+                row[f"speedup_vs_torchvision{key}"] = ref["median_s"] / row["median_s"]
+    result["load_after"] = load_average()
+    result["contenders"] = rows
+    if out_dir:
+        write_result(result, out_dir, "training_benchmark.json")
+    return result
+
+
+@contextlib.contextmanager
+def autocast_forward(model: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
+    """
+    While open, every forward of ``model`` runs under CPU bf16 autocast and nothing else does
+    (backward and optimizer step stay outside, as PyTorch recommends). Done with forward hooks,
+    so the model (and its checkpoints) stay as they are.
+
+    Args:
+        model: the training model (a DistributedDataParallel wrapper is fine).
+        enabled: False makes this a no-op.
+    """
+    if not enabled:
+        yield
+        return
+    open_contexts: List[torch.autocast] = []
+
+    def enter(module, args):
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16)
+        ctx.__enter__()
+        open_contexts.append(ctx)
+
+    def leave(module, args, output):
+        open_contexts.pop().__exit__(None, None, None)
+
+    handles = [model.register_forward_pre_hook(enter), model.register_forward_hook(leave)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        while open_contexts:  # a forward that raised never reached its exit hook
+            open_contexts.pop().__exit__(None, None, None)
+
+
+class CPUAutocastTrainer(SimpleTrainer):
+    """
+    detectron2's ``SimpleTrainer`` with the forward under CPU bf16 autocast (detectron2's
+    ``AMPTrainer`` is CUDA-only). The losses stay fp32: the layers that produce the logits and
+    box deltas hand fp32 to the loss functions (:func:`trashpole.inference.install_fp32_guards`).
+    bf16 keeps fp32's exponent range, so no gradient scaling is needed.
+    """
+
+    def __init__(self, model, data_loader, optimizer, **kwargs):
+        super().__init__(model, data_loader, optimizer, **kwargs)
+        install_fp32_guards(model)
+
+    def run_step(self):
+        with autocast_forward(self.model):
+            super().run_step()
