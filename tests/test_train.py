@@ -212,3 +212,27 @@ def test_two_processes_on_cpu(tmp_path):
     # only rank 0 writes: rank 1 leaves nothing but its own log
     assert not [n for n in os.listdir(run) if "rank1" in n and n != "log.txt.rank1"]
     assert "Exception" not in out.stderr
+
+
+def test_amp_on_cpu_trains_in_bf16(tmp_path, clean_catalogs):
+    from trashpole.engine import Trainer, argument_parser, setup
+    from trashpole.engine.amp import CPUAutocastTrainer
+
+    export = write_tiny_export(tmp_path / "export", num_images=4)
+    config = write_tiny_config(tmp_path, epochs=1, step=1)
+    args = argument_parser().parse_args(
+        ["--config-file", config, "--dataset-root", str(export), "SOLVER.AMP.ENABLED", "True",
+         "OUTPUT_DIR", str(tmp_path / "run"), "TEST.EVAL_PERIOD_EPOCHS", "0", "DATASETS.TEST", "()"]
+    )  # fmt: skip
+    cfg = setup(args)
+    trainer = Trainer(cfg)
+    assert isinstance(trainer._trainer, CPUAutocastTrainer)
+    seen = []
+    hook = trainer.model.backbone.register_forward_hook(
+        lambda m, i, out: seen.append(torch.is_autocast_cpu_enabled())
+    )
+    trainer.train()
+    hook.remove()
+    assert seen and all(seen)  # every training forward ran under bf16 autocast
+    assert not torch.is_autocast_cpu_enabled()
+    assert torch.load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))["iteration"] == 1

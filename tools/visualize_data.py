@@ -49,7 +49,11 @@ def main(args: argparse.Namespace) -> List[str]:
     setup_logger(name="trashpole")
     setup_logger(name="detectron2")
     cfg = load_config(args.config_file) if args.config_file else None
-    registered = register_roboflow_splits(args.name, args.dataset_root, strict=args.strict)
+    # with a box-only config (MODEL.MASK_ON False), box-only annotations are shown, not dropped
+    masks = cfg.MODEL.MASK_ON if cfg is not None else True
+    registered = register_roboflow_splits(
+        args.name, args.dataset_root, strict=args.strict, masks=masks
+    )
     split = canonical_split(args.split)
     if split not in registered:
         raise SystemExit(f"{args.dataset_root}: no {args.split} split; found {list(registered)}")

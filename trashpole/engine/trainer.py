@@ -15,6 +15,7 @@ from detectron2.evaluation import inference_on_dataset
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 
+from trashpole.engine.amp import CPUAutocastTrainer
 from trashpole.engine.checkpoint import TrashPoleCheckpointer
 from trashpole.engine.hooks import (
     BestCheckpointerWithPatience,
@@ -118,6 +119,10 @@ class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         with _ddp_without_device_ids_on_cpu():
             super().__init__(cfg)
+        if cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu":
+            # detectron2 picked its CUDA-only AMPTrainer; on the CPU, AMP means bf16 autocast
+            t = self._trainer
+            self._trainer = CPUAutocastTrainer(t.model, t.data_loader, t.optimizer)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -133,6 +138,8 @@ class Trainer(DefaultTrainer):
         if evaluators is not None:
             return super().test(cfg, model, evaluators)
         names = list(cfg.DATASETS.TEST)
+        if not names:
+            return {}
         results = OrderedDict()
         for name in names:
             folder = os.path.join(cfg.OUTPUT_DIR, "eval", *([name] if len(names) > 1 else []))

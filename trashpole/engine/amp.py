@@ -1,0 +1,60 @@
+"""bf16 mixed precision for training on the CPU (detectron2's AMPTrainer is CUDA-only)."""
+
+import contextlib
+from typing import Iterator, List
+
+import torch
+from detectron2.engine import SimpleTrainer
+
+from trashpole.inference import install_fp32_guards
+
+
+@contextlib.contextmanager
+def autocast_forward(model: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
+    """
+    While open, every forward of ``model`` runs under CPU bf16 autocast and nothing else does
+    (backward and optimizer step stay outside, as PyTorch recommends). Done with forward hooks,
+    so the model (and its checkpoints) stay as they are.
+
+    Args:
+        model: the training model (a DistributedDataParallel wrapper is fine).
+        enabled: False makes this a no-op.
+    """
+    if not enabled:
+        yield
+        return
+    open_contexts: List[torch.autocast] = []
+
+    def enter(module, args):
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16)
+        ctx.__enter__()
+        open_contexts.append(ctx)
+
+    def leave(module, args, output):
+        open_contexts.pop().__exit__(None, None, None)
+
+    handles = [model.register_forward_pre_hook(enter), model.register_forward_hook(leave)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        while open_contexts:  # a forward that raised never reached its exit hook
+            open_contexts.pop().__exit__(None, None, None)
+
+
+class CPUAutocastTrainer(SimpleTrainer):
+    """
+    detectron2's ``SimpleTrainer`` with the forward under CPU bf16 autocast (detectron2's
+    ``AMPTrainer`` is CUDA-only). The losses stay fp32: the layers that produce the logits and
+    box deltas hand fp32 to the loss functions (:func:`trashpole.inference.install_fp32_guards`).
+    bf16 keeps fp32's exponent range, so no gradient scaling is needed.
+    """
+
+    def __init__(self, model, data_loader, optimizer, **kwargs):
+        super().__init__(model, data_loader, optimizer, **kwargs)
+        install_fp32_guards(model)
+
+    def run_step(self):
+        with autocast_forward(self.model):
+            super().run_step()
