@@ -9,7 +9,7 @@ import weakref
 from typing import Dict, Optional
 
 import torch
-from detectron2.engine import DefaultTrainer, hooks
+from detectron2.engine import DefaultTrainer, SimpleTrainer, hooks
 from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import inference_on_dataset
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
@@ -25,7 +25,7 @@ from trashpole.engine.hooks import (
     ValidationLoss,
 )
 from trashpole.evaluation import build_evaluators, write_report
-from trashpole.inference import apply_inference_options, inference_autocast
+from trashpole.inference import apply_inference_options, bf16_supported, inference_autocast
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +120,14 @@ class Trainer(DefaultTrainer):
         with _ddp_without_device_ids_on_cpu():
             super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu":
-            # detectron2 picked its CUDA-only AMPTrainer; on the CPU, AMP means bf16 autocast
+            # detectron2 picked its CUDA-only AMPTrainer; on the CPU, AMP means bf16 autocast,
+            # which only pays where the CPU has native bf16 (emulated, it is slower than fp32)
             t = self._trainer
-            self._trainer = CPUAutocastTrainer(t.model, t.data_loader, t.optimizer)
+            if bf16_supported():
+                self._trainer = CPUAutocastTrainer(t.model, t.data_loader, t.optimizer)
+            else:
+                logger.warning("SOLVER.AMP.ENABLED: this CPU has no native bf16; training in fp32")
+                self._trainer = SimpleTrainer(t.model, t.data_loader, t.optimizer)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
