@@ -142,12 +142,18 @@ def test_grayscale_rgba_and_palette_images(tmp_path, mode, ext):
     assert (mask & bright).sum() / (mask | bright).sum() > 0.9
 
 
-def test_rle_masks_line_up_through_the_mapper(tmp_path):
+def _raw_box_rle() -> dict:
+    """Compressed RLE (JSON-ready) of RAW_BOX in the raw, un-rotated frame."""
     mask = np.zeros((RAW_H, RAW_W), dtype=np.uint8)
     x0, y0, x1, y1 = RAW_BOX
     mask[y0:y1, x0:x1] = 1
     rle = mask_util.encode(np.asfortranarray(mask))
     rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def test_rle_masks_line_up_through_the_mapper(tmp_path):
+    rle = _raw_box_rle()
     _write_split(tmp_path, _raw_pixels(), RAW_BOX, (RAW_W, RAW_H), "png", segmentation=rle)
     report, mapped = _map(tmp_path)
     assert report.problems == []
@@ -155,11 +161,7 @@ def test_rle_masks_line_up_through_the_mapper(tmp_path):
 
 
 def test_rle_on_raw_pixels_is_rotated(tmp_path):
-    mask = np.zeros((RAW_H, RAW_W), dtype=np.uint8)
-    x0, y0, x1, y1 = RAW_BOX
-    mask[y0:y1, x0:x1] = 1
-    rle = mask_util.encode(np.asfortranarray(mask))
-    rle["counts"] = rle["counts"].decode("ascii")
+    rle = _raw_box_rle()
     _write_split(tmp_path, _raw_pixels(), RAW_BOX, (RAW_W, RAW_H), "png", 8, segmentation=rle)
     report, mapped = _map(tmp_path)
     assert list(report.counts()) == ["exif_raw_frame"]
