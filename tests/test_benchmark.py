@@ -9,13 +9,8 @@ import torch
 from tiny_model import REPO, write_tiny_config
 
 from trashpole.benchmarks import inference as bench
-from trashpole.benchmarks.training import (
-    CPUAutocastTrainer,
-    autocast_forward,
-    detectron2_batch,
-    synthetic_samples,
-    torchvision_batch,
-)
+from trashpole.benchmarks.training import detectron2_batch, synthetic_samples, torchvision_batch
+from trashpole.engine.amp import CPUAutocastTrainer, autocast_forward
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ Print where a run's results are and its headline metrics.
 """
 
 import argparse
-import os
 
 from trashpole.evaluation.compare import headline
 

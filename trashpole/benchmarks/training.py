@@ -14,14 +14,14 @@ recipe and its fast settings, with random weights and the same generated batch f
 
 Each contender uses its usual optimizer (SGD with momentum for torchvision, the recipe's Adam
 for trashpole) with a learning rate of 1e-7, so the weights barely move and every iteration
-does the same work. Also here: :class:`CPUAutocastTrainer`, the prototype of bf16 training in
-the trainer.
+does the same work. bf16 training in the trainer itself is
+:class:`trashpole.engine.amp.CPUAutocastTrainer` (``SOLVER.AMP.ENABLED`` on the CPU).
 """
 
 import contextlib
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,6 @@ from trashpole.benchmarks.inference import (
     summarize,
     time_alternating,
 )
-from trashpole.engine.amp import CPUAutocastTrainer, autocast_forward  # noqa: F401
 from trashpole.inference import install_fp32_guards, speed_opts
 
 logger = logging.getLogger(__name__)
