@@ -1,25 +1,19 @@
 # trashpole: `make demo` runs the whole job on the built-in synthetic data, `make test` the tests.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.10 2>/dev/null)
-VENV := .venv
+# PYTHON: the interpreter of the venv (default: the newest CPython 3.10-3.13 found, see
+# tools/find_python.sh). VENV: where it goes.
+PYTHON ?=
+VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA := datasets/trashpole
 RUN := output/demo
 CONFIG := configs/mask_rcnn_R_18_FPN_cpu_quick.yaml
 
-.PHONY: venv demo data train evaluate predict test benchmark clean
+.PHONY: venv clean-venv demo data train evaluate predict test benchmark clean
 
-$(VENV)/.installed: setup.py
-	@if [ -z "$(PYTHON)" ]; then \
-	  echo "error: python3.10 not found. trashpole needs Python 3.10 (the detectron2 wheel is built for it):"; \
-	  echo "  install it (e.g. 'pyenv install 3.10' or your OS package) or run 'make PYTHON=/path/to/python3.10'"; \
-	  exit 1; fi
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' || \
-	  { echo "error: $(PYTHON) is not Python 3.10"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e ".[dev,export]"
-	touch $@
+# built from scratch, and marked done only at the end (tools/make_venv.sh)
+$(VENV)/.installed: setup.py constraints.txt tools/install_detectron2.py tools/make_venv.sh
+	@tools/make_venv.sh "$(PYTHON)" "$(VENV)"
 
 venv: $(VENV)/.installed
 
@@ -56,3 +50,6 @@ benchmark: venv
 
 clean:
 	rm -rf output $(DATA)
+
+clean-venv:
+	rm -rf $(VENV)

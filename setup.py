@@ -7,27 +7,28 @@ setup(
     version="0.1.0",
     description="detectron2 Mask R-CNN toolkit for trash cans and poles in street and campus photos",
     packages=find_packages(exclude=("tests", "tools")),
-    python_requires=">=3.10,<3.11",
+    python_requires=">=3.10,<3.14",
+    # detectron2 itself is not on PyPI: `make venv` (tools/install_detectron2.py) installs it from
+    # the pinned sal-detectron2 wheel's Python sources, or keeps a detectron2 built from source.
+    # The exact versions tested are pinned in constraints.txt; these are the ranges that work.
     install_requires=[
-        # sal-detectron2 is upstream detectron2 (commit a59f0563) with a compiled _C for CPython 3.10
-        # and torch 2.3; it does not declare fvcore and iopath, so they are named here.
-        "torch==2.3.1",
-        "torchvision==0.18.1",
-        "numpy<2",
-        "sal-detectron2==0.7.2",
-        "fvcore",
+        "torch>=2.6",  # weights_only checkpoint loading (trashpole.compat)
+        "torchvision>=0.21",
+        "numpy>=1.26",
+        "fvcore>=0.1.5,<0.1.6",
         "iopath>=0.1.7,<0.1.10",
-        "pycocotools",
-        "opencv-python-headless",
-        "matplotlib",
+        "pycocotools>=2.0.7",
+        "opencv-python-headless>=4.8",
+        "matplotlib>=3.7",
+        "pillow>=10",
         "tensorboard",
-        "scipy",
+        "scipy>=1.10",
         "tqdm",
     ],
     extras_require={
         "dev": ["pytest", "black", "isort"],
-        # TorchScript export needs nothing more; ONNX export needs onnx, and checking or running
-        # the exported file needs onnxruntime
-        "export": ["onnx>=1.16,<1.18", "onnxruntime>=1.17,<1.20"],
+        # TorchScript export needs nothing more; ONNX export needs onnx (and onnxscript, which
+        # torch.onnx imports), and checking or running the exported file needs onnxruntime
+        "export": ["onnx>=1.16", "onnxscript", "onnxruntime>=1.17"],
     },
 )

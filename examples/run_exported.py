@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from typing import Dict, List, Tuple
 
 import cv2
@@ -74,7 +75,10 @@ def run_model(model_path: str, image: np.ndarray, meta: Dict) -> Dict[str, np.nd
         import torch
         import torchvision  # noqa: F401  (registers torchvision::roi_align and torchvision::nms)
 
-        module = torch.jit.load(model_path, map_location="cpu")
+        with warnings.catch_warnings():
+            # torch >= 2.10 marks torch.jit deprecated; loading TorchScript still needs it
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated")
+            module = torch.jit.load(model_path, map_location="cpu")
         with torch.no_grad():
             values = [v.numpy() for v in module(torch.from_numpy(image))]
     return dict(zip(meta["outputs"], values))

@@ -123,9 +123,9 @@ def test_training_batches_describe_the_same_instances():
 def test_autocast_forward_wraps_only_the_forward():
     model = torch.nn.Linear(4, 4)
     with autocast_forward(model):
-        assert not torch.is_autocast_cpu_enabled()
+        assert not torch.is_autocast_enabled("cpu")
         assert model(torch.randn(2, 4)).dtype == torch.bfloat16
-        assert not torch.is_autocast_cpu_enabled()
+        assert not torch.is_autocast_enabled("cpu")
     assert model(torch.randn(2, 4)).dtype == torch.float32  # hooks removed
 
 

@@ -126,14 +126,14 @@ def test_to_fp32_converts_instances_boxes_and_containers():
 def test_inference_autocast_follows_the_config(tmp_path):
     cfg = load_config(write_tiny_config(tmp_path), ["TRASHPOLE.INFERENCE.BF16", "False"])
     with inference_autocast(cfg):
-        assert not torch.is_autocast_cpu_enabled()
+        assert not torch.is_autocast_enabled("cpu")
     if not bf16_supported():
         pytest.skip("this CPU has no native bf16: the option is ignored")
     cfg.TRASHPOLE.INFERENCE.BF16 = True
     with inference_autocast(cfg):
-        assert torch.is_autocast_cpu_enabled()
-        assert torch.get_autocast_cpu_dtype() == torch.bfloat16
-    assert not torch.is_autocast_cpu_enabled()
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert not torch.is_autocast_enabled("cpu")
 
 
 def test_fp32_guards_keep_roialign_and_outputs_in_fp32(tmp_path):

@@ -26,7 +26,14 @@ def _run(args, timeout=300, **kwargs):
         **kwargs,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert_no_deprecation(proc.stderr)
     return proc
+
+
+def assert_no_deprecation(stderr: str) -> None:
+    """A user of the command line sees no FutureWarning or DeprecationWarning."""
+    lines = [l for l in stderr.splitlines() if "FutureWarning" in l or "DeprecationWarning" in l]
+    assert not lines, "\n".join(lines)
 
 
 def _metrics(run):
@@ -145,6 +152,7 @@ def test_predict_tool_writes_overlays_and_json(trained_run, tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_no_deprecation(proc.stderr)
     for i in range(4):
         assert (out / f"test_{i:03d}.jpg").is_file()
         record = json.loads((out / f"test_{i:03d}.json").read_text())
@@ -233,12 +241,12 @@ def test_amp_on_cpu_trains_in_bf16(tmp_path, clean_catalogs):
     assert isinstance(trainer._trainer, CPUAutocastTrainer)
     seen = []
     hook = trainer.model.backbone.register_forward_hook(
-        lambda m, i, out: seen.append(torch.is_autocast_cpu_enabled())
+        lambda m, i, out: seen.append(torch.is_autocast_enabled("cpu"))
     )
     trainer.train()
     hook.remove()
     assert seen and all(seen)  # every training forward ran under bf16 autocast
-    assert not torch.is_autocast_cpu_enabled()
+    assert not torch.is_autocast_enabled("cpu")
     assert torch.load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))["iteration"] == 1
 
 
@@ -261,3 +269,43 @@ def test_predict_on_a_video(trained_run, tmp_path):
     written = cv2.VideoCapture(str(out / "clip_pred.mp4"))
     assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     written.release()
+
+
+def test_a_run_written_by_the_old_stack_still_loads(trained_run, tmp_path, clean_catalogs):
+    """
+    Runs trained on torch 2.3 / numpy 1 may hold numpy scalars and arrays beside the weights
+    (tests/data/old_stack_resume.pth holds such a file as that stack wrote it; test_compat checks
+    it). Here the run's checkpoints get such extras, then --eval-only, --resume, load_predictor
+    and export all load them.
+    """
+    import shutil
+
+    import numpy as np
+
+    from trashpole import load_predictor
+    from trashpole.compat import load_torch_checkpoint
+    from trashpole.export import export_model
+
+    export, run = trained_run
+    old = str(tmp_path / "old_run")
+    shutil.copytree(run, old, ignore=shutil.ignore_patterns("eval*"))
+    for name in ("model_final.pth", open(os.path.join(old, "last_checkpoint")).read().strip()):
+        path = os.path.join(old, name)
+        data = load_torch_checkpoint(path)
+        data.update(best_metric=np.float64(12.5), epoch=np.int64(2), seen=np.arange(3))
+        torch.save(data, path)
+    with pytest.raises(Exception):
+        torch.load(os.path.join(old, "model_final.pth"))  # what plain torch >= 2.6 does
+    _run(["--config-file", os.path.join(old, "config.yaml"), "--eval-only",
+          "--dataset-root", str(export), "MODEL.WEIGHTS", os.path.join(old, "model_final.pth"),
+          "OUTPUT_DIR", old])  # fmt: skip
+    assert os.path.isfile(os.path.join(old, "eval", "metrics.json"))
+    proc = _run(["--config-file", os.path.join(old, "config.yaml"), "--resume",
+                 "--dataset-root", str(export), "OUTPUT_DIR", old])  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert "Loading from " + os.path.join(old, "model_") in log, log[-2000:]
+    predictor = load_predictor(old, score_thresh=0.0)
+    image = cv2.imread(str(export / "test" / "test_000.jpg"))
+    assert predictor(image)["instances"].pred_masks.shape[1:] == image.shape[:2]
+    path = export_model(old, str(tmp_path / "export_ts"), fmt="torchscript")
+    assert path.endswith("model.ts") and os.path.getsize(path) > 100_000

@@ -10,7 +10,6 @@ Train or evaluate a trashpole Mask R-CNN.
 import logging
 import os
 
-from detectron2.engine import launch
 from detectron2.utils import comm
 
 from trashpole.data import write_data_summary
@@ -19,6 +18,7 @@ from trashpole.engine import (
     TrashPoleCheckpointer,
     argument_parser,
     evaluate_and_report,
+    launch,
     setup,
 )
 

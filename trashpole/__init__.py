@@ -1,6 +1,11 @@
 """trashpole: detectron2 Mask R-CNN for trash cans and poles."""
 
+from trashpole import compat
+
 __version__ = "0.1.0"
+
+# adapt detectron2 / fvcore / torch before any of them is used (see trashpole/compat.py)
+compat.apply()
 
 
 def load_predictor(*args, **kwargs):

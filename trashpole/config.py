@@ -12,9 +12,10 @@ import os
 from typing import List, Optional, Sequence
 
 import torch
-from detectron2 import model_zoo
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
+
+from trashpole.compat import zoo_config_file
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def load_config(config_file: str, opts: Optional[Sequence[str]] = None) -> CN:
         raise FileNotFoundError(f"config file {config_file!r} does not exist")
     cfg = get_cfg()
     add_trashpole_config(cfg)
-    cfg.merge_from_file(model_zoo.get_config_file(ZOO_BASE_CONFIG))
+    cfg.merge_from_file(zoo_config_file(ZOO_BASE_CONFIG))
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts or []))
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():

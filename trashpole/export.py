@@ -20,7 +20,6 @@ import dataclasses
 import json
 import logging
 import os
-import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -34,6 +33,7 @@ from detectron2.modeling import GeneralizedRCNN, build_model
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
+from trashpole import compat
 from trashpole.config import load_config
 
 logger = logging.getLogger(__name__)
@@ -194,27 +194,31 @@ def _trashpole_version() -> str:
 
 
 def _write_torchscript(adapter: TracingAdapter, image: torch.Tensor, path: str) -> None:
-    with warnings.catch_warnings():
-        # detectron2's asserts and shape checks are frozen at trace time; see docs/export.md.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+    # TorchScript is what libtorch (C++) and older runtimes load, and torch.jit is the only way to
+    # write it; torch.export's .pt2 cannot be made for this model (see _write_onnx).
+    with compat.torchscript_calls():
         traced = torch.jit.trace(adapter, (image,), check_trace=False)
-    torch.jit.save(traced, path)
+        torch.jit.save(traced, path)
 
 
 def _write_onnx(adapter: TracingAdapter, image: torch.Tensor, names: List[str], path: str) -> None:
     try:
-        import onnx  # noqa: F401  (torch.onnx.export serializes through it)
+        import onnx  # noqa: F401  (optional dependency: torch.onnx.export serializes through it)
     except ImportError:
         raise ImportError(
-            f"exporting {path} needs the onnx package: pip install 'onnx>=1.16,<1.18' "
+            f"exporting {path} needs the onnx package: pip install onnx "
             "(and onnxruntime to run and check it), or pip install -e '.[export]'"
         ) from None
     # Input height/width and the number of detections are symbolic, so one file serves any size.
     dynamic = {ONNX_INPUT: {1: "height", 2: "width"}}
     dynamic.update({n: {0: "detections"} for n in names if n != "image_size"})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", UserWarning)
+    # torch >= 2.9 defaults to the torch.export-based exporter (dynamo=True). It cannot capture
+    # detectron2's Mask R-CNN: torch.export stops at data-dependent Python control flow such as
+    # `if not valid_mask.all()` in find_top_rpn_proposals (GuardOnDataDependentSymNode, checked
+    # with torch 2.14.1), and making it pass would mean rewriting detectron2's RPN, ROI heads and
+    # mask pasting. The TorchScript-based exporter (dynamo=False) traces the values of one run
+    # and exports the model exactly, as the parity tests check.
+    with compat.legacy_onnx_export():
         torch.onnx.export(
             adapter,
             (image,),
@@ -223,6 +227,7 @@ def _write_onnx(adapter: TracingAdapter, image: torch.Tensor, names: List[str], 
             input_names=[ONNX_INPUT],
             output_names=names,
             dynamic_axes=dynamic,
+            dynamo=False,
         )
 
 
@@ -375,7 +380,8 @@ class ExportedPredictor:
                 self.path, providers=["CPUExecutionProvider"]
             )
         else:
-            self._module = torch.jit.load(self.path, map_location="cpu")
+            with compat.torchscript_calls():
+                self._module = torch.jit.load(self.path, map_location="cpu")
 
     @property
     def class_names(self) -> List[str]:

@@ -174,7 +174,7 @@ def cast_weights_to_bf16(model: nn.Module) -> int:
 
 
 def _require_autocast(module: nn.Module, args: tuple) -> None:
-    if not torch.is_autocast_cpu_enabled():
+    if not torch.is_autocast_enabled("cpu"):
         raise RuntimeError(
             "this model holds bf16 weights (TRASHPOLE.INFERENCE.BF16 was set when it was "
             "prepared): call it inside trashpole.inference.inference_autocast(cfg)"

@@ -1,3 +1,7 @@
+# detectron2's process launcher, so that tools import detectron2's engine through trashpole,
+# after trashpole.compat has run (see trashpole/compat.py, 1.)
+from detectron2.engine import launch
+
 from .checkpoint import TrashPoleCheckpointer
 from .defaults import argument_parser, register_datasets, setup
 from .trainer import Trainer, build_optimizer, evaluate_and_report
@@ -8,6 +12,7 @@ __all__ = [
     "argument_parser",
     "build_optimizer",
     "evaluate_and_report",
+    "launch",
     "register_datasets",
     "setup",
 ]

@@ -1,6 +1,5 @@
 """The trashpole trainer: detectron2's DefaultTrainer with the choices of a trashpole recipe."""
 
-import contextlib
 import json
 import logging
 import os
@@ -9,12 +8,12 @@ import weakref
 from typing import Dict, Optional
 
 import torch
-from detectron2.engine import DefaultTrainer, SimpleTrainer, hooks
-from detectron2.engine import defaults as d2_defaults
+from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import inference_on_dataset
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 
+from trashpole.compat import ddp_for_trainer
 from trashpole.engine.amp import CPUAutocastTrainer
 from trashpole.engine.checkpoint import TrashPoleCheckpointer
 from trashpole.engine.hooks import (
@@ -28,26 +27,6 @@ from trashpole.evaluation import build_evaluators, write_report
 from trashpole.inference import apply_inference_options, bf16_supported, inference_autocast
 
 logger = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _ddp_without_device_ids_on_cpu():
-    """
-    detectron2's ``create_ddp_model`` passes ``device_ids=[local_rank]``, which DDP rejects for a
-    model on the CPU. While this context is open, a CPU model is wrapped with ``device_ids=None``.
-    """
-    original = d2_defaults.create_ddp_model
-
-    def create(model, **kwargs):
-        if comm.get_world_size() > 1 and next(model.parameters()).device.type == "cpu":
-            kwargs.setdefault("device_ids", None)
-        return original(model, **kwargs)
-
-    d2_defaults.create_ddp_model = create
-    try:
-        yield
-    finally:
-        d2_defaults.create_ddp_model = original
 
 
 def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -117,17 +96,26 @@ class Trainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
-        with _ddp_without_device_ids_on_cpu():
-            super().__init__(cfg)
-        if cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu":
-            # detectron2 picked its CUDA-only AMPTrainer; on the CPU, AMP means bf16 autocast,
-            # which only pays where the CPU has native bf16 (emulated, it is slower than fp32)
+        cpu_amp = cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu"
+        d2_cfg = cfg
+        if cpu_amp:
+            # detectron2 would build its CUDA-only AMPTrainer (and a CUDA GradScaler, which warns
+            # on a CPU); it gets the config without AMP, and the CPU trainer is chosen below
+            d2_cfg = cfg.clone()
+            d2_cfg.defrost()
+            d2_cfg.SOLVER.AMP.ENABLED = False
+            d2_cfg.freeze()
+        with ddp_for_trainer():
+            super().__init__(d2_cfg)
+        self.cfg = cfg
+        if cpu_amp:
+            # on the CPU, AMP means bf16 autocast, which only pays where the CPU has native bf16
+            # (emulated, it is slower than fp32)
             t = self._trainer
             if bf16_supported():
                 self._trainer = CPUAutocastTrainer(t.model, t.data_loader, t.optimizer)
             else:
                 logger.warning("SOLVER.AMP.ENABLED: this CPU has no native bf16; training in fp32")
-                self._trainer = SimpleTrainer(t.model, t.data_loader, t.optimizer)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
