@@ -14,7 +14,7 @@ from detectron2.data.detection_utils import read_image
 from PIL import Image
 
 from trashpole.data import validate_coco_json
-from trashpole.data.validation import exif_transform_points
+from trashpole.data.geometry import exif_transform_points
 
 RAW_W, RAW_H = 48, 32  # not square, so orientations 5-8 swap width and height
 RAW_BOX = (5, 4, 20, 14)  # x0, y0, x1, y1 of the object in the stored (un-rotated) pixels

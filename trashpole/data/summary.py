@@ -17,8 +17,9 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tabulate import tabulate
 
+from .geometry import segmentation_area
 from .register import SplitLoader
-from .validation import PROBLEM_KINDS, ValidationReport, segmentation_area
+from .validation import PROBLEM_KINDS, ValidationReport
 
 logger = logging.getLogger(__name__)
 

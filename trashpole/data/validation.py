@@ -27,6 +27,14 @@ import pycocotools.mask as mask_util
 from detectron2.structures import BoxMode
 from PIL import Image
 
+from trashpole.data.geometry import (
+    EXIF_TRANSPOSE,
+    exif_transform_mask,
+    exif_transform_points,
+    polygon_area,
+    segmentation_box,
+)
+
 logger = logging.getLogger(__name__)
 
 # What happens to a record with a problem. Everything but NOTED makes strict loading fail.
@@ -81,16 +89,6 @@ BOX_TOLERANCE = 1.0
 # last bytes do not look like the end of a JPEG/PNG.
 FULL_DECODE_BYTES = 32 * 1024
 _EXIF_ORIENTATION_TAG = 274
-# EXIF orientation -> the PIL transpose that detectron2's read_image applies (its own table).
-_EXIF_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 
 class DatasetError(ValueError):
@@ -408,7 +406,7 @@ def _exif_orientation(im: Image.Image) -> int:
         value = exif.get(_EXIF_ORIENTATION_TAG)
     except Exception:  # detectron2's read_image treats unreadable EXIF as no EXIF too
         return 1
-    return value if value in _EXIF_TRANSPOSE else 1
+    return value if value in EXIF_TRANSPOSE else 1
 
 
 def _has_end_marker(path: str, image_format: Optional[str]) -> bool:
@@ -811,76 +809,6 @@ def _parse_box(box: Any) -> Optional[List[float]]:
     if not (math.isfinite(x + y + w + h) and w > 0 and h > 0):
         return None
     return [x, y, x + w, y + h]
-
-
-# ---------------------------------------------------------------------------------------------
-# geometry
-
-
-def exif_transform_points(xy: np.ndarray, orientation: int, width: int, height: int) -> np.ndarray:
-    """Move points drawn on raw (un-rotated) pixels to where ``read_image`` shows them.
-
-    Args:
-        xy: ndarray[N, 2] of (x, y) in the raw image, pixel-edge coordinates (0..width).
-        orientation: EXIF orientation 1..8.
-        width, height: size of the raw image.
-
-    Returns:
-        ndarray[N, 2] of (x, y) in the image after the EXIF orientation is applied.
-    """
-    x, y = xy[:, 0], xy[:, 1]
-    W, H = width, height
-    out = {
-        2: (W - x, y),
-        3: (W - x, H - y),
-        4: (x, H - y),
-        5: (y, x),
-        6: (H - y, x),
-        7: (H - y, W - x),
-        8: (y, W - x),
-    }.get(orientation, (x, y))
-    return np.stack(out, axis=1)
-
-
-def exif_transform_mask(mask: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation to a mask (ndarray[H, W] of uint8) the way read_image does."""
-    method = _EXIF_TRANSPOSE.get(orientation)
-    if method is None:
-        return mask
-    return np.asarray(Image.fromarray(mask).transpose(method))
-
-
-def polygon_area(xy: np.ndarray) -> float:
-    """Area of a simple polygon given as ndarray[N, 2] (shoelace formula)."""
-    x, y = xy[:, 0], xy[:, 1]
-    twice = np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]) + x[-1] * y[0] - x[0] * y[-1]
-    return 0.5 * abs(float(twice))
-
-
-def segmentation_area(segm: Any) -> float:
-    """Mask area in pixels of a list of polygons (summed) or an RLE dict."""
-    if isinstance(segm, dict):
-        counts = segm["counts"]
-        rle = {
-            "size": segm["size"],
-            "counts": counts.encode() if isinstance(counts, str) else counts,
-        }
-        return float(mask_util.area(rle))
-    return sum(polygon_area(np.asarray(p, dtype=np.float64).reshape(-1, 2)) for p in segm)
-
-
-def segmentation_box(segm: Any) -> np.ndarray:
-    """Tight [x0, y0, x1, y1] of a list of polygons or an RLE dict."""
-    if isinstance(segm, dict):
-        counts = segm["counts"]
-        rle = {
-            "size": segm["size"],
-            "counts": counts.encode() if isinstance(counts, str) else counts,
-        }
-        x, y, w, h = mask_util.toBbox(rle)
-        return np.array([x, y, x + w, y + h], dtype=np.float64)
-    xy = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in segm])
-    return np.concatenate([xy.min(axis=0), xy.max(axis=0)])
 
 
 def _is_number(v: Any) -> bool:
