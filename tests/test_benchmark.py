@@ -9,7 +9,11 @@ import torch
 from tiny_model import REPO, write_tiny_config
 
 from trashpole.benchmarks import inference as bench
-from trashpole.benchmarks.training import detectron2_batch, synthetic_samples, torchvision_batch
+from trashpole.benchmarks.training import (
+    detectron2_batch,
+    synthetic_samples,
+    torchvision_batch,
+)
 from trashpole.engine.amp import CPUAutocastTrainer, autocast_forward
 
 
@@ -153,7 +157,7 @@ def test_accuracy_of_speed_options_on_a_tiny_run(tmp_path, clean_catalogs):
     from detectron2.modeling import build_model
 
     from trashpole.config import load_config
-    from trashpole.inference import speed_opts
+    from trashpole.speed import speed_opts
 
     export = write_tiny_export(tmp_path / "export")
     cfg = load_config(write_tiny_config(tmp_path))

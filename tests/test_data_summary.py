@@ -12,7 +12,11 @@ from detectron2.data import DatasetCatalog
 from PIL import Image
 
 from trashpole.benchmarks import data as data_benchmark
-from trashpole.data import register_roboflow_splits, summarize_dataset, write_data_summary
+from trashpole.data import (
+    register_roboflow_splits,
+    summarize_dataset,
+    write_data_summary,
+)
 from trashpole.data.visualize import visualize_dataset
 
 pytestmark = pytest.mark.usefixtures("clean_catalogs")

@@ -13,16 +13,20 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.evaluation import inference_on_dataset
 from detectron2.structures import Boxes, Instances
 
 from trashpole.benchmarks.evaluation import run as run_benchmark
-from detectron2.config import get_cfg
-
 from trashpole.config import add_trashpole_config
-from trashpole.evaluation import build_evaluators, compare_runs, format_table, write_report
+from trashpole.evaluation import (
+    build_evaluators,
+    compare_runs,
+    format_table,
+    write_report,
+)
 from trashpole.evaluation.compare import plot_comparison
 
 H, W = 64, 96

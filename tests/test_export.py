@@ -11,6 +11,7 @@ least 99.9% of the pixels of every detection.
 import importlib.util
 import json
 import os
+import runpy
 import subprocess
 import sys
 
@@ -84,12 +85,8 @@ def export_dir(request, run_dir, tmp_path_factory):
 
         export_model(str(run_dir), str(out), "onnx")
     else:
-        sys.path.insert(0, str(REPO / "tools"))
-        try:
-            import export_model as cli
-        finally:
-            sys.path.pop(0)
-        cli.main(["--run", str(run_dir), "--format", "torchscript", "--output", str(out)])
+        export_main = runpy.run_path(str(REPO / "tools" / "export_model.py"))["main"]
+        export_main(["--run", str(run_dir), "--format", "torchscript", "--output", str(out)])
     return out
 
 

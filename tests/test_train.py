@@ -225,7 +225,7 @@ def test_two_processes_on_cpu(tmp_path):
 def test_amp_on_cpu_trains_in_bf16(tmp_path, clean_catalogs):
     from trashpole.engine import Trainer, argument_parser, setup
     from trashpole.engine.amp import CPUAutocastTrainer
-    from trashpole.inference import bf16_supported
+    from trashpole.speed import bf16_supported
 
     if not bf16_supported():
         pytest.skip("this CPU has no native bf16: AMP trains in fp32")

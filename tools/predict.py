@@ -16,7 +16,7 @@ import logging
 
 from detectron2.utils.logger import setup_logger
 
-from trashpole.inference import speed_opts
+from trashpole.speed import speed_opts
 from trashpole.predictor import load_predictor, predict_paths
 
 

@@ -15,7 +15,7 @@ from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from trashpole.config import load_config
-from trashpole.inference import (
+from trashpole.speed import (
     apply_inference_options,
     inference_autocast,
     set_test_size,
@@ -62,7 +62,7 @@ class TrashPolePredictor(DefaultPredictor):
     detectron2's ``DefaultPredictor`` whose ``metadata`` carries the class names of the run
     (``TRASHPOLE.CLASS_NAMES`` in its config.yaml), so that nothing needs to be registered at
     inference time, plus :meth:`predict_batch` for many images. The model is prepared by
-    :func:`trashpole.inference.apply_inference_options`: ``cfg.TRASHPOLE.INFERENCE`` (bf16,
+    :func:`trashpole.speed.apply_inference_options`: ``cfg.TRASHPOLE.INFERENCE`` (bf16,
     channels_last, threads) applies, and norms are folded and convolutions fused; outputs are
     the same fp32 boxes and scores and bool masks as detectron2's.
     """
@@ -151,9 +151,9 @@ def load_predictor(
             ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``).
         device: "cpu" or "cuda".
         opts: more KEY VALUE config overrides, e.g. the speed options of
-            :func:`trashpole.inference.speed_opts` (``TRASHPOLE.INFERENCE.BF16 True``...).
+            :func:`trashpole.speed.speed_opts` (``TRASHPOLE.INFERENCE.BF16 True``...).
         input_size: shorter side of the images given to the model (default: the config's
-            ``INPUT.MIN_SIZE_TEST``); see :func:`trashpole.inference.set_test_size`.
+            ``INPUT.MIN_SIZE_TEST``); see :func:`trashpole.speed.set_test_size`.
 
     Returns:
         a :class:`TrashPolePredictor` (a detectron2 ``DefaultPredictor``); ``predictor(bgr_image)``

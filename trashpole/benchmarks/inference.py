@@ -269,7 +269,7 @@ class Contender:
 def fast_opts() -> List[str]:
     """The fastest inference settings that keep the work equal (1000 proposals, 100 masks):
     bf16 autocast (where the CPU has it), channels_last, ROIAlign with 2x2 samples per bin."""
-    from trashpole.inference import bf16_supported, speed_opts
+    from trashpole.speed import bf16_supported, speed_opts
 
     return speed_opts(bf16=bf16_supported(), channels_last=True, sampling_ratio=2)
 
@@ -309,7 +309,7 @@ def build_trashpole(
         :class:`trashpole.predictor.TrashPolePredictor`.
     """
     from trashpole.config import load_config
-    from trashpole.inference import set_test_size
+    from trashpole.speed import set_test_size
     from trashpole.predictor import TrashPolePredictor
 
     opts = imagenet_norm_opts() + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
@@ -541,7 +541,7 @@ def default_variants() -> Dict[str, List[str]]:
     these after). ``size=N`` entries set the test input size (see :func:`set_test_size`);
     ``fuse=0`` leaves the model as detectron2 builds it (no norm folding, no fused
     convolutions, no threaded ROIAlign)."""
-    from trashpole.inference import speed_opts
+    from trashpole.speed import speed_opts
 
     return {
         "default (fp32)": [],
@@ -571,7 +571,7 @@ class _TimedModel(torch.nn.Module):
         self.seconds, self.images, self.calls = 0.0, 0, 0
 
     def forward(self, inputs):
-        from trashpole.inference import inference_autocast, to_fp32
+        from trashpole.speed import inference_autocast, to_fp32
 
         start = time.perf_counter()
         with inference_autocast(self.cfg):
@@ -611,7 +611,7 @@ def evaluate_variant(
     from trashpole.config import load_config
     from trashpole.engine.defaults import register_datasets
     from trashpole.evaluation import build_evaluators
-    from trashpole.inference import apply_inference_options, set_test_size
+    from trashpole.speed import apply_inference_options, set_test_size
     from trashpole.predictor import resolve_run
 
     config, weights = resolve_run(run_dir)

@@ -10,7 +10,7 @@ recipe and its fast settings, with random weights and the same generated batch f
 - trashpole R50-FPN: ``configs/mask_rcnn_R_50_FPN_reference.yaml`` (detectron2's defaults);
 - trashpole fast: the same plus the speed settings of a contender's ``opts`` and, with
   ``bf16``, the forward under CPU bf16 autocast (losses in fp32, see
-  :func:`trashpole.inference.install_fp32_guards`).
+  :func:`trashpole.speed.install_fp32_guards`).
 
 Each contender uses its usual optimizer (SGD with momentum for torchvision, the recipe's Adam
 for trashpole) with a learning rate of 1e-7, so the weights barely move and every iteration
@@ -38,7 +38,7 @@ from trashpole.benchmarks.inference import (
     summarize,
     time_alternating,
 )
-from trashpole.inference import install_fp32_guards, speed_opts
+from trashpole.speed import install_fp32_guards, speed_opts
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class TrainContender:
 
 def default_contenders() -> List[TrainContender]:
     """The two torchvision set-ups and trashpole's R50-FPN at default and fast settings."""
-    from trashpole.inference import bf16_supported
+    from trashpole.speed import bf16_supported
 
     ratio2 = speed_opts(sampling_ratio=2)
     bf16 = bf16_supported()

@@ -6,7 +6,7 @@ from typing import Iterator, List
 import torch
 from detectron2.engine import SimpleTrainer
 
-from trashpole.inference import install_fp32_guards
+from trashpole.speed import install_fp32_guards
 
 
 @contextlib.contextmanager
@@ -47,7 +47,7 @@ class CPUAutocastTrainer(SimpleTrainer):
     """
     detectron2's ``SimpleTrainer`` with the forward under CPU bf16 autocast (detectron2's
     ``AMPTrainer`` is CUDA-only). The losses stay fp32: the layers that produce the logits and
-    box deltas hand fp32 to the loss functions (:func:`trashpole.inference.install_fp32_guards`).
+    box deltas hand fp32 to the loss functions (:func:`trashpole.speed.install_fp32_guards`).
     bf16 keeps fp32's exponent range, so no gradient scaling is needed.
     """
 

@@ -24,7 +24,7 @@ from trashpole.engine.hooks import (
     ValidationLoss,
 )
 from trashpole.evaluation import build_evaluators, write_report
-from trashpole.inference import apply_inference_options, bf16_supported, inference_autocast
+from trashpole.speed import apply_inference_options, bf16_supported, inference_autocast
 
 logger = logging.getLogger(__name__)
 

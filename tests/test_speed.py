@@ -3,7 +3,7 @@ results and the flags of tools/predict.py. Tiny random models at 64 px."""
 
 import json
 import os
-import sys
+import runpy
 
 import cv2
 import numpy as np
@@ -18,7 +18,8 @@ from tiny_model import REPO, write_tiny_config
 from torch import nn
 
 from trashpole.config import load_config
-from trashpole.inference import (
+from trashpole.predictor import load_predictor, predict_paths
+from trashpole.speed import (
     apply_inference_options,
     bf16_supported,
     fuse_conv_norm,
@@ -28,7 +29,6 @@ from trashpole.inference import (
     speed_opts,
     to_fp32,
 )
-from trashpole.predictor import load_predictor, predict_paths
 
 CLASSES = ["pole", "trash-can"]
 
@@ -85,7 +85,7 @@ def test_fuse_conv_norm_skips_batchnorm_in_training_mode():
 
 
 def test_fused_activations_keep_the_backbone_output(tmp_path):
-    from trashpole.inference import fuse_conv_activations
+    from trashpole.speed import fuse_conv_activations
 
     cfg = load_config(write_tiny_config(tmp_path))
     torch.manual_seed(0)
@@ -281,21 +281,17 @@ def test_predict_paths_names_an_image_missing_from_the_coco_json(tiny_run, tmp_p
 
 
 def test_predict_tool_speed_flags(tiny_run, tmp_path, keep_threads):
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import predict as predict_tool
-    finally:
-        sys.path.pop(0)
+    predict_tool = runpy.run_path(str(REPO / "tools" / "predict.py"))
     run, export = tiny_run
     argv = ["--run", run, "--input", str(export / "test"), "--output", str(tmp_path / "out"),
             "--score", "0", "--bf16", "--channels-last", "--threads", "1", "--proposals", "20",
             "--input-size", "96", "--coco-json", str(tmp_path / "coco.json"),
             "--no-overlays"]  # fmt: skip
-    counts = predict_tool.main(argv)
+    counts = predict_tool["main"](argv)
     assert counts["images"] == 3
     assert os.path.isfile(tmp_path / "coco.json")
     assert not list((tmp_path / "out").glob("*.jpg"))
-    args = predict_tool.parse_args(argv)
+    args = predict_tool["parse_args"](argv)
     assert speed_opts(args.bf16, args.channels_last, args.threads, args.proposals) == [
         "TRASHPOLE.INFERENCE.BF16", "True", "TRASHPOLE.INFERENCE.CHANNELS_LAST", "True",
         "TRASHPOLE.INFERENCE.NUM_THREADS", "1", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",

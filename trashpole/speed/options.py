@@ -1,0 +1,131 @@
+"""The speed options of cfg.TRASHPOLE.INFERENCE applied to a model, test-size and command-line
+helpers."""
+
+import logging
+
+import torch
+from detectron2.config import CfgNode
+from torch import nn
+
+from trashpole.speed.fusion import fuse_conv_activations, fuse_conv_norm
+from trashpole.speed.precision import (
+    bf16_supported,
+    cast_weights_to_bf16,
+    install_fp32_guards,
+    use_bf16,
+)
+from trashpole.speed.threads import set_num_threads, thread_roi_align
+
+logger = logging.getLogger(__name__)
+
+
+def apply_inference_options(
+    model: nn.Module, cfg: CfgNode, inference_only: bool = True
+) -> nn.Module:
+    """
+    Prepare a detectron2 model, once and in place, for fast inference by ``cfg``:
+
+    - ``TRASHPOLE.INFERENCE.NUM_THREADS``: sets torch's thread count (process-wide);
+    - ``TRASHPOLE.INFERENCE.CHANNELS_LAST``: converts the weights to channels_last, so that the
+      convolutions run on NHWC tensors (oneDNN's native layout);
+    - ``TRASHPOLE.INFERENCE.BF16`` (on a CPU with native bf16, else ignored with a warning):
+      installs the fp32 guards (see the module docstring) and, for an inference-only model,
+      stores the conv and linear weights in bf16; the forward must then run inside
+      :func:`inference_autocast`;
+    - ``inference_only`` (always on in the predictor): folds every FrozenBatchNorm2d and
+      eval-mode BatchNorm2d that follows a convolution into the convolution's weights and bias
+      (:func:`fuse_conv_norm`), lets oneDNN apply the ReLU and the residual add inside the
+      convolution (:func:`fuse_conv_activations`) and spreads ROIAlign over the threads
+      (:func:`thread_roi_align`). Same results up to fp32 rounding, fewer passes over the
+      feature maps. The model must not be trained afterwards: keep it False for a model that is
+      still training (the evaluation during training), which then gets threads, channels_last
+      and the bf16 guards only.
+
+    Args:
+        model: a detectron2 model with its weights loaded.
+        cfg: a trashpole config.
+        inference_only: the model is used for inference only (see above).
+
+    Returns:
+        the same model, in eval mode when ``inference_only`` is set.
+    """
+    options = cfg.TRASHPOLE.INFERENCE
+    set_num_threads(int(options.NUM_THREADS))
+    if inference_only:
+        model.eval()
+        fused = fuse_conv_norm(model)
+        logger.debug(f"folded {fused} normalization layers into their convolutions")
+        fused = fuse_conv_activations(model)
+        logger.debug(f"{fused} convolutions run with their ReLU (and residual add) fused")
+        thread_roi_align(model)
+    if options.CHANNELS_LAST:
+        model.to(memory_format=torch.channels_last)
+    if options.BF16 and not bf16_supported():
+        logger.warning(
+            "TRASHPOLE.INFERENCE.BF16 is set but this CPU has no native bf16 instructions "
+            "(AVX-512 BF16 or AMX), where bf16 is slower than fp32: running in fp32"
+        )
+    if use_bf16(cfg):
+        install_fp32_guards(model)
+        if inference_only:
+            cast_weights_to_bf16(model)
+    return model
+
+
+def set_test_size(cfg: CfgNode, size: int) -> CfgNode:
+    """
+    Resize test images so that their shorter side is ``size`` pixels, keeping the config's ratio
+    of ``INPUT.MAX_SIZE_TEST`` to ``INPUT.MIN_SIZE_TEST`` for the longer side (640 with a 384/384
+    config gives 640/640; with detectron2's 800/1333 it gives 640/1066). In place.
+
+    Args:
+        cfg: unfrozen config.
+        size: shorter side in pixels (> 0).
+
+    Returns:
+        the same cfg.
+    """
+    if size <= 0:
+        raise ValueError(f"test input size {size}: give a positive number of pixels")
+    ratio = cfg.INPUT.MAX_SIZE_TEST / max(1, cfg.INPUT.MIN_SIZE_TEST)
+    cfg.INPUT.MIN_SIZE_TEST = int(size)
+    cfg.INPUT.MAX_SIZE_TEST = int(round(size * max(1.0, ratio)))
+    return cfg
+
+
+def speed_opts(
+    bf16: bool = False,
+    channels_last: bool = False,
+    threads: int = 0,
+    proposals: int = 0,
+    sampling_ratio: int = -1,
+) -> list:
+    """
+    Config overrides (a flat KEY VALUE list, for ``load_config`` or ``tools/train_net.py``) for
+    the speed choices; a choice left at its default adds nothing, so the config's value stays.
+
+    Args:
+        bf16: ``TRASHPOLE.INFERENCE.BF16 True``.
+        channels_last: ``TRASHPOLE.INFERENCE.CHANNELS_LAST True``.
+        threads: ``TRASHPOLE.INFERENCE.NUM_THREADS`` (0: leave).
+        proposals: ``MODEL.RPN.POST_NMS_TOPK_TEST``, the proposals that reach the box head (0:
+            leave).
+        sampling_ratio: ROIAlign samples per bin side in the box and mask poolers (0 = adaptive,
+            detectron2's default; -1: leave).
+
+    Returns:
+        list of str.
+    """
+    opts = []
+    if bf16:
+        opts += ["TRASHPOLE.INFERENCE.BF16", "True"]
+    if channels_last:
+        opts += ["TRASHPOLE.INFERENCE.CHANNELS_LAST", "True"]
+    if threads:
+        opts += ["TRASHPOLE.INFERENCE.NUM_THREADS", str(int(threads))]
+    if proposals:
+        opts += ["MODEL.RPN.POST_NMS_TOPK_TEST", str(int(proposals))]
+    if sampling_ratio >= 0:
+        for head in ("ROI_BOX_HEAD", "ROI_MASK_HEAD"):
+            opts += [f"MODEL.{head}.POOLER_SAMPLING_RATIO", str(int(sampling_ratio))]
+    return opts

@@ -1,0 +1,161 @@
+"""bf16 on the CPU: whether the CPU has it, the autocast region, bf16 weights, and the fp32 guards
+that keep boxes, scores, ROIAlign and mask probabilities in fp32."""
+
+import contextlib
+import functools
+from typing import Any, Iterator, Union
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.proposal_generator.rpn import StandardRPNHead
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from detectron2.modeling.roi_heads.mask_head import BaseMaskRCNNHead
+from detectron2.structures import Boxes, Instances
+from torch import nn
+
+# A hook handle list is kept on the model under this name, so the guards are installed only once.
+_GUARD_ATTR = "_trashpole_fp32_guards"
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_supported() -> bool:
+    """Whether this CPU has native bf16 instructions (AVX-512 BF16 or AMX); without them bf16
+    autocast runs, but emulated and slower than fp32."""
+    try:
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@contextlib.contextmanager
+def inference_autocast(cfg_or_enabled: Union[CfgNode, bool]) -> Iterator[None]:
+    """
+    CPU bf16 autocast while open, if ``TRASHPOLE.INFERENCE.BF16`` is set and the CPU has native
+    bf16 (:func:`use_bf16`), or if the flag is True; otherwise does nothing. Use it around the
+    forward of a model prepared by :func:`apply_inference_options`, so that its fp32 guards are
+    in place.
+
+    Args:
+        cfg_or_enabled: a trashpole config, or a bool.
+    """
+    if isinstance(cfg_or_enabled, CfgNode):
+        enabled = use_bf16(cfg_or_enabled)
+    else:
+        enabled = bool(cfg_or_enabled)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+        yield
+
+
+def use_bf16(cfg: CfgNode) -> bool:
+    """``TRASHPOLE.INFERENCE.BF16``, unless the CPU lacks native bf16 (then it would only slow
+    things down, so fp32 is used)."""
+    return bool(cfg.TRASHPOLE.INFERENCE.BF16) and bf16_supported()
+
+
+def cast_weights_to_bf16(model: nn.Module) -> int:
+    """
+    Store the weights and biases of the convolutions and linear layers in bf16, in place, so that
+    autocast does not cast them again at every forward (~44M values for R50-FPN). The model then
+    runs only under :func:`inference_autocast`; a pre-hook says so if it is called without.
+    Norm layers and the box predictor stay fp32. For inference-only models (as norm folding).
+
+    Args:
+        model: a model prepared by :func:`install_fp32_guards`.
+
+    Returns:
+        how many layers were cast.
+    """
+    count = 0
+    fp32 = {id(m) for p in model.modules() if isinstance(p, _Fp32BoxPredictor) for m in p.modules()}
+    for module in model.modules():
+        if id(module) in fp32:
+            continue
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            for param in (module.weight, module.bias):
+                if param is not None:
+                    param.data = param.data.to(torch.bfloat16)
+            count += 1
+    if count:
+        model.register_forward_pre_hook(_require_autocast)
+    return count
+
+
+def _require_autocast(module: nn.Module, args: tuple) -> None:
+    if not torch.is_autocast_enabled("cpu"):
+        raise RuntimeError(
+            "this model holds bf16 weights (TRASHPOLE.INFERENCE.BF16 was set when it was "
+            "prepared): call it inside trashpole.speed.inference_autocast(cfg)"
+        )
+
+
+def install_fp32_guards(model: nn.Module) -> None:
+    """
+    Keep the precision-critical parts of a detectron2 Mask R-CNN in fp32 under bf16 autocast:
+    the box predictor (class scores and box deltas: two small linear layers) runs in fp32; the
+    RPN head's outputs and the mask logits are cast to fp32 as they leave their layer; the
+    features that ROIAlign samples are cast to fp32 as they enter the pooler (detectron2 casts
+    the boxes to the features' dtype). By hooks and a class switch; idempotent.
+
+    Args:
+        model: a detectron2 model (GeneralizedRCNN or any module holding these parts).
+    """
+    if getattr(model, _GUARD_ATTR, None):
+        return
+    handles = []
+    for module in model.modules():
+        if isinstance(module, ROIPooler):
+            handles.append(module.register_forward_pre_hook(_inputs_to_fp32))
+        elif type(module) is FastRCNNOutputLayers:
+            module.__class__ = _Fp32BoxPredictor
+        elif isinstance(module, (StandardRPNHead, FastRCNNOutputLayers)):
+            handles.append(module.register_forward_hook(_output_to_fp32))
+        elif isinstance(module, BaseMaskRCNNHead) and isinstance(
+            getattr(module, "predictor", None), nn.Module
+        ):
+            handles.append(module.predictor.register_forward_hook(_output_to_fp32))
+    setattr(model, _GUARD_ATTR, handles)
+
+
+class _Fp32BoxPredictor(FastRCNNOutputLayers):
+    """detectron2's box predictor run in fp32 even under autocast: its scores rank the
+    detections and its deltas place the boxes."""
+
+    def forward(self, x):
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x.float())
+
+
+def _inputs_to_fp32(module: nn.Module, args: tuple) -> tuple:
+    # ROIAlign's CPU kernel wants NCHW fp32: one copy gives both
+    features = [f.to(dtype=torch.float32, memory_format=torch.contiguous_format) for f in args[0]]
+    return (features,) + tuple(args[1:])
+
+
+def _output_to_fp32(module: nn.Module, args: tuple, output: Any) -> Any:
+    return to_fp32(output)
+
+
+def to_fp32(obj: Any) -> Any:
+    """
+    ``obj`` with every bf16/fp16 tensor turned into fp32, through lists, tuples, dicts,
+    :class:`Instances` and :class:`Boxes` (Instances are changed in place).
+
+    Args:
+        obj: a tensor, a container of them, or anything else (returned as is).
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.float() if obj.dtype in (torch.bfloat16, torch.float16) else obj
+    if isinstance(obj, Boxes):
+        return Boxes(to_fp32(obj.tensor))
+    if isinstance(obj, Instances):
+        for name, value in obj.get_fields().items():
+            obj.set(name, to_fp32(value))
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_fp32(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_fp32(v) for k, v in obj.items()}
+    return obj
