@@ -8,6 +8,7 @@ import pytest
 import torch
 from tiny_model import REPO, write_tiny_config
 
+from trashpole.benchmarks import accuracy, measure
 from trashpole.benchmarks import inference as bench
 from trashpole.benchmarks.training import (
     detectron2_batch,
@@ -72,21 +73,21 @@ def test_quick_run_writes_every_suite(quick_results):
 def test_time_alternating_runs_contenders_in_turn():
     calls = []
     contenders = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
-    times, memory = bench.time_alternating(contenders, warmup=1, repeats=2)
+    times, memory = measure.time_alternating(contenders, warmup=1, repeats=2)
     assert calls == ["a", "b"] * 3
     assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2}
     assert set(memory["a"]) == {"peak_rss_mb", "extra_rss_mb"}
 
 
 def test_measure_memory_sees_a_large_allocation():
-    result = bench.measure_memory(lambda: torch.ones(64 * 2**20 // 4).sum())  # 64 MiB
+    result = measure.measure_memory(lambda: torch.ones(64 * 2**20 // 4).sum())  # 64 MiB
     if result["extra_rss_mb"] is None:
         pytest.skip("no /proc/self/status here")
     assert result["extra_rss_mb"] > 48
 
 
 def test_summarize_and_table():
-    assert bench.summarize([3.0, 1.0, 2.0]) == {"median_s": 2.0, "min_s": 1.0, "max_s": 3.0}
+    assert measure.summarize([3.0, 1.0, 2.0]) == {"median_s": 2.0, "min_s": 1.0, "max_s": 3.0}
     result = {
         "benchmark": "inference",
         "contenders": {
@@ -95,7 +96,7 @@ def test_summarize_and_table():
         },
         "matmul_peak": {"fp32_gflops": 185.0, "bf16_gflops": 390.0},
     }
-    table = bench.format_table(result)
+    table = measure.format_table(result)
     assert "s/image" in table and "4.00" in table and "140.0" in table and "50.0" in table
 
 
@@ -167,11 +168,11 @@ def test_accuracy_of_speed_options_on_a_tiny_run(tmp_path, clean_catalogs):
     torch.manual_seed(0)
     torch.save({"model": build_model(cfg).state_dict()}, tmp_path / "model_final.pth")
     variants = {"default": [], "channels_last": speed_opts(channels_last=True), "96": ["size=96"]}
-    result = bench.run_accuracy(str(tmp_path), str(tmp_path / "out"), "test", variants=variants)
+    result = accuracy.run_accuracy(str(tmp_path), str(tmp_path / "out"), "test", variants=variants)
     rows = result["contenders"]
     assert list(rows) == ["default", "channels_last", "96"]
     assert rows["default"]["delta_segm_AP"] == 0.0 and rows["default"]["speedup_vs_default"] == 1.0
     assert rows["channels_last"]["segm/AP"] == pytest.approx(rows["default"]["segm/AP"], abs=1e-6)
     assert all(r["images"] == 1 and r["ms_per_image"] > 0 for r in rows.values())
     assert (tmp_path / "out" / "accuracy_benchmark.json").is_file()
-    assert "channels_last" in bench.format_accuracy_table(result)
+    assert "channels_last" in accuracy.format_accuracy_table(result)

@@ -48,19 +48,19 @@ def parse_args(argv=None):
 def run_suite(name: str, args) -> dict:
     """Run one benchmark module with the command line's settings; returns its result."""
     if name in ("inference", "training"):
-        from trashpole.benchmarks import inference, training
+        from trashpole.benchmarks import inference, measure, training
 
         module = inference if name == "inference" else training
         kwargs = dict(module.QUICK) if args.quick else {}
         kwargs.update({k: v for k, v in (("size", args.size), ("repeats", args.repeats)) if v})
         result = module.run(args.output, threads=args.threads, **kwargs)
-        print(inference.format_table(result))
+        print(measure.format_table(result))
         return result
     if name == "accuracy":
-        from trashpole.benchmarks import inference
+        from trashpole.benchmarks import accuracy
 
-        result = inference.run_accuracy(args.run, args.output, args.split, args.dataset_root)
-        print(inference.format_accuracy_table(result))
+        result = accuracy.run_accuracy(args.run, args.output, args.split, args.dataset_root)
+        print(accuracy.format_accuracy_table(result))
         return result
     if name == "data":
         from trashpole.benchmarks import data

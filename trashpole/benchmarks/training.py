@@ -28,15 +28,15 @@ import torch
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from trashpole.benchmarks.inference import (
+from trashpole.benchmarks.measure import (
     R50_CONFIG,
-    write_result,
     imagenet_norm_opts,
     load_average,
     matmul_peak,
     street_image,
     summarize,
     time_alternating,
+    write_result,
 )
 from trashpole.speed import install_fp32_guards, speed_opts
 

@@ -1,0 +1,191 @@
+"""Speed and segm AP of each speed option on a trained run (``tools/benchmark.py accuracy``)."""
+
+import logging
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from trashpole.benchmarks.measure import load_average, write_result
+
+logger = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------------------
+# Speed and accuracy of each speed option on a trained run
+
+
+def default_variants() -> Dict[str, List[str]]:
+    """Speed choices to compare on a trained run: name -> config overrides (run's config first,
+    these after). ``size=N`` entries set the test input size (see :func:`set_test_size`);
+    ``fuse=0`` leaves the model as detectron2 builds it (no norm folding, no fused
+    convolutions, no threaded ROIAlign)."""
+    from trashpole.speed import speed_opts
+
+    return {
+        "default (fp32)": [],
+        "no folding/fusion (plain d2)": ["fuse=0"],
+        "channels_last": speed_opts(channels_last=True),
+        "bf16": speed_opts(bf16=True),
+        "bf16 + channels_last": speed_opts(bf16=True, channels_last=True),
+        "1 thread": speed_opts(threads=1),
+        "ROIAlign adaptive (ratio 0)": speed_opts(sampling_ratio=0),
+        "1000 proposals": speed_opts(proposals=1000),
+        "100 proposals": speed_opts(proposals=100),
+        "50 proposals": speed_opts(proposals=50),
+        "input 320": ["size=320"],
+        "input 448": ["size=448"],
+        "bf16 + channels_last + 100 proposals": speed_opts(True, True, proposals=100),
+    }
+
+
+class _TimedModel(torch.nn.Module):
+    """Runs the wrapped model under the config's autocast and adds up the forward time, after
+    ``warmup`` untimed calls; what :func:`detectron2.evaluation.inference_on_dataset` sees as
+    the model."""
+
+    def __init__(self, model: torch.nn.Module, cfg, warmup: int = 2):
+        super().__init__()
+        self.model, self.cfg, self.warmup = model, cfg, warmup
+        self.seconds, self.images, self.calls = 0.0, 0, 0
+
+    def forward(self, inputs):
+        from trashpole.speed import inference_autocast, to_fp32
+
+        start = time.perf_counter()
+        with inference_autocast(self.cfg):
+            outputs = self.model(inputs)
+        outputs = to_fp32(outputs)
+        self.calls += 1
+        if self.calls > self.warmup:
+            self.seconds += time.perf_counter() - start
+            self.images += len(inputs)
+        return outputs
+
+
+def evaluate_variant(
+    run_dir: str, opts: Sequence[str], split: str = "test", dataset_root: str = ""
+) -> Dict[str, Any]:
+    """
+    COCO bbox/segm AP of a trained run on one split with the given speed options, and the mean
+    forward time per image.
+
+    Args:
+        run_dir: run folder with ``config.yaml`` and ``model_final.pth``.
+        opts: config overrides; ``size=N`` sets the test input size, ``fuse=0`` turns off the
+            folding and fusing of :func:`apply_inference_options`.
+        split: train, valid or test.
+        dataset_root: the export (default: the run's ``TRASHPOLE.DATASET_ROOT``).
+
+    Returns:
+        ``{"bbox/AP", "segm/AP", "segm/AP50", "trashpole/mIoU", "trashpole/F1", "ms_per_image",
+        "images", "threads"}``; the
+        time leaves out the first two images (warm-up), ``images`` counts the timed ones.
+    """
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.data import build_detection_test_loader
+    from detectron2.evaluation import inference_on_dataset
+    from detectron2.modeling import build_model
+
+    from trashpole.config import load_config
+    from trashpole.engine.defaults import register_datasets
+    from trashpole.evaluation import build_evaluators
+    from trashpole.predictor import resolve_run
+    from trashpole.speed import apply_inference_options, set_test_size
+
+    config, weights = resolve_run(run_dir)
+    sizes = [int(o[5:]) for o in opts if o.startswith("size=")]
+    fuse = "fuse=0" not in opts
+    cfg = load_config(config, [o for o in opts if not o.startswith(("size=", "fuse="))])
+    if sizes:
+        set_test_size(cfg, sizes[-1])
+    if dataset_root:
+        cfg.TRASHPOLE.DATASET_ROOT = dataset_root
+    threads = torch.get_num_threads()
+    splits = register_datasets(cfg, training=False)
+    if split not in splits:
+        raise ValueError(f"{cfg.TRASHPOLE.DATASET_ROOT} has no {split!r} split: {sorted(splits)}")
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(weights)
+    timed = _TimedModel(apply_inference_options(model, cfg, inference_only=fuse), cfg)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:  # COCOEvaluator's conversion of the split
+            evaluators = build_evaluators(cfg, splits[split], tmp)
+            loader = build_detection_test_loader(cfg, splits[split])
+            results = inference_on_dataset(timed, loader, evaluators)
+    finally:
+        torch.set_num_threads(threads)  # a "threads" variant must not change the next ones
+    return {
+        "bbox/AP": results["bbox"]["AP"],
+        "segm/AP": results["segm"]["AP"],
+        "segm/AP50": results["segm"]["AP50"],
+        "trashpole/mIoU": results.get("trashpole", {}).get("mIoU"),
+        "trashpole/F1": results.get("trashpole", {}).get("F1"),
+        "ms_per_image": 1000 * timed.seconds / max(1, timed.images),
+        "images": timed.images,
+        "threads": int(cfg.TRASHPOLE.INFERENCE.NUM_THREADS) or threads,
+    }
+
+
+def run_accuracy(
+    run_dir: str,
+    out_dir: Optional[str] = None,
+    split: str = "test",
+    dataset_root: str = "",
+    variants: Optional[Dict[str, List[str]]] = None,
+) -> Dict[str, Any]:
+    """
+    :func:`evaluate_variant` for every speed choice, with the AP change against the first
+    variant (the fp32 default); writes ``accuracy_benchmark.json``.
+
+    Args:
+        run_dir: a trained run.
+        out_dir: folder for the JSON (none written if None).
+        split: the split to evaluate.
+        dataset_root: the export (default: the run's).
+        variants: name -> opts; default :func:`default_variants`.
+
+    Returns:
+        dict with ``run``, ``split``, load averages and ``contenders``: name -> the metrics of
+        :func:`evaluate_variant` plus ``opts``, ``median_s`` (seconds per image),
+        ``delta_segm_AP``, ``delta_bbox_AP`` and ``speedup_vs_default``.
+    """
+    variants = dict(variants or default_variants())
+    result: Dict[str, Any] = {
+        "benchmark": "accuracy",
+        "run": run_dir,
+        "split": split,
+        "load_before": load_average(),
+    }
+    rows: Dict[str, Dict[str, Any]] = {}
+    for name, opts in variants.items():
+        logger.info(f"speed option {name!r}: {opts}")
+        rows[name] = {"opts": list(opts), **evaluate_variant(run_dir, opts, split, dataset_root)}
+        rows[name]["median_s"] = rows[name]["ms_per_image"] / 1000
+    base = next(iter(rows.values()))
+    for row in rows.values():
+        row["delta_segm_AP"] = row["segm/AP"] - base["segm/AP"]
+        row["delta_bbox_AP"] = row["bbox/AP"] - base["bbox/AP"]
+        row["speedup_vs_default"] = base["ms_per_image"] / row["ms_per_image"]
+    result["load_after"] = load_average()
+    result["contenders"] = rows
+    if out_dir:
+        write_result(result, out_dir, "accuracy_benchmark.json")
+    return result
+
+
+def format_accuracy_table(result: Dict[str, Any]) -> str:
+    """The variants of :func:`run_accuracy` as a fixed-width text table."""
+    header = f"{'speed option':<38} {'ms/img':>7} {'speed-up':>8} {'segm AP':>8} {'dAP':>6}"
+    header += f" {'box AP':>7}"
+    lines = [header, "-" * len(header)]
+    for name, row in result["contenders"].items():
+        lines.append(
+            f"{name:<38} {row['ms_per_image']:>7.1f} {row['speedup_vs_default']:>8.2f} "
+            f"{row['segm/AP']:>8.2f} {row['delta_segm_AP']:>+6.2f} {row['bbox/AP']:>7.2f}"
+        )
+    lines.append(
+        f"{result['run']} on {result['split']}; load {result['load_before']} -> "
+        f"{result['load_after']}"
+    )
+    return "\n".join(lines)
