@@ -178,11 +178,11 @@ def test_galleries_rank_images(evaluated):
 def test_compare_runs(evaluated, tmp_path, capsys):
     _, _, out = evaluated
     run_a, run_b = tmp_path / "run_a", tmp_path / "run_b"
-    shutil.copytree(out, run_a / "eval")
+    shutil.copytree(out, run_a / "eval" / "valid")
     metrics = json.loads((out / "metrics.json").read_text())
     metrics["results"]["trashpole"]["mIoU"] = 12.5
-    (run_b / "eval").mkdir(parents=True)
-    (run_b / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    (run_b / "eval" / "valid").mkdir(parents=True)
+    (run_b / "eval" / "valid" / "metrics.json").write_text(json.dumps(metrics))
     log = [
         {"iteration": 9, "total_loss": 1.5},
         {"iteration": 19, "total_loss": 0.75, "trashpole/mIoU": 40.0},
@@ -209,8 +209,10 @@ def test_compare_runs(evaluated, tmp_path, capsys):
     spec.loader.exec_module(script)
     script.main([str(run_a), str(run_b), "--output", str(tmp_path / "cli.png")])
     assert "run_b" in capsys.readouterr().out and (tmp_path / "cli.png").is_file()
-    with pytest.raises(FileNotFoundError, match="eval/metrics.json does not exist"):
+    with pytest.raises(FileNotFoundError, match="eval/valid/metrics.json does not exist"):
         compare_runs([str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="--eval-only --eval-split test"):
+        compare_runs([str(run_a)], split="test")
 
 
 def test_benchmark_runs_small(tmp_path):

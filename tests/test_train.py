@@ -65,8 +65,8 @@ def test_training_writes_the_run_folder(trained_run):
         "curves.png",
         "data_summary.json",
         "labels.png",
-        "eval/report.md",
-        "eval/metrics.json",
+        "eval/valid/report.md",
+        "eval/valid/metrics.json",
     ):
         assert os.path.isfile(os.path.join(run, name)), name
     # the saved config holds the real schedule and the class names
@@ -111,7 +111,7 @@ def test_eval_only_on_the_test_split(trained_run):
             os.path.join(run, "model_final.pth"),
         ]
     )
-    out = os.path.join(run, "eval_test")
+    out = os.path.join(run, "eval", "test")
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
     text = json.dumps(metrics)
@@ -121,6 +121,11 @@ def test_eval_only_on_the_test_split(trained_run):
     from trashpole.config import load_config
 
     assert load_config(os.path.join(run, "config.yaml")).OUTPUT_DIR == run
+    # one rule: every evaluation of a split writes eval/<split>/; the evaluation's own log and
+    # config go to eval/, and training's report of the valid split stays where it was
+    assert os.path.isfile(os.path.join(run, "eval", "log.txt"))
+    assert os.path.isfile(os.path.join(run, "eval", "config.yaml"))
+    assert os.path.isfile(os.path.join(run, "eval", "valid", "report.md"))
 
 
 def test_predictor_knows_the_classes_without_registration(trained_run, clean_catalogs):
@@ -288,7 +293,7 @@ def test_a_run_written_by_the_old_stack_still_loads(trained_run, tmp_path, clean
 
     export, run = trained_run
     old = str(tmp_path / "old_run")
-    shutil.copytree(run, old, ignore=shutil.ignore_patterns("eval*"))
+    shutil.copytree(run, old, ignore=shutil.ignore_patterns("eval"))
     for name in ("model_final.pth", open(os.path.join(old, "last_checkpoint")).read().strip()):
         path = os.path.join(old, name)
         data = load_torch_checkpoint(path)
@@ -299,7 +304,7 @@ def test_a_run_written_by_the_old_stack_still_loads(trained_run, tmp_path, clean
     _run(["--config-file", os.path.join(old, "config.yaml"), "--eval-only",
           "--dataset-root", str(export), "MODEL.WEIGHTS", os.path.join(old, "model_final.pth"),
           "OUTPUT_DIR", old])  # fmt: skip
-    assert os.path.isfile(os.path.join(old, "eval", "metrics.json"))
+    assert os.path.isfile(os.path.join(old, "eval", "valid", "metrics.json"))
     proc = _run(["--config-file", os.path.join(old, "config.yaml"), "--resume",
                  "--dataset-root", str(export), "OUTPUT_DIR", old])  # fmt: skip
     log = proc.stdout + proc.stderr

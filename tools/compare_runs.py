@@ -4,7 +4,7 @@ Compare finished runs side by side: a table on stdout and a bar plot PNG.
 
     python tools/compare_runs.py output/run_a output/run_b --output compare.png
 
-Each RUN_DIR needs ``eval/metrics.json`` (written by the evaluation report); the training log
+Each RUN_DIR needs ``eval/<split>/metrics.json`` (written by the evaluation report); the training log
 ``RUN_DIR/metrics.json`` is summarized when present.
 """
 
@@ -18,6 +18,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run output folders")
     parser.add_argument(
+        "--split", default="valid", help="evaluated split to compare (default: %(default)s)"
+    )
+    parser.add_argument(
         "--output", default="compare_runs.png", help="bar plot PNG (default: %(default)s)"
     )
     return parser.parse_args(argv)
@@ -26,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    runs = compare_runs(args.run_dirs)
+    runs = compare_runs(args.run_dirs, split=args.split)
     print(format_table(runs))
     plot_comparison(runs, args.output)
     logging.getLogger("compare_runs").info("wrote %s", args.output)

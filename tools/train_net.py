@@ -8,7 +8,6 @@ Train or evaluate a trashpole Mask R-CNN.
 """
 
 import logging
-import os
 
 from detectron2.utils import comm
 
@@ -17,10 +16,10 @@ from trashpole.engine import (
     Trainer,
     TrashPoleCheckpointer,
     argument_parser,
-    evaluate_and_report,
     launch,
     setup,
 )
+from trashpole.evaluation.evaluate import evaluate_and_report
 
 logger = logging.getLogger("trashpole.train_net")
 
@@ -30,21 +29,17 @@ def main(args):
     if args.eval_only:
         model = Trainer.build_model(cfg)
         TrashPoleCheckpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
-        results = {}
-        for name in cfg.DATASETS.TEST:
-            out = (
-                cfg.OUTPUT_DIR
-                if len(cfg.DATASETS.TEST) == 1
-                else os.path.join(cfg.OUTPUT_DIR, name)
-            )
-            results[name] = evaluate_and_report(cfg, model, name, out, inference_only=True)
-        return results
+        # each split's report goes to OUTPUT_DIR/eval/<split>/ (trashpole.evaluation.evaluate)
+        return {
+            name: evaluate_and_report(cfg, model, name, inference_only=True)
+            for name in cfg.DATASETS.TEST
+        }
 
     if comm.is_main_process():
         write_data_summary(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST), cfg.OUTPUT_DIR)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    # the last evaluation (at the end of training) also writes the report into OUTPUT_DIR/eval
+    # the last evaluation (at the end of training) rewrites OUTPUT_DIR/eval/<split>/
     return trainer.train()
 
 

@@ -83,13 +83,11 @@ def evaluate_variant(
         time leaves out the first two images (warm-up), ``images`` counts the timed ones.
     """
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.data import build_detection_test_loader
-    from detectron2.evaluation import inference_on_dataset
     from detectron2.modeling import build_model
 
     from trashpole.config import load_config
     from trashpole.engine.defaults import register_datasets
-    from trashpole.evaluation import build_evaluators
+    from trashpole.evaluation.evaluate import evaluate_and_report
     from trashpole.predictor import resolve_run
     from trashpole.speed import apply_inference_options, set_test_size
 
@@ -109,10 +107,10 @@ def evaluate_variant(
     DetectionCheckpointer(model).load(weights)
     timed = _TimedModel(apply_inference_options(model, cfg, inference_only=fuse), cfg)
     try:
-        with tempfile.TemporaryDirectory() as tmp:  # COCOEvaluator's conversion of the split
-            evaluators = build_evaluators(cfg, splits[split], tmp)
-            loader = build_detection_test_loader(cfg, splits[split])
-            results = inference_on_dataset(timed, loader, evaluators)
+        with tempfile.TemporaryDirectory() as tmp:
+            # the evaluation path of training and --eval-only; the model is prepared above and
+            # the timing wrapper opens its own autocast, so it is evaluated as given
+            results = evaluate_and_report(cfg, timed, splits[split], tmp, inference_only=False)
     finally:
         torch.set_num_threads(threads)  # a "threads" variant must not change the next ones
     return {

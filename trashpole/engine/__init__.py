@@ -4,14 +4,13 @@ from detectron2.engine import launch
 
 from .checkpoint import TrashPoleCheckpointer
 from .defaults import argument_parser, register_datasets, setup
-from .trainer import Trainer, build_optimizer, evaluate_and_report
+from .trainer import Trainer, build_optimizer
 
 __all__ = [
     "Trainer",
     "TrashPoleCheckpointer",
     "argument_parser",
     "build_optimizer",
-    "evaluate_and_report",
     "launch",
     "register_datasets",
     "setup",

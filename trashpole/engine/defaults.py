@@ -13,6 +13,7 @@ from detectron2.utils.logger import setup_logger
 
 from trashpole.config import default_dataset_root, describe_schedule, load_config, resolve_epochs
 from trashpole.data import register_roboflow_splits, required_mask_format
+from trashpole.evaluation.evaluate import EVAL_FOLDER
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +123,10 @@ def setup(args: argparse.Namespace) -> CfgNode:
         cfg.TRASHPOLE.DATASET_ROOT = args.dataset_root
     if args.strict_data:
         cfg.TRASHPOLE.STRICT_DATA = True
-    if args.eval_only:
-        # an evaluation writes into <run>/eval (or <run>/eval_<split>) and keeps the run's own
-        # config.yaml and logs
-        folder = f"eval_{args.eval_split}" if args.eval_split else "eval"
-        cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, folder)
+    # an evaluation keeps the run's own config.yaml and log.txt: its own go to OUTPUT_DIR/eval/
+    log_dir = os.path.join(cfg.OUTPUT_DIR, EVAL_FOLDER) if args.eval_only else cfg.OUTPUT_DIR
     rank = comm.get_rank()
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name="trashpole")
+    setup_logger(log_dir, distributed_rank=rank, name="trashpole")
     splits = register_datasets(cfg, training=not args.eval_only)
     if args.eval_split:
         if args.eval_split not in splits:
@@ -140,7 +138,13 @@ def setup(args: argparse.Namespace) -> CfgNode:
     if not args.eval_only:
         resolve_epochs(cfg, count_train_images(cfg))
     cfg.freeze()
-    default_setup(cfg, args)
+    if args.eval_only:
+        setup_cfg = cfg.clone()
+        setup_cfg.defrost()
+        setup_cfg.OUTPUT_DIR = log_dir
+        default_setup(setup_cfg, args)
+    else:
+        default_setup(cfg, args)
     if not args.eval_only:
         for line in describe_schedule(cfg):
             logger.info(line)

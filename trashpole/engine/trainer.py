@@ -1,15 +1,13 @@
 """The trashpole trainer: detectron2's DefaultTrainer with the choices of a trashpole recipe."""
 
-import json
 import logging
 import os
-from collections import OrderedDict
 import weakref
+from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
 from detectron2.engine import DefaultTrainer, hooks
-from detectron2.evaluation import inference_on_dataset
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 
@@ -23,8 +21,9 @@ from trashpole.engine.hooks import (
     TrainingCurves,
     ValidationLoss,
 )
-from trashpole.evaluation import build_evaluators, write_report
-from trashpole.speed import apply_inference_options, bf16_supported, inference_autocast
+from trashpole.evaluation import build_evaluators
+from trashpole.evaluation.evaluate import evaluate_and_report
+from trashpole.speed import bf16_supported
 
 logger = logging.getLogger(__name__)
 
@@ -55,37 +54,6 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     return maybe_add_gradient_clipping(cfg, cls)(
         params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY, **kwargs
     )
-
-
-def evaluate_and_report(
-    cfg, model, dataset_name: str, report_dir: str, inference_only: bool = False
-) -> Dict:
-    """
-    Evaluate ``model`` on ``dataset_name`` with COCO + trashpole metrics and, on the main process,
-    write the readable report (metrics.json, report.md, plots) into ``report_dir``.
-
-    Args:
-        inference_only: the model is not trained afterwards (``--eval-only``): it then runs with
-            the CPU speed options of ``TRASHPOLE.INFERENCE`` (bf16, channels_last, fused
-            layers), as the predictor does. Evaluations during training stay in fp32.
-    """
-    data_loader = Trainer.build_test_loader(cfg, dataset_name)
-    evaluators = build_evaluators(cfg, dataset_name, os.path.join(report_dir, "inference"))
-    if inference_only:
-        model = apply_inference_options(model, cfg, inference_only=True)
-    with inference_autocast(cfg if inference_only else False):
-        results = inference_on_dataset(model, data_loader, evaluators)
-    if not comm.is_main_process():
-        return results
-    if len(evaluators._evaluators) == 2:
-        coco_eval, tp_eval = evaluators._evaluators
-        write_report(results, tp_eval, report_dir, coco_evaluator=coco_eval)
-        logger.info(f"Evaluation report of {dataset_name}: {os.path.join(report_dir, 'report.md')}")
-    else:  # a box-only model: COCO box AP is all there is
-        os.makedirs(report_dir, exist_ok=True)
-        with open(os.path.join(report_dir, "metrics.json"), "w") as f:
-            json.dump({"dataset": dataset_name, "results": results}, f, indent=2)
-    return results
 
 
 class Trainer(DefaultTrainer):
@@ -124,20 +92,17 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         """
-        Evaluate on every DATASETS.TEST entry and rewrite the report of each (``eval/`` for one
-        data set, ``eval/<name>/`` for several), so that after training ``eval/`` describes the
-        final model without a second pass over the data.
+        Evaluate on every DATASETS.TEST entry and rewrite its report in ``eval/<split>/``, so
+        that after training ``eval/valid/`` describes the final model without a second pass
+        over the data.
         """
         if evaluators is not None:
             return super().test(cfg, model, evaluators)
         names = list(cfg.DATASETS.TEST)
-        if not names:
-            return {}
-        results = OrderedDict()
-        for name in names:
-            folder = os.path.join(cfg.OUTPUT_DIR, "eval", *([name] if len(names) > 1 else []))
-            results[name] = evaluate_and_report(cfg, model, name, folder)
-        return results[names[0]] if len(names) == 1 else results
+        results = OrderedDict((name, evaluate_and_report(cfg, model, name)) for name in names)
+        if len(results) == 1:
+            return results[names[0]]
+        return results
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

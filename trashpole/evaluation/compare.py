@@ -1,6 +1,6 @@
 """
-Side-by-side comparison of finished runs: reads each run's ``eval/metrics.json`` (written by
-:func:`trashpole.evaluation.write_report`) and, when present, the training log
+Side-by-side comparison of finished runs: reads each run's ``eval/<split>/metrics.json`` (written
+by :func:`trashpole.evaluation.write_report`) and, when present, the training log
 ``metrics.json`` (detectron2's JSON lines), and makes a table and a grouped bar plot.
 """
 
@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from trashpole.evaluation.evaluate import EVAL_FOLDER, eval_dir
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def _training_summary(path: str, metrics: Sequence[Tuple[str, str]]) -> Dict[str
 
 
 def load_run(
-    run_dir: str, metrics: Sequence[Tuple[str, str]] = DEFAULT_METRICS, report: str = "eval"
+    run_dir: str, metrics: Sequence[Tuple[str, str]] = DEFAULT_METRICS, split: str = "valid"
 ) -> Dict[str, Any]:
     """
     Read one run's evaluation (and training log when present).
@@ -62,18 +64,18 @@ def load_run(
     Args:
         run_dir: a run's output folder.
         metrics: (task, key) pairs to pick.
-        report: the report folder inside the run: ``eval`` (written after training, on the
-            validation split) or ``eval_<split>`` (written by ``--eval-only --eval-split``).
+        split: the evaluated split: ``valid`` (written at the end of training) or another one
+            written by ``--eval-only --eval-split``; its report is in ``eval/<split>/``.
 
     Returns:
         dict with ``name`` (folder name), ``path``, ``values`` ({"task/key": value or None}),
         ``eval`` (the whole eval/metrics.json) and ``train`` (summary dict, empty without log).
     """
-    eval_path = os.path.join(run_dir, report, "metrics.json")
+    eval_path = os.path.join(eval_dir(run_dir, split), "metrics.json")
     if not os.path.isfile(eval_path):
         raise FileNotFoundError(
-            f"{eval_path} does not exist; evaluate the run first (the evaluation report writes "
-            "eval/metrics.json)"
+            f"{eval_path} does not exist; evaluate the {split} split of the run first "
+            f"(tools/train_net.py --eval-only --eval-split {split} writes it)"
         )
     with open(eval_path) as f:
         evaluation = json.load(f)
@@ -88,7 +90,9 @@ def load_run(
 
 
 def compare_runs(
-    run_dirs: Sequence[str], metrics: Sequence[Tuple[str, str]] = DEFAULT_METRICS
+    run_dirs: Sequence[str],
+    metrics: Sequence[Tuple[str, str]] = DEFAULT_METRICS,
+    split: str = "valid",
 ) -> List[Dict[str, Any]]:
     """
     Load several runs; names are made unique (the path replaces a repeated folder name).
@@ -96,11 +100,12 @@ def compare_runs(
     Args:
         run_dirs: run folders.
         metrics: (task, key) pairs to pick.
+        split: the evaluated split to compare.
 
     Returns:
         list of :func:`load_run` dicts, in the given order.
     """
-    runs = [load_run(d, metrics) for d in run_dirs]
+    runs = [load_run(d, metrics, split) for d in run_dirs]
     names = [r["name"] for r in runs]
     for r in runs:
         if names.count(r["name"]) > 1:
@@ -179,18 +184,22 @@ def plot_comparison(runs: List[Dict[str, Any]], path: str, title: Optional[str] 
 def headline(run_dir: str) -> str:
     """
     A few lines for the end of a job: where the run's files are and its main numbers, from each
-    evaluation report found in the run (``eval_test`` first, then ``eval``).
+    evaluation report found in the run (``eval/test`` first, then ``eval/valid``, then others).
     """
     lines = [f"Run folder: {run_dir}"]
     for rel in ("model_final.pth", "model_best.pth", "results.csv", "curves.png", "predictions"):
         if os.path.exists(os.path.join(run_dir, rel)):
             lines.append(f"  {rel:16s} {os.path.join(run_dir, rel)}")
-    for report in ("eval_test", "eval_valid", "eval"):
-        if not os.path.isfile(os.path.join(run_dir, report, "metrics.json")):
+    folder = os.path.join(run_dir, EVAL_FOLDER)
+    found = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    order = [s for s in ("test", "valid") if s in found] + [
+        s for s in found if s not in ("test", "valid")
+    ]
+    for split in order:
+        if not os.path.isfile(os.path.join(eval_dir(run_dir, split), "metrics.json")):
             continue
-        run = load_run(run_dir, report=report)
-        lines.append(
-            f"{run['eval'].get('dataset', report)} ({os.path.join(run_dir, report, 'report.md')}):"
-        )
+        run = load_run(run_dir, split=split)
+        report = os.path.join(eval_dir(run_dir, split), "report.md")
+        lines.append(f"{run['eval'].get('dataset', split)} ({report}):")
         lines.append("  " + ", ".join(f"{k} {_cell(v)}" for k, v in run["values"].items()))
     return "\n".join(lines)

@@ -351,7 +351,7 @@ def _check_coco_categories(dataset_name: str) -> None:
         )
 
 
-def build_evaluators(cfg, dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluators:
+def build_evaluator_list(cfg, dataset_name: str, output_dir: Optional[str]) -> List[DatasetEvaluator]:
     """
     COCO bbox/segm AP plus the trashpole metrics for one data set.
 
@@ -363,8 +363,7 @@ def build_evaluators(cfg, dataset_name: str, output_dir: Optional[str]) -> Datas
             JSON if it has no ``json_file``).
 
     Returns:
-        DatasetEvaluators([COCOEvaluator, TrashPoleEvaluator]), or [COCOEvaluator] alone for a
-        box-only model.
+        [COCOEvaluator, TrashPoleEvaluator], or [COCOEvaluator] alone for a box-only model.
     """
     _check_coco_categories(dataset_name)
     coco = COCOEvaluator(
@@ -376,11 +375,17 @@ def build_evaluators(cfg, dataset_name: str, output_dir: Optional[str]) -> Datas
     )
     if not cfg.MODEL.MASK_ON:
         # a box-only detector: the trashpole metrics are defined on masks
-        return DatasetEvaluators([coco])
+        return [coco]
     ours = TrashPoleEvaluator(
         dataset_name,
         score_thresh=cfg.TRASHPOLE.EVAL.SCORE_THRESH,
         iou_thresh=cfg.TRASHPOLE.EVAL.IOU_THRESH,
         output_dir=output_dir,
     )
-    return DatasetEvaluators([coco, ours])
+    return [coco, ours]
+
+
+def build_evaluators(cfg, dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluators:
+    """:func:`build_evaluator_list` as one ``DatasetEvaluators`` (what detectron2's trainer
+    takes)."""
+    return DatasetEvaluators(build_evaluator_list(cfg, dataset_name, output_dir))
