@@ -16,10 +16,12 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 from detectron2.utils.logger import setup_logger
 
 from trashpole.benchmarks import SUITES
+from trashpole.cli import add_debug_flag, run_tool
 
 logger = logging.getLogger("trashpole.benchmark")
 
@@ -42,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--run", default="output/demo", help="trained run (accuracy)")
     p.add_argument("--split", default="test", help="split to evaluate (accuracy)")
     p.add_argument("--dataset-root", default="", help="export (accuracy; default: the run's)")
+    add_debug_flag(p)
     return p.parse_args(argv)
 
 
@@ -93,4 +96,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -35,6 +35,8 @@ from detectron2.structures import Boxes, Instances
 from torch import nn
 from torch.nn import functional as F
 
+from trashpole.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 # A hook handle list is kept on the model under this name, so the guards are installed only once.
@@ -61,7 +63,7 @@ def set_num_threads(num_threads: int) -> None:
         num_threads: threads, >= 0.
     """
     if num_threads < 0:
-        raise ValueError(f"TRASHPOLE.INFERENCE.NUM_THREADS is {num_threads}; use 0 or more")
+        raise UserError(f"TRASHPOLE.INFERENCE.NUM_THREADS is {num_threads}; use 0 or more")
     if num_threads > 0 and torch.get_num_threads() != num_threads:
         logger.info(f"torch threads: {torch.get_num_threads()} -> {num_threads}")
         torch.set_num_threads(num_threads)
@@ -464,7 +466,7 @@ def set_test_size(cfg: CfgNode, size: int) -> CfgNode:
         the same cfg.
     """
     if size <= 0:
-        raise ValueError(f"test input size {size}: give a positive number of pixels")
+        raise UserError(f"test input size {size}: give a positive number of pixels")
     ratio = cfg.INPUT.MAX_SIZE_TEST / max(1, cfg.INPUT.MIN_SIZE_TEST)
     cfg.INPUT.MIN_SIZE_TEST = int(size)
     cfg.INPUT.MAX_SIZE_TEST = int(round(size * max(1.0, ratio)))

@@ -15,6 +15,7 @@ from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from trashpole.config import load_config
+from trashpole.errors import MissingFileError, UserError
 from trashpole.inference import (
     apply_inference_options,
     inference_autocast,
@@ -46,14 +47,19 @@ def resolve_run(run_or_config: str, weights: Optional[str] = None) -> Tuple[str,
         config = run_or_config
         folder = os.path.dirname(run_or_config)
     if not os.path.isfile(config):
-        raise FileNotFoundError(f"{config} does not exist: give a run folder or its config.yaml")
+        raise MissingFileError(
+            f"{config} does not exist: give a run folder (the OUTPUT_DIR of a training, holding "
+            "config.yaml) or its config.yaml"
+        )
     if weights is None:
         candidates = [os.path.join(folder, n) for n in ("model_final.pth", "model_best.pth")]
         weights = next((c for c in candidates if os.path.isfile(c)), None)
         if weights is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no model_final.pth or model_best.pth in {folder!r}: pass the weights explicitly"
             )
+    elif "://" not in weights and not os.path.isfile(weights):
+        raise MissingFileError(f"weights {weights!r} do not exist; give a checkpoint file (.pth)")
     return config, weights
 
 
@@ -220,7 +226,7 @@ def find_inputs(spec: str) -> Tuple[List[str], List[str]]:
     images = [p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS)]
     videos = [p for p in paths if p.lower().endswith(VIDEO_EXTENSIONS)]
     if not images and not videos:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no image ({', '.join(IMAGE_EXTENSIONS)}) or video ({', '.join(VIDEO_EXTENSIONS)}) "
             f"found at {spec!r}"
         )
@@ -233,7 +239,7 @@ def iter_video_frames(path: str) -> Iterator[Tuple[int, np.ndarray, float]]:
 
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
-        raise IOError(f"cannot open video {path!r}")
+        raise UserError(f"{path}: cannot open the video; check that the file is a complete video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     index = 0
     try:
@@ -342,6 +348,8 @@ def read_coco_ids(json_file: str, class_names: Sequence[str]) -> Tuple[Dict[str,
     """
     import json
 
+    if not os.path.isfile(json_file):
+        raise MissingFileError(f"--coco-images {json_file!r} does not exist; give a COCO JSON")
     with open(json_file) as f:
         data = json.load(f)
     image_ids: Dict[str, int] = {}
@@ -351,7 +359,7 @@ def read_coco_ids(json_file: str, class_names: Sequence[str]) -> Tuple[Dict[str,
     by_name = {c["name"]: c["id"] for c in data.get("categories", [])}
     missing = [n for n in class_names if n not in by_name]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{json_file}: the model's classes {missing} are not among its categories "
             f"{sorted(by_name)}; give the COCO JSON of the data set the model was trained on"
         )
@@ -362,7 +370,7 @@ def _image_id(image_ids: Dict[str, int], path: str, json_file: Optional[str]) ->
     for key in (path, os.path.basename(path)):
         if key in image_ids:
             return image_ids[key]
-    raise ValueError(
+    raise UserError(
         f"{json_file}: no image named {os.path.basename(path)!r} (from {path}); predict the "
         "images of that JSON's split, or leave out --coco-images to number the images in order"
     )

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from trashpole.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs")
@@ -625,7 +627,9 @@ def evaluate_variant(
     threads = torch.get_num_threads()
     splits = register_datasets(cfg, training=False)
     if split not in splits:
-        raise ValueError(f"{cfg.TRASHPOLE.DATASET_ROOT} has no {split!r} split: {sorted(splits)}")
+        raise UserError(
+            f"--split {split!r}: {cfg.TRASHPOLE.DATASET_ROOT} has the splits {sorted(splits)}"
+        )
     model = build_model(cfg)
     DetectionCheckpointer(model).load(weights)
     timed = _TimedModel(apply_inference_options(model, cfg, inference_only=fuse), cfg)

@@ -27,6 +27,8 @@ import pycocotools.mask as mask_util
 from detectron2.structures import BoxMode
 from PIL import Image
 
+from trashpole.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 # What happens to a record with a problem. Everything but NOTED makes strict loading fail.
@@ -93,7 +95,7 @@ _EXIF_TRANSPOSE = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """An export that cannot be used as it is; the message names the file, the record and the fix."""
 
 

@@ -3,8 +3,8 @@
 import json
 import logging
 import os
-from collections import OrderedDict
 import weakref
+from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
@@ -23,6 +23,7 @@ from trashpole.engine.hooks import (
     TrainingCurves,
     ValidationLoss,
 )
+from trashpole.errors import UserError
 from trashpole.evaluation import build_evaluators, write_report
 from trashpole.inference import apply_inference_options, bf16_supported, inference_autocast
 
@@ -49,7 +50,7 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
         cls = getattr(torch.optim, name)
         kwargs = dict(betas=tuple(cfg.SOLVER.BETAS))
     else:
-        raise ValueError(
+        raise UserError(
             f"unknown SOLVER.OPTIMIZER {name!r}; choose one of ['Adam', 'AdamW', 'SGD']"
         )
     return maybe_add_gradient_clipping(cfg, cls)(

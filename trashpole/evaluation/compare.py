@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from matplotlib.figure import Figure
 
+from trashpole.errors import MissingFileError, UserError
+
 logger = logging.getLogger(__name__)
 
 # (task, key) pairs shown by default; keys of the results dict in eval/metrics.json.
@@ -37,7 +39,7 @@ def _training_summary(path: str, metrics: Sequence[Tuple[str, str]]) -> Dict[str
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(
+                raise UserError(
                     f"{path}: line {n} is not JSON ({e}); expected detectron2's JSONWriter "
                     "log, one JSON object per line"
                 ) from None
@@ -71,14 +73,17 @@ def load_run(
     """
     eval_path = os.path.join(run_dir, report, "metrics.json")
     if not os.path.isfile(eval_path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{eval_path} does not exist; evaluate the run first (the evaluation report writes "
             "eval/metrics.json)"
         )
     with open(eval_path) as f:
         evaluation = json.load(f)
     if "results" not in evaluation:
-        raise ValueError(f"{eval_path}: has no 'results'; it was not written by write_report")
+        raise UserError(
+            f"{eval_path}: has no 'results'; it was not written by write_report (evaluate the run "
+            "with tools/train_net.py --eval-only)"
+        )
     results = evaluation["results"]
     values = {f"{t}/{k}": results.get(t, {}).get(k) for t, k in metrics}
     train_log = os.path.join(run_dir, "metrics.json")
@@ -181,6 +186,10 @@ def headline(run_dir: str) -> str:
     A few lines for the end of a job: where the run's files are and its main numbers, from each
     evaluation report found in the run (``eval_test`` first, then ``eval``).
     """
+    if not os.path.isdir(run_dir):
+        raise MissingFileError(
+            f"run folder {run_dir!r} does not exist; give the OUTPUT_DIR of a training"
+        )
     lines = [f"Run folder: {run_dir}"]
     for rel in ("model_final.pth", "model_best.pth", "results.csv", "curves.png", "predictions"):
         if os.path.exists(os.path.join(run_dir, rel)):
