@@ -13,7 +13,6 @@ Time on an idle machine: the tables print the load average before and after each
 """
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -22,6 +21,7 @@ from detectron2.utils.logger import setup_logger
 
 from trashpole.benchmarks import SUITES
 from trashpole.cli import add_debug_flag, run_tool
+from trashpole.jsonio import write_json
 
 logger = logging.getLogger("trashpole.benchmark")
 
@@ -89,8 +89,7 @@ def main(argv=None) -> dict:
     results = {name: run_suite(name, args) for name in suites}
     os.makedirs(args.output, exist_ok=True)
     path = os.path.join(args.output, "benchmark.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(results, path)
     logger.info(f"wrote {path}")
     return results
 

@@ -36,6 +36,7 @@ from detectron2.structures import Boxes, Instances
 from trashpole import compat
 from trashpole.config import load_config
 from trashpole.errors import MissingFileError, UserError
+from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -282,8 +283,7 @@ def export_model(
     meta = _export_meta(
         cfg, fmt, names, adapter.outputs_schema, image, {"config": config, "weights": weights}
     )
-    with open(os.path.join(output_dir, META_FILE), "w") as f:
-        json.dump(meta, f, indent=2)
+    write_json(meta, os.path.join(output_dir, META_FILE))
     logger.info(
         f"Exported {weights} to {path} (traced at {tuple(image.shape[1:])}, "
         f"{len(reference[0])} detections on the sample image)"

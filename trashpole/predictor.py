@@ -22,6 +22,7 @@ from trashpole.inference import (
     set_test_size,
     to_fp32,
 )
+from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -431,7 +432,4 @@ def _predict_video(predictor: TrashPolePredictor, path: str, output_dir: str) ->
 
 
 def _write_json(obj, path: str) -> None:
-    import json
-
-    with open(path, "w") as f:
-        json.dump(obj, f)
+    write_json(obj, path, indent=None)

@@ -17,7 +17,6 @@ Also here: :func:`run_accuracy`, the speed and segm AP of each speed option on a
 
 import ctypes
 import gc
-import json
 import logging
 import os
 import statistics
@@ -31,6 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from trashpole.errors import UserError
+from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -498,8 +498,7 @@ def write_result(result: Dict[str, Any], out_dir: str, name: str) -> str:
     """Write ``result`` as ``out_dir/name`` (JSON); returns the path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(result, path)
     logger.info(f"wrote {path}")
     return path
 

@@ -7,7 +7,6 @@ object sizes (COCO small / medium / large) and the problems found while loading.
 logs the tables; the trainer calls it at start-up.
 """
 
-import json
 import logging
 import os
 from collections import Counter
@@ -16,6 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tabulate import tabulate
+
+from trashpole.jsonio import write_json
 
 from .register import SplitLoader
 from .validation import PROBLEM_KINDS, ValidationReport, segmentation_area
@@ -63,8 +64,7 @@ def write_data_summary(dataset_names: Sequence[str], output_dir: str) -> Dict[st
     """
     summary, instances = _collect(dataset_names)
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "data_summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(summary, os.path.join(output_dir, "data_summary.json"))
     text = format_summary(summary)
     with open(os.path.join(output_dir, "data_summary.txt"), "w") as f:
         f.write(text + "\n")

@@ -29,6 +29,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from trashpole.jsonio import write_json
+
 logger = logging.getLogger(__name__)
 
 CATEGORIES = [
@@ -1559,8 +1561,7 @@ def make_roboflow_export(
                 "synthetic export: %d/%d images written to %s", index + 1, num_images, out_dir
             )
     for s, coco in cocos.items():
-        with open(os.path.join(out_dir, s, ANNOTATION_FILE), "w") as f:
-            json.dump(coco, f)
+        write_json(coco, os.path.join(out_dir, s, ANNOTATION_FILE), indent=None)
     _write_readme(out_dir, num_images, seed, image_size)
     return counts
 

@@ -9,11 +9,11 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
 from trashpole.cli import add_debug_flag
 from trashpole.config import default_dataset_root, describe_schedule, load_config, resolve_epochs
 from trashpole.data import register_roboflow_splits, required_mask_format
+from trashpole.engine.writers import setup_run_logging
 from trashpole.errors import MissingFileError, UserError
 
 logger = logging.getLogger(__name__)
@@ -146,8 +146,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
         # config.yaml and logs
         folder = f"eval_{args.eval_split}" if args.eval_split else "eval"
         cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, folder)
-    rank = comm.get_rank()
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name="trashpole")
+    # log.txt gets plain text, also for the coloured config dump of default_setup
+    setup_run_logging(cfg.OUTPUT_DIR, comm.get_rank())
     splits = register_datasets(cfg, training=not args.eval_only)
     if args.eval_split:
         if args.eval_split not in splits:

@@ -16,6 +16,7 @@ from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
 from trashpole.engine.checkpoint import atomic_write_text
+from trashpole.jsonio import dumps
 from trashpole.visualization import plot_training_curves
 
 logger = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ class BestCheckpointerWithPatience(BestCheckpointer):
             "iteration": self.best_iter,
             "evals_since_best": self._evals_since_best,
         }
-        atomic_write_text(json.dumps(state, indent=2), self._state_file)
+        atomic_write_text(dumps(state, indent=2), self._state_file)
         if 0 < self._patience <= self._evals_since_best:
             self._logger.info(
                 f"Early stopping: {self._val_metric} has not improved on {self.best_metric:.4f} "

@@ -1,6 +1,5 @@
 """The trashpole trainer: detectron2's DefaultTrainer with the choices of a trashpole recipe."""
 
-import json
 import logging
 import os
 import weakref
@@ -12,6 +11,7 @@ from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import inference_on_dataset
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
+from detectron2.utils.events import JSONWriter
 
 from trashpole.compat import ddp_for_trainer
 from trashpole.engine.amp import CPUAutocastTrainer
@@ -23,9 +23,12 @@ from trashpole.engine.hooks import (
     TrainingCurves,
     ValidationLoss,
 )
+from trashpole.engine.writers import StrictJSONWriter
 from trashpole.errors import UserError
 from trashpole.evaluation import build_evaluators, write_report
+from trashpole.evaluation.undefined import undefined_reasons
 from trashpole.inference import apply_inference_options, bf16_supported, inference_autocast
+from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +86,9 @@ def evaluate_and_report(
         write_report(results, tp_eval, report_dir, coco_evaluator=coco_eval)
         logger.info(f"Evaluation report of {dataset_name}: {os.path.join(report_dir, 'report.md')}")
     else:  # a box-only model: COCO box AP is all there is
-        os.makedirs(report_dir, exist_ok=True)
-        with open(os.path.join(report_dir, "metrics.json"), "w") as f:
-            json.dump({"dataset": dataset_name, "results": results}, f, indent=2)
+        undefined = undefined_reasons(results, cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST)
+        summary = {"dataset": dataset_name, "results": results, "undefined": undefined}
+        write_json(summary, os.path.join(report_dir, "metrics.json"))
     return results
 
 
@@ -145,6 +148,16 @@ class Trainer(DefaultTrainer):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return build_evaluators(cfg, dataset_name, output_folder)
+
+    def build_writers(self):
+        """detectron2's writers, with ``metrics.json`` in strict JSON (``null``, not ``NaN``)."""
+        writers = []
+        for writer in super().build_writers():
+            if type(writer) is JSONWriter:
+                writer.close()
+                writer = StrictJSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))
+            writers.append(writer)
+        return writers
 
     def build_hooks(self):
         cfg = self.cfg

@@ -23,9 +23,12 @@ from detectron2.utils import comm
 from detectron2.utils.visualizer import ColorMode, Visualizer
 from matplotlib.figure import Figure
 
-from .evaluator import TASK, GalleryItem, TrashPoleEvaluator, to_jsonable
+from trashpole.jsonio import to_jsonable, write_json
+
+from .evaluator import TASK, GalleryItem, TrashPoleEvaluator
 from .matching import AP_IOU
 from .metrics import COCO_DESCRIPTIONS, METRIC_DESCRIPTIONS
+from .undefined import undefined_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,8 @@ GALLERY_WIDTH = 480  # pixels of one gallery panel
 HOW_TO_READ = """\
 ## How to read this
 
-All rates are percentages (0-100); `n/a` means undefined (nothing to divide by). The
+All rates are percentages (0-100); `n/a` means undefined (nothing to divide by; the section
+*Undefined values* at the end says why for each one, and `metrics.json` has them as `null`). The
 trashpole numbers count predictions with score >= {score:g}; a *hit* is a prediction matched to
 an object with mask IoU >= {iou:g}.
 
@@ -155,7 +159,20 @@ def _markdown(
     lines += _confusion_section(evaluator.confusion_matrix, names + ["background"])
     lines += _pixel_section(m, names)
     lines += ["## Pictures", ""] + [f"- [{p}]({p})" for p in pictures] + [""]
+    lines += _undefined_section(_undefined(results, evaluator))
     return "\n".join(lines)
+
+
+def _undefined(results: Dict[str, Dict[str, Any]], evaluator: TrashPoleEvaluator) -> Dict:
+    return undefined_reasons(results, score=evaluator.score_thresh, iou=evaluator.iou_thresh)
+
+
+def _undefined_section(reasons: Dict[str, str]) -> List[str]:
+    if not reasons:
+        return []
+    lines = ["## Undefined values", "", "Shown as `n/a` above and `null` in `metrics.json`:", ""]
+    lines += [f"- `{key}`: {reason}" for key, reason in reasons.items()]
+    return lines + [""]
 
 
 def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: str) -> None:
@@ -386,6 +403,7 @@ def _metrics_json(results: Dict[str, Any], evaluator: TrashPoleEvaluator) -> Dic
         name: {"AP50": c["AP50"], "num_gt": c["num_gt"], "num_predictions": len(c["recall"])}
         for name, c in evaluator.pr_curves.items()
     }
+    summary["undefined"] = _undefined(results, evaluator)
     summary["definitions"] = {
         "units": "rates in percent (0-100), counts as integers, null where undefined",
         **METRIC_DESCRIPTIONS,
@@ -436,11 +454,9 @@ def write_report(
     results = dict(results)
     results.setdefault(TASK, evaluator.results[TASK])
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump(_metrics_json(results, evaluator), f, indent=2)
-    with open(os.path.join(output_dir, "per_image.json"), "w") as f:
-        records = [r.to_dict(evaluator.iou_thresh) for r in evaluator.records]
-        json.dump(to_jsonable(records), f, indent=1)
+    write_json(_metrics_json(results, evaluator), os.path.join(output_dir, "metrics.json"))
+    records = [r.to_dict(evaluator.iou_thresh) for r in evaluator.records]
+    write_json(records, os.path.join(output_dir, "per_image.json"), indent=1)
 
     labels = evaluator.class_names + ["background"]
     plot_confusion_matrix(
