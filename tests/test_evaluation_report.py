@@ -23,6 +23,7 @@ from trashpole.benchmarks.evaluation import run as run_benchmark
 from trashpole.config import add_trashpole_config
 from trashpole.evaluation import build_evaluators, compare_runs, format_table, write_report
 from trashpole.evaluation.compare import plot_comparison
+from trashpole.evaluation.notes import accuracy_note
 
 H, W = 64, 96
 REPO = Path(__file__).resolve().parents[1]
@@ -187,6 +188,19 @@ def test_report_numbers(evaluated):
     assert metrics["results"]["segm"]["APl"] is None
     assert metrics["undefined"] == {"bbox/APl": large, "segm/APl": large}
     assert f"- `segm/APl`: {large}" in report
+    # the one matching rule is explained, and what accuracy says here
+    assert "**Matching.**" in report and "the most hits with the right class" in report
+    assert m["hits"] == 3 and (
+        "Accuracy is below 100: 1 of 3 objects found with a good mask were found only by a "
+        "prediction of another class" in report
+    )
+
+
+def test_the_report_says_when_accuracy_is_uninformative():
+    assert accuracy_note({"hits": 4, "TP": 4}).startswith(
+        "Accuracy is 100 because every hit already has the right class"
+    )
+    assert accuracy_note({"hits": 0, "TP": 0}) is None  # undefined: explained elsewhere
 
 
 def test_report_of_a_model_that_predicts_nothing(tmp_path):

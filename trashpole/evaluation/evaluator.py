@@ -173,6 +173,7 @@ class TrashPoleEvaluator(DatasetEvaluator):
                 score_thresh=self.score_thresh,
                 image_id=image_id,
                 file_name=record["file_name"],
+                iou_thresh=self.iou_thresh,
             )
             self._records.append(ev.result)
             self._pr_scores.append(ev.pr_scores)

@@ -28,6 +28,7 @@ from trashpole.jsonio import to_jsonable, write_json
 from .evaluator import TASK, GalleryItem, TrashPoleEvaluator
 from .matching import AP_IOU
 from .metrics import COCO_DESCRIPTIONS, METRIC_DESCRIPTIONS
+from .notes import accuracy_note
 from .undefined import undefined_reasons
 
 logger = logging.getLogger(__name__)
@@ -44,14 +45,22 @@ All rates are percentages (0-100); `n/a` means undefined (nothing to divide by; 
 trashpole numbers count predictions with score >= {score:g}; a *hit* is a prediction matched to
 an object with mask IoU >= {iou:g}.
 
+**Matching.** Each prediction is matched to at most one object and each object to at most one
+prediction. Of all such pairings, the one used has the most hits with the right class, then the
+most hits of any class, then the largest summed IoU: a wrong-class prediction never takes an
+object from a right-class one, and no other pairing would find more objects. Mean IoU, accuracy,
+precision, recall, F1, the confusion matrix and our AP50 all use this one matching (AP50 at every
+score threshold, so its curve passes through the precision and recall below when the IoU
+threshold is 0.5). COCO AP matches greedily in score order instead.
+
 COCO AP and mean IoU answer different questions and can be far apart:
 - **COCO AP** ranks *every* detection by score (down to the model's test threshold), needs the
   right class, averages precision over recall levels *and* over IoU thresholds 0.50 to 0.95, and
   is lowered by every false detection, duplicate or badly ranked score. A mask with IoU 0.6 is a
   hit at only 3 of the 10 IoU thresholds (0.50, 0.55, 0.60), so AP stays low when AP50 is fine.
 - **mean IoU** looks at each annotated object once, takes the IoU of the one prediction matched
-  to it (at score >= {score:g}), ignores the class, and is not lowered by false detections. A
-  coarse mask still earns partial credit.
+  to it (at score >= {score:g}), lets a wrong-class prediction count when it is the match, and
+  is not lowered by false detections. A coarse mask still earns partial credit.
 
 So a model that finds every object with coarse masks, wrong classes or many false alarms can
 show mean IoU near 60 and COCO AP near 2. Read them together: low `accuracy` means class
@@ -101,7 +110,7 @@ def _instance_section(m: Dict[str, float], class_names: Sequence[str], iou: floa
     rows[-1].append(METRIC_DESCRIPTIONS["accuracy"])
     counts = ", ".join(
         f"{k} {_fmt(m.get(k))}"
-        for k in ("num_gt", "num_pred", "num_matched", "TP", "FP", "FN", "num_ignored")
+        for k in ("num_gt", "num_pred", "num_matched", "hits", "TP", "FP", "FN", "num_ignored")
     )
     lines = [f"## Instance metrics (hit: mask IoU >= {iou:g})", ""]
     lines += _table(["metric", "all"] + list(class_names) + ["meaning"], rows)
@@ -156,6 +165,8 @@ def _markdown(
     ]
     lines += _coco_section(results, names)
     lines += _instance_section(m, names, evaluator.iou_thresh)
+    note = accuracy_note(m)
+    lines += [note, ""] if note else []
     lines += _confusion_section(evaluator.confusion_matrix, names + ["background"])
     lines += _pixel_section(m, names)
     lines += ["## Pictures", ""] + [f"- [{p}]({p})" for p in pictures] + [""]
