@@ -40,7 +40,11 @@ def evaluate(hook, storage, iteration, **metrics):
 
 
 @pytest.fixture
-def hook(tmp_path):
+def hook(tmp_path, monkeypatch):
+    # detectron2's setup_logger, once called in this process, stops "trashpole" propagating to
+    # the root logger, where caplog listens
+    monkeypatch.setattr(logging.getLogger("trashpole"), "propagate", True)
+
     def make(patience=0):
         made = BestCheckpointerWithPatience(
             2, RecordingCheckpointer(tmp_path), "segm/AP", "max", patience_evals=patience

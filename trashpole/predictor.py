@@ -16,6 +16,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from trashpole.config import load_config
 from trashpole.errors import MissingFileError, UserError
+from trashpole.images import UnreadableImage, read_bgr
 from trashpole.inference import (
     apply_inference_options,
     inference_autocast,
@@ -268,6 +269,11 @@ def predict_paths(
     JSON of its per-frame detections, and ``predictions.json`` with all image results. Shows a
     progress bar with images per second and logs the overall rate at the end.
 
+    Images are read as training reads them (:func:`trashpole.images.read_bgr`). One that cannot
+    be used (empty, truncated, not an image, over PIL's size limit) is skipped, never fatal; one
+    that needed a conversion (16-bit grayscale, CMYK) is used. Both are logged and listed in
+    ``predictions.json`` (``skipped``: file and reason, ``converted``: file and note).
+
     Args:
         predictor: from :func:`load_predictor`.
         spec: an image, a video, a folder or a glob.
@@ -281,8 +287,9 @@ def predict_paths(
             contiguous id + 1 (Roboflow's numbering, where 0 is the superclass).
 
     Returns:
-        counts: images, videos, frames, detections; and ``images_per_s`` (images over the wall
-        time of the image loop, reading and writing included).
+        counts: images (predicted), skipped, converted, videos, frames, detections; and
+        ``images_per_s`` (images over the wall time of the image loop, reading and writing
+        included).
     """
     import cv2
     from tqdm import tqdm
@@ -297,12 +304,18 @@ def predict_paths(
         category_ids = list(range(1, len(names) + 1))
     counts: Dict[str, float] = {"images": 0, "videos": 0, "frames": 0, "detections": 0}
     everything, coco_results = {}, []
+    skipped, converted = [], []
     start = time.perf_counter()
     for path in tqdm(images, desc="images", unit="img", dynamic_ncols=True):
-        image = cv2.imread(path)
-        if image is None:
-            logger.warning(f"{path}: not a readable image, skipped")
+        try:
+            image, note = read_bgr(path)
+        except UnreadableImage as e:
+            logger.warning(f"{path}: skipped, {e}")
+            skipped.append({"file_name": path, "reason": str(e)})
             continue
+        if note:
+            logger.info(f"{path}: {note}")
+            converted.append({"file_name": path, "note": note})
         instances = predictor(image)["instances"].to("cpu")
         stem = os.path.splitext(os.path.basename(path))[0]
         records = instances_to_records(instances, names)
@@ -318,13 +331,17 @@ def predict_paths(
             )
         counts["images"] += 1
         counts["detections"] += len(records)
+    counts.update(skipped=len(skipped), converted=len(converted))
     if images:
         elapsed = time.perf_counter() - start
         counts["images_per_s"] = counts["images"] / max(elapsed, 1e-9)
         logger.info(
             f"{counts['images']} images in {elapsed:.1f} s: {counts['images_per_s']:.2f} images/s"
         )
-        _write_json({"classes": names, "images": everything}, f"{output_dir}/predictions.json")
+        _log_skipped(skipped, converted, len(images))
+        summary = {"classes": names, "images": everything}
+        summary.update(skipped=skipped, converted=converted)
+        _write_json(summary, f"{output_dir}/predictions.json")
     if coco_json:
         os.makedirs(os.path.dirname(os.path.abspath(coco_json)), exist_ok=True)
         _write_json(coco_results, coco_json)
@@ -333,6 +350,20 @@ def predict_paths(
         counts["frames"] += _predict_video(predictor, path, output_dir)
         counts["videos"] += 1
     return counts
+
+
+def _log_skipped(skipped: List[Dict], converted: List[Dict], total: int) -> None:
+    """One summary line of the images that were skipped or converted (all are in the JSON)."""
+    for items, what, key in ((skipped, "skipped", "reason"), (converted, "converted", "note")):
+        if not items:
+            continue
+        shown = "; ".join(f"{os.path.basename(i['file_name'])}: {i[key]}" for i in items[:10])
+        more = f"; and {len(items) - 10} more" if len(items) > 10 else ""
+        level = logging.WARNING if what == "skipped" else logging.INFO
+        logger.log(
+            level,
+            f"{what} {len(items)} of {total} images (listed in predictions.json): {shown}{more}",
+        )
 
 
 def read_coco_ids(json_file: str, class_names: Sequence[str]) -> Tuple[Dict[str, int], List[int]]:
