@@ -7,6 +7,7 @@ from tiny_model import REPO
 
 from trashpole.config import describe_schedule, load_config, resolve_epochs
 from trashpole.engine import build_optimizer
+from trashpole.errors import UserError
 
 REFERENCE = str(REPO / "configs" / "mask_rcnn_R_50_FPN_reference.yaml")
 
@@ -126,3 +127,10 @@ def test_unknown_optimizer_lists_the_valid_ones():
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_unknown_key_in_a_config_file_is_named_with_a_suggestion(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("SOLVER:\n  EPOCS: 3\n")
+    with pytest.raises(UserError, match=r"typo.yaml: unknown config key SOLVER.EPOCS \(did you "):
+        load_config(str(path))

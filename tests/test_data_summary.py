@@ -18,6 +18,7 @@ from trashpole.data import (
     write_data_summary,
 )
 from trashpole.data.visualize import visualize_dataset
+from trashpole.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("clean_catalogs")
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "visualize_data.py"
@@ -119,7 +120,7 @@ def test_visualize_data_tool(export, tmp_path):
 def test_visualize_data_tool_rejects_a_missing_split(export, tmp_path):
     tool = _tool()
     argv = ["--dataset-root", str(export), "--split", "test", "--output", str(tmp_path)]
-    with pytest.raises(SystemExit, match="no test split"):
+    with pytest.raises(UserError, match="no test split"):
         tool.main(tool.parse_args(argv))
 
 

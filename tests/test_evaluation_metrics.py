@@ -18,6 +18,7 @@ from trashpole.evaluation.matching import (
     match_instances,
     paint_class_map,
     paint_ground_truth,
+    ranked_hits,
 )
 from trashpole.evaluation.metrics import interpolated_ap, precision_recall_curve
 
@@ -401,6 +402,112 @@ def test_hungarian_beats_greedy():
     assert match_instances(iou) == [(1, 0), (0, 1)]
     assert match_instances(np.array([[0.0, 0.5]])) == [(0, 1)]
     assert match_instances(np.array([[0.0]])) == []
+
+
+def cols(x0: int, x1: int) -> np.ndarray:
+    """Rows 0-3, columns x0..x1-1: a 4-row band, so IoUs are ratios of column counts."""
+    return square(0, x0, 4, x1 - x0)
+
+
+def test_a_wrong_class_prediction_does_not_take_the_hit(evaluate):
+    # Truth: a pole, columns 0-9 (40 px). A pole prediction, columns 0-6: IoU 28/40 = 0.7; a
+    # trash-can prediction, columns 0-7: IoU 32/40 = 0.8. Maximising summed IoU (the old rule)
+    # matched the trash can: TP 0, FP 2, FN 1, mIoU 80, accuracy 0. Right-class hits come first:
+    # the pole prediction is the match, the trash can a false detection.
+    truth, pole, can = cols(0, 10), cols(0, 7), cols(0, 8)
+    m, ev = evaluate([([gt(truth, POLE)], pred((pole, POLE, 0.8), (can, CAN, 0.9)))])
+    assert_metrics(
+        m,
+        {
+            "TP": 1,
+            "FP": 1,
+            "FN": 0,
+            "hits": 1,
+            "precision": 50.0,
+            "recall": 100.0,
+            "F1": 100 * 2 / 3,
+            "mIoU": 70.0,
+            "accuracy": 100.0,
+            "precision-trash-can": 0.0,
+            "AP50-pole": 100.0,
+            "AP50-trash-can": NAN,
+        },
+    )
+    assert ev.records[0].gt_ious[0] == pytest.approx(0.7)
+    np.testing.assert_array_equal(ev.confusion_matrix, [[1, 0, 0], [0, 0, 0], [0, 1, 0]])
+
+
+def test_more_hits_beat_a_larger_summed_iou(evaluate):
+    # Two poles G1 (columns 0-9) and G2 (columns 2-11); two pole predictions A = G1 (score 0.9)
+    # and B (columns 0-5, score 0.8). IoU A-G1 = 1, A-G2 = 32/48 = 2/3, B-G1 = 24/40 = 0.6,
+    # B-G2 = 16/48 = 1/3. Summed IoU alone pairs A-G1 and B-G2 (4/3 > 2/3 + 0.6): 1 hit,
+    # TP 1, FP 1, FN 1, mIoU (1 + 1/3) / 2. The rule pairs A-G2 and B-G1: 2 hits.
+    g1, g2, a, b = cols(0, 10), cols(2, 12), cols(0, 10), cols(0, 6)
+    m, ev = evaluate([([gt(g1, POLE), gt(g2, POLE)], pred((a, POLE, 0.9), (b, POLE, 0.8)))])
+    assert ev.records[0].gt_ious == pytest.approx([0.6, 2 / 3])
+    assert_metrics(
+        m,
+        {
+            "TP": 2,
+            "FP": 0,
+            "FN": 0,
+            "precision": 100.0,
+            "recall": 100.0,
+            "F1": 100.0,
+            "mIoU": 100 * (0.6 + 2 / 3) / 2,
+            # after A alone one hit is possible, after B two: precision 1 at recall 0.5 and 1
+            # (COCO's greedy rule gives A the object of its best IoU, G1, and B none: 51/101)
+            "AP50": 100.0,
+        },
+    )
+
+
+def test_the_matching_rule_on_the_issue_iou_matrices():
+    # A pole truth, a pole prediction at IoU 0.7, a trash-can prediction at IoU 0.8.
+    iou = np.array([[0.7], [0.8]])
+    assert match_instances(iou, 0.5, np.array([[True], [False]])) == [(0, 0)]
+    assert match_instances(iou, 0.5) == [(1, 0)]  # class-agnostic: one hit either way, IoU 0.8
+    # A-G1 0.95, A-G2 0.5, B-G1 0.5, B-G2 0.3: two hits (A-G2, B-G1; summed IoU 1.0) beat one
+    # hit with a larger sum (A-G1, B-G2; 1.25).
+    iou = np.array([[0.95, 0.5], [0.5, 0.3]])
+    assert match_instances(iou, 0.5) == [(1, 0), (0, 1)]
+    # below the threshold no pair is a hit: the summed IoU decides
+    assert match_instances(iou, 0.96) == [(0, 0), (1, 1)]
+
+
+def test_ranked_hits_count_the_most_hits_at_each_score():
+    # P0 (0.9) overlaps G0 at 0.9 and G1 at 0.6; P1 (0.8) only G0 at 0.7; P2 (0.7) only G0;
+    # P3 (0.6) is a trash can on G1. Greedy by score would give P0 G0 and leave P1 without a
+    # hit; the most hits after P1 are two (P0-G1, P1-G0). P2 adds none (G0, G1 taken by the
+    # best pairing), P3 has the wrong class.
+    iou = np.array([[0.9, 0.6], [0.7, 0.0], [0.8, 0.0], [0.0, 1.0]])
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    marked = ranked_hits(iou, scores, np.array([0, 0, 0, 1]), np.array([0, 0]), 0.5)
+    assert marked.tolist() == [True, True, False, False]
+    # the same predictions in another input order: the flags follow the scores, not the order
+    order = [3, 2, 1, 0]
+    marked = ranked_hits(iou[order], scores[order], np.array([1, 0, 0, 0]), np.array([0, 0]), 0.5)
+    assert marked.tolist() == [False, False, True, True]
+
+
+def test_the_pr_curve_passes_through_precision_and_recall(evaluate):
+    # AP50 and P/R/F1 follow one rule: at the score threshold (0.5) the PR curve of a class is at
+    # the reported precision and recall. Image 0: the two-hits case; image 1: a pole found at
+    # score 0.6, a false pole at 0.55, a pole at 0.4 (below the threshold).
+    g1, g2, a, b = cols(0, 10), cols(2, 12), cols(0, 10), cols(0, 6)
+    other = square(8, 8)
+    images = [
+        ([gt(g1, POLE), gt(g2, POLE)], pred((a, POLE, 0.9), (b, POLE, 0.8))),
+        (
+            [gt(other, POLE), gt(cols(12, 16), POLE)],
+            pred((other, POLE, 0.6), (square(12, 0), POLE, 0.55), (cols(12, 16), POLE, 0.4)),
+        ),
+    ]
+    m, ev = evaluate(images)
+    assert_metrics(m, {"TP": 3, "FP": 1, "FN": 1, "precision-pole": 75.0, "recall-pole": 75.0})
+    curve = ev.pr_curves["pole"]
+    at = np.flatnonzero(curve["thresholds"] >= 0.5)[-1]
+    assert (curve["precision"][at], curve["recall"][at]) == pytest.approx((0.75, 0.75))
 
 
 def test_interpolated_ap_on_a_known_curve():

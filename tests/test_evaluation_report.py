@@ -28,6 +28,7 @@ from trashpole.evaluation import (
     write_report,
 )
 from trashpole.evaluation.compare import plot_comparison
+from trashpole.evaluation.notes import accuracy_note
 
 H, W = 64, 96
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,28 @@ def write_dataset(root: Path) -> Path:
         json.dumps({"images": images, "annotations": annotations, "categories": categories})
     )
     return path
+
+
+def strict_loads(text: str):
+    """json.loads that refuses NaN and Infinity, as JavaScript's JSON.parse does."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+class NothingModel(torch.nn.Module):
+    """Predicts nothing on every image."""
+
+    def forward(self, inputs):
+        empty = dict(
+            pred_masks=torch.zeros((0, H, W), dtype=torch.bool),
+            pred_boxes=Boxes(torch.zeros((0, 4))),
+            pred_classes=torch.zeros(0, dtype=torch.int64),
+            scores=torch.zeros(0),
+        )
+        return [{"instances": Instances((H, W), **empty)} for _ in inputs]
 
 
 class FixedModel(torch.nn.Module):
@@ -143,11 +166,11 @@ def test_report_numbers(evaluated):
     assert (m["TP"], m["FP"], m["FN"]) == (2, 2, 2)
     np.testing.assert_array_equal(ev.confusion_matrix, [[1, 0, 1], [1, 1, 0], [0, 1, 0]])
 
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = strict_loads((out / "metrics.json").read_text())
     assert metrics["results"]["trashpole"]["mIoU"] == pytest.approx(m["mIoU"])
     assert metrics["results"]["segm"]["AP"] == pytest.approx(results["segm"]["AP"])
     assert metrics["confusion_matrix"]["labels"] == ["pole", "trash-can", "background"]
-    per_image = json.loads((out / "per_image.json").read_text())
+    per_image = strict_loads((out / "per_image.json").read_text())
     assert [r["mIoU"] for r in per_image][2:] == [0.0, None]
 
     report = (out / "report.md").read_text()
@@ -165,6 +188,59 @@ def test_report_numbers(evaluated):
     ):
         assert f"{value:.2f}" in report, value
     assert "How to read this" in report and "| true pole | 1 | 0 | 1 |" in report
+    # the 64x96 images hold no object of COCO's "large" size: APl is undefined, and says why
+    large = "no ground-truth large objects (area > 96^2 pixels) in this split"
+    assert metrics["results"]["segm"]["APl"] is None
+    assert metrics["undefined"] == {"bbox/APl": large, "segm/APl": large}
+    assert f"- `segm/APl`: {large}" in report
+    # the one matching rule is explained, and what accuracy says here
+    assert "**Matching.**" in report and "the most hits with the right class" in report
+    assert m["hits"] == 3 and (
+        "Accuracy is below 100: 1 of 3 objects found with a good mask were found only by a "
+        "prediction of another class" in report
+    )
+
+
+def test_the_report_says_when_accuracy_is_uninformative():
+    assert accuracy_note({"hits": 4, "TP": 4}).startswith(
+        "Accuracy is 100 because every hit already has the right class"
+    )
+    assert accuracy_note({"hits": 0, "TP": 0}) is None  # undefined: explained elsewhere
+
+
+def test_report_of_a_model_that_predicts_nothing(tmp_path):
+    name = f"test_report_{uuid.uuid4().hex[:8]}"
+    register_coco_instances(name, {}, str(write_dataset(tmp_path)), str(tmp_path))
+    try:
+        loader = [
+            [{k: r[k] for k in ("image_id", "file_name", "height", "width")}]
+            for r in DatasetCatalog.get(name)
+        ]
+        cfg = get_cfg()
+        add_trashpole_config(cfg)
+        cfg.MODEL.MASK_ON = True
+        evaluators = build_evaluators(cfg, name, str(tmp_path / "inference"))
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = inference_on_dataset(NothingModel(), loader, evaluators)
+        coco, ours = evaluators._evaluators
+        write_report(results, ours, str(tmp_path / "eval"), coco_evaluator=coco)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    metrics = strict_loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["results"]["bbox"]["AP"] is None and metrics["results"]["segm"]["AP50"] is None
+    assert metrics["results"]["trashpole"]["precision"] is None
+    assert metrics["results"]["trashpole"]["recall"] == 0.0
+    reasons = metrics["undefined"]
+    assert reasons["segm/AP"] == "no detections: the model predicted nothing on this split"
+    assert reasons["trashpole/precision"] == "no predictions with score >= 0.5"
+    assert reasons["trashpole/accuracy"] == "no hits: no predictions with score >= 0.5"
+    assert "trashpole/recall" not in reasons
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "| precision | n/a |" in report
+    assert "- `trashpole/precision`: no predictions with score >= 0.5" in report
+    strict_loads((tmp_path / "eval" / "per_image.json").read_text())
+    strict_loads((tmp_path / "inference" / "trashpole_results.json").read_text())
 
 
 def test_galleries_rank_images(evaluated):

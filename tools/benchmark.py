@@ -13,13 +13,15 @@ Time on an idle machine: the tables print the load average before and after each
 """
 
 import argparse
-import json
 import logging
 import os
+import sys
 
 from detectron2.utils.logger import setup_logger
 
 from trashpole.benchmarks import SUITES
+from trashpole.cli import add_debug_flag, run_tool
+from trashpole.jsonio import write_json
 
 logger = logging.getLogger("trashpole.benchmark")
 
@@ -42,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--run", default="output/demo", help="trained run (accuracy)")
     p.add_argument("--split", default="test", help="split to evaluate (accuracy)")
     p.add_argument("--dataset-root", default="", help="export (accuracy; default: the run's)")
+    add_debug_flag(p)
     return p.parse_args(argv)
 
 
@@ -86,11 +89,10 @@ def main(argv=None) -> dict:
     results = {name: run_suite(name, args) for name in suites}
     os.makedirs(args.output, exist_ok=True)
     path = os.path.join(args.output, "benchmark.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(results, path)
     logger.info(f"wrote {path}")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

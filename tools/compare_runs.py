@@ -10,7 +10,9 @@ Each RUN_DIR needs ``eval/<split>/metrics.json`` (written by the evaluation repo
 
 import argparse
 import logging
+import sys
 
+from trashpole.cli import add_debug_flag, run_tool
 from trashpole.evaluation.compare import compare_runs, format_table, plot_comparison
 
 
@@ -23,6 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--output", default="compare_runs.png", help="bar plot PNG (default: %(default)s)"
     )
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -36,4 +39,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -12,10 +12,13 @@ Run the result without trashpole: examples/run_exported.py. Details: docs/export
 
 import argparse
 import logging
+import sys
 
 import cv2
 from detectron2.utils.logger import setup_logger
 
+from trashpole.cli import add_debug_flag, run_tool
+from trashpole.errors import UserError
 from trashpole.export import EXPORT_FORMATS, export_model
 
 
@@ -33,6 +36,7 @@ def parse_args(argv=None):
         help="image to trace with and check the export on (default: noise at the test size)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the exported-vs-eager check")
+    add_debug_flag(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p.parse_args(argv)
 
@@ -44,7 +48,10 @@ def main(argv=None) -> str:
     if args.sample_image:
         image = cv2.imread(args.sample_image)
         if image is None:
-            raise FileNotFoundError(f"{args.sample_image}: not a readable image")
+            raise UserError(
+                f"--sample-image {args.sample_image}: missing or not a readable image; give a "
+                "JPEG or PNG, or leave it out to trace with noise"
+            )
     path = export_model(
         args.run,
         args.output,
@@ -59,4 +66,4 @@ def main(argv=None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -13,11 +13,13 @@ Speed on the CPU: see docs/performance.md for what each option costs and gains.
 
 import argparse
 import logging
+import sys
 
 from detectron2.utils.logger import setup_logger
 
+from trashpole.cli import add_debug_flag, run_tool
+from trashpole.predictor import find_inputs, load_predictor, predict_paths
 from trashpole.speed import speed_opts
-from trashpole.predictor import load_predictor, predict_paths
 
 
 def parse_args(argv=None):
@@ -55,6 +57,7 @@ def parse_args(argv=None):
     speed.add_argument(
         "--input-size", type=int, default=0, help="shorter image side given to the model (pixels)"
     )
+    add_debug_flag(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p.parse_args(argv)
 
@@ -62,6 +65,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger(name="trashpole")
+    find_inputs(args.input)  # a wrong --input fails before the model is loaded
     opts = speed_opts(args.bf16, args.channels_last, args.threads, args.proposals) + list(args.opts)
     predictor = load_predictor(
         args.run, args.weights, args.score, args.device, opts, input_size=args.input_size or None
@@ -79,4 +83,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -6,7 +6,9 @@ Print where a run's results are and its headline metrics.
 """
 
 import argparse
+import sys
 
+from trashpole.cli import add_debug_flag, run_tool
 from trashpole.evaluation.compare import headline
 
 
@@ -14,6 +16,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("run", help="run folder")
     p.add_argument("--times", nargs="*", default=[], help="stage=seconds pairs to print")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     print(headline(args.run))
     if args.times:
@@ -22,4 +25,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

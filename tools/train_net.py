@@ -8,9 +8,13 @@ Train or evaluate a trashpole Mask R-CNN.
 """
 
 import logging
+import sys
+from functools import partial
+from typing import List
 
 from detectron2.utils import comm
 
+from trashpole.cli import run_tool, run_worker
 from trashpole.data import write_data_summary
 from trashpole.engine import (
     Trainer,
@@ -43,13 +47,18 @@ def main(args):
     return trainer.train()
 
 
-if __name__ == "__main__":
-    args = argument_parser().parse_args()
+def cli(argv: List[str]) -> None:
+    """Parse the command line and run ``main`` in each process of detectron2's ``launch``."""
+    args = argument_parser().parse_args(argv)
     launch(
-        main,
+        partial(run_worker, main),
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         args=(args,),
     )
+
+
+if __name__ == "__main__":
+    sys.exit(run_tool(cli))

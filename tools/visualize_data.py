@@ -16,9 +16,11 @@ from typing import List, Optional
 
 from detectron2.utils.logger import setup_logger
 
+from trashpole.cli import add_debug_flag, run_tool
 from trashpole.config import load_config
 from trashpole.data import canonical_split, register_roboflow_splits, write_data_summary
 from trashpole.data.visualize import visualize_dataset
+from trashpole.errors import UserError
 
 logger = logging.getLogger("trashpole.tools.visualize_data")
 
@@ -41,6 +43,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--strict", action="store_true", help="stop on any bad record")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample and augmentations")
     parser.add_argument("--name", default="trashpole", help="prefix of the registered names")
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -56,7 +59,9 @@ def main(args: argparse.Namespace) -> List[str]:
     )
     split = canonical_split(args.split)
     if split not in registered:
-        raise SystemExit(f"{args.dataset_root}: no {args.split} split; found {list(registered)}")
+        raise UserError(
+            f"{args.dataset_root}: no {args.split} split; choose --split from {list(registered)}"
+        )
     paths = visualize_dataset(
         registered[split],
         os.path.join(args.output, split),
@@ -71,4 +76,4 @@ def main(args: argparse.Namespace) -> List[str]:
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    sys.exit(run_tool(lambda argv: main(parse_args(argv))))

@@ -6,16 +6,19 @@ Setup order (always): ``get_cfg()`` -> :func:`add_trashpole_config` -> detectron
 (:func:`resolve_epochs`) -> ``freeze()``.
 """
 
+import difflib
 import logging
 import math
 import os
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
+import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from trashpole.compat import zoo_config_file
+from trashpole.errors import MissingFileError, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -114,20 +117,52 @@ def load_config(config_file: str, opts: Optional[Sequence[str]] = None) -> CN:
         CfgNode, not frozen and without derived values.
     """
     if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"config file {config_file!r} does not exist")
+        raise MissingFileError(
+            f"config file {config_file!r} does not exist; give a recipe from configs/ or the "
+            "config.yaml of a run"
+        )
     cfg = get_cfg()
     add_trashpole_config(cfg)
     cfg.merge_from_file(zoo_config_file(ZOO_BASE_CONFIG))
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts or []))
+    _merge(cfg, config_file, lambda: cfg.merge_from_file(config_file))
+    _merge(cfg, "command-line opts", lambda: cfg.merge_from_list(list(opts or [])))
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.info("No CUDA device: MODEL.DEVICE set to cpu")
         cfg.MODEL.DEVICE = "cpu"
     if cfg.SOLVER.OPTIMIZER not in OPTIMIZERS:
-        raise ValueError(
-            f"unknown SOLVER.OPTIMIZER {cfg.SOLVER.OPTIMIZER!r}; choose one of {list(OPTIMIZERS)}"
+        raise UserError(
+            f"{config_file}: unknown SOLVER.OPTIMIZER {cfg.SOLVER.OPTIMIZER!r}; choose one of "
+            f"{list(OPTIMIZERS)}"
         )
     return cfg
+
+
+def _merge(cfg: CN, source: str, merge: Callable[[], None]) -> None:
+    """Run one merge step; a key or value yacs rejects becomes a UserError naming ``source``."""
+    try:
+        merge()
+    except (KeyError, ValueError, AssertionError, yaml.YAMLError) as e:
+        message = str(e.args[0]) if e.args and not isinstance(e, yaml.YAMLError) else str(e)
+        if not message.startswith("Non-existent"):  # yacs: "Non-existent (config) key: A.B"
+            raise UserError(
+                f"{source}: {message}; fix the value (see trashpole/config.py)"
+            ) from None
+        key = message.rsplit(":", 1)[-1].strip()
+        close = difflib.get_close_matches(key, config_keys(cfg), n=1, cutoff=0.7)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(
+            f"{source}: unknown config key {key}{hint}; the keys are those of detectron2's "
+            "config plus trashpole/config.py"
+        ) from None
+
+
+def config_keys(cfg: CN, prefix: str = "") -> List[str]:
+    """Every leaf key of a config, dotted (``SOLVER.BASE_LR``)."""
+    keys = []
+    for name, value in cfg.items():
+        full = f"{prefix}{name}"
+        keys += config_keys(value, full + ".") if isinstance(value, CN) else [full]
+    return keys
 
 
 def _epochs_to_iters(epochs: float, iters_per_epoch: int) -> int:
@@ -149,8 +184,9 @@ def resolve_epochs(cfg: CN, num_train_images: int) -> CN:
         the same cfg.
     """
     if num_train_images <= 0:
-        raise ValueError(
-            f"the train split {list(cfg.DATASETS.TRAIN)} has no usable image; check the export"
+        raise UserError(
+            f"the train split {list(cfg.DATASETS.TRAIN)} has no usable image (none with "
+            "annotations); check the export (its data summary lists what was skipped)"
         )
     ipe = math.ceil(num_train_images / cfg.SOLVER.IMS_PER_BATCH)
     cfg.SOLVER.ITERS_PER_EPOCH = ipe

@@ -35,6 +35,8 @@ from detectron2.structures import Boxes, Instances
 
 from trashpole import compat
 from trashpole.config import load_config
+from trashpole.errors import MissingFileError, UserError
+from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +260,7 @@ def export_model(
         path of the exported model file.
     """
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {list(EXPORT_FORMATS)}")
+        raise UserError(f"unknown export format {fmt!r}; choose one of {list(EXPORT_FORMATS)}")
     from trashpole.predictor import resolve_run
 
     config, weights = resolve_run(run_or_config, weights)
@@ -281,8 +283,7 @@ def export_model(
     meta = _export_meta(
         cfg, fmt, names, adapter.outputs_schema, image, {"config": config, "weights": weights}
     )
-    with open(os.path.join(output_dir, META_FILE), "w") as f:
-        json.dump(meta, f, indent=2)
+    write_json(meta, os.path.join(output_dir, META_FILE))
     logger.info(
         f"Exported {weights} to {path} (traced at {tuple(image.shape[1:])}, "
         f"{len(reference[0])} detections on the sample image)"
@@ -348,7 +349,7 @@ def read_export_meta(export_dir: str) -> Dict:
     """The ``export_meta.json`` of an export folder."""
     path = os.path.join(export_dir, META_FILE)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path} does not exist: give the folder written by tools/export_model.py"
         )
     with open(path) as f:

@@ -15,6 +15,9 @@ from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from trashpole.config import load_config
+from trashpole.errors import MissingFileError, UserError
+from trashpole.images import UnreadableImage, read_bgr
+from trashpole.jsonio import write_json
 from trashpole.speed import (
     apply_inference_options,
     inference_autocast,
@@ -46,14 +49,19 @@ def resolve_run(run_or_config: str, weights: Optional[str] = None) -> Tuple[str,
         config = run_or_config
         folder = os.path.dirname(run_or_config)
     if not os.path.isfile(config):
-        raise FileNotFoundError(f"{config} does not exist: give a run folder or its config.yaml")
+        raise MissingFileError(
+            f"{config} does not exist: give a run folder (the OUTPUT_DIR of a training, holding "
+            "config.yaml) or its config.yaml"
+        )
     if weights is None:
         candidates = [os.path.join(folder, n) for n in ("model_final.pth", "model_best.pth")]
         weights = next((c for c in candidates if os.path.isfile(c)), None)
         if weights is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no model_final.pth or model_best.pth in {folder!r}: pass the weights explicitly"
             )
+    elif "://" not in weights and not os.path.isfile(weights):
+        raise MissingFileError(f"weights {weights!r} do not exist; give a checkpoint file (.pth)")
     return config, weights
 
 
@@ -220,7 +228,7 @@ def find_inputs(spec: str) -> Tuple[List[str], List[str]]:
     images = [p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS)]
     videos = [p for p in paths if p.lower().endswith(VIDEO_EXTENSIONS)]
     if not images and not videos:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no image ({', '.join(IMAGE_EXTENSIONS)}) or video ({', '.join(VIDEO_EXTENSIONS)}) "
             f"found at {spec!r}"
         )
@@ -233,7 +241,7 @@ def iter_video_frames(path: str) -> Iterator[Tuple[int, np.ndarray, float]]:
 
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
-        raise IOError(f"cannot open video {path!r}")
+        raise UserError(f"{path}: cannot open the video; check that the file is a complete video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     index = 0
     try:
@@ -261,6 +269,11 @@ def predict_paths(
     JSON of its per-frame detections, and ``predictions.json`` with all image results. Shows a
     progress bar with images per second and logs the overall rate at the end.
 
+    Images are read as training reads them (:func:`trashpole.images.read_bgr`). One that cannot
+    be used (empty, truncated, not an image, over PIL's size limit) is skipped, never fatal; one
+    that needed a conversion (16-bit grayscale, CMYK) is used. Both are logged and listed in
+    ``predictions.json`` (``skipped``: file and reason, ``converted``: file and note).
+
     Args:
         predictor: from :func:`load_predictor`.
         spec: an image, a video, a folder or a glob.
@@ -274,8 +287,9 @@ def predict_paths(
             contiguous id + 1 (Roboflow's numbering, where 0 is the superclass).
 
     Returns:
-        counts: images, videos, frames, detections; and ``images_per_s`` (images over the wall
-        time of the image loop, reading and writing included).
+        counts: images (predicted), skipped, converted, videos, frames, detections; and
+        ``images_per_s`` (images over the wall time of the image loop, reading and writing
+        included).
     """
     import cv2
     from tqdm import tqdm
@@ -290,12 +304,18 @@ def predict_paths(
         category_ids = list(range(1, len(names) + 1))
     counts: Dict[str, float] = {"images": 0, "videos": 0, "frames": 0, "detections": 0}
     everything, coco_results = {}, []
+    skipped, converted = [], []
     start = time.perf_counter()
     for path in tqdm(images, desc="images", unit="img", dynamic_ncols=True):
-        image = cv2.imread(path)
-        if image is None:
-            logger.warning(f"{path}: not a readable image, skipped")
+        try:
+            image, note = read_bgr(path)
+        except UnreadableImage as e:
+            logger.warning(f"{path}: skipped, {e}")
+            skipped.append({"file_name": path, "reason": str(e)})
             continue
+        if note:
+            logger.info(f"{path}: {note}")
+            converted.append({"file_name": path, "note": note})
         instances = predictor(image)["instances"].to("cpu")
         stem = os.path.splitext(os.path.basename(path))[0]
         records = instances_to_records(instances, names)
@@ -311,13 +331,17 @@ def predict_paths(
             )
         counts["images"] += 1
         counts["detections"] += len(records)
+    counts.update(skipped=len(skipped), converted=len(converted))
     if images:
         elapsed = time.perf_counter() - start
         counts["images_per_s"] = counts["images"] / max(elapsed, 1e-9)
         logger.info(
             f"{counts['images']} images in {elapsed:.1f} s: {counts['images_per_s']:.2f} images/s"
         )
-        _write_json({"classes": names, "images": everything}, f"{output_dir}/predictions.json")
+        _log_skipped(skipped, converted, len(images))
+        summary = {"classes": names, "images": everything}
+        summary.update(skipped=skipped, converted=converted)
+        _write_json(summary, f"{output_dir}/predictions.json")
     if coco_json:
         os.makedirs(os.path.dirname(os.path.abspath(coco_json)), exist_ok=True)
         _write_json(coco_results, coco_json)
@@ -326,6 +350,20 @@ def predict_paths(
         counts["frames"] += _predict_video(predictor, path, output_dir)
         counts["videos"] += 1
     return counts
+
+
+def _log_skipped(skipped: List[Dict], converted: List[Dict], total: int) -> None:
+    """One summary line of the images that were skipped or converted (all are in the JSON)."""
+    for items, what, key in ((skipped, "skipped", "reason"), (converted, "converted", "note")):
+        if not items:
+            continue
+        shown = "; ".join(f"{os.path.basename(i['file_name'])}: {i[key]}" for i in items[:10])
+        more = f"; and {len(items) - 10} more" if len(items) > 10 else ""
+        level = logging.WARNING if what == "skipped" else logging.INFO
+        logger.log(
+            level,
+            f"{what} {len(items)} of {total} images (listed in predictions.json): {shown}{more}",
+        )
 
 
 def read_coco_ids(json_file: str, class_names: Sequence[str]) -> Tuple[Dict[str, int], List[int]]:
@@ -342,6 +380,8 @@ def read_coco_ids(json_file: str, class_names: Sequence[str]) -> Tuple[Dict[str,
     """
     import json
 
+    if not os.path.isfile(json_file):
+        raise MissingFileError(f"--coco-images {json_file!r} does not exist; give a COCO JSON")
     with open(json_file) as f:
         data = json.load(f)
     image_ids: Dict[str, int] = {}
@@ -351,7 +391,7 @@ def read_coco_ids(json_file: str, class_names: Sequence[str]) -> Tuple[Dict[str,
     by_name = {c["name"]: c["id"] for c in data.get("categories", [])}
     missing = [n for n in class_names if n not in by_name]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{json_file}: the model's classes {missing} are not among its categories "
             f"{sorted(by_name)}; give the COCO JSON of the data set the model was trained on"
         )
@@ -362,7 +402,7 @@ def _image_id(image_ids: Dict[str, int], path: str, json_file: Optional[str]) ->
     for key in (path, os.path.basename(path)):
         if key in image_ids:
             return image_ids[key]
-    raise ValueError(
+    raise UserError(
         f"{json_file}: no image named {os.path.basename(path)!r} (from {path}); predict the "
         "images of that JSON's split, or leave out --coco-images to number the images in order"
     )
@@ -423,7 +463,4 @@ def _predict_video(predictor: TrashPolePredictor, path: str, output_dir: str) ->
 
 
 def _write_json(obj, path: str) -> None:
-    import json
-
-    with open(path, "w") as f:
-        json.dump(obj, f)
+    write_json(obj, path, indent=None)

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from trashpole.benchmarks.measure import load_average, write_result
+from trashpole.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,9 @@ def evaluate_variant(
     threads = torch.get_num_threads()
     splits = register_datasets(cfg, training=False)
     if split not in splits:
-        raise ValueError(f"{cfg.TRASHPOLE.DATASET_ROOT} has no {split!r} split: {sorted(splits)}")
+        raise UserError(
+            f"--split {split!r}: {cfg.TRASHPOLE.DATASET_ROOT} has the splits {sorted(splits)}"
+        )
     model = build_model(cfg)
     DetectionCheckpointer(model).load(weights)
     timed = _TimedModel(apply_inference_options(model, cfg, inference_only=fuse), cfg)

@@ -19,6 +19,8 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
+from trashpole.jsonio import write_json
+
 from ..data.register import ANNOTATION_FILE, register_roboflow_splits
 from ..data.validation import validate_coco_json
 
@@ -61,8 +63,8 @@ def write_large_export(
         {"id": 2, "name": "trash-can", "supercategory": "trash-poles"},
     ]
     json_file = os.path.join(folder, ANNOTATION_FILE)
-    with open(json_file, "w") as f:
-        json.dump({"categories": categories, "images": images, "annotations": annotations}, f)
+    coco = {"categories": categories, "images": images, "annotations": annotations}
+    write_json(coco, json_file, indent=None)
     return json_file
 
 
@@ -121,8 +123,7 @@ def run(out_dir: str, num_images: int = 10000) -> Dict[str, Any]:
     if len(dicts) != num_images:
         raise RuntimeError(f"loaded {len(dicts)} of {num_images} generated images")
     result["ms_per_image"] = 1000 * result["dataset_get_s"] / num_images
-    with open(os.path.join(out_dir, "data_benchmark.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(result, os.path.join(out_dir, "data_benchmark.json"))
     logger.info("Data loading benchmark: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items()))
     return result
 

@@ -4,7 +4,6 @@ large images with many instances (random rectangles, predictions jittered from t
 check that its state stays small: what it keeps per image must not grow with the image size.
 """
 
-import json
 import logging
 import os
 import pickle
@@ -20,6 +19,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 
 from trashpole.evaluation import TrashPoleEvaluator
+from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +160,7 @@ def run(
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, "evaluation_benchmark.json")
-        with open(path, "w") as f:
-            json.dump({k: v for k, v in report.items() if k != "results"}, f, indent=2)
+        write_json({k: v for k, v in report.items() if k != "results"}, path)
     logger.info(
         "evaluator on %d images of %dx%d with %d instances: %.1f ms/image, state %.2f MB, "
         "traced peak %.1f MB (the full masks would be %.0f MB)",

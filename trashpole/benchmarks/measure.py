@@ -3,7 +3,6 @@ the machine's matmul and convolution peaks, result files and tables."""
 
 import ctypes
 import gc
-import json
 import logging
 import os
 import statistics
@@ -13,6 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +221,7 @@ def write_result(result: Dict[str, Any], out_dir: str, name: str) -> str:
     """Write ``result`` as ``out_dir/name`` (JSON); returns the path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(result, path)
     logger.info(f"wrote {path}")
     return path
 

@@ -18,6 +18,8 @@ from typing import Dict, List, Optional, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from trashpole.errors import UserError
+
 from .validation import (
     CategoryInfo,
     DatasetError,
@@ -43,12 +45,12 @@ _PALETTE = [(31, 119, 180), (44, 160, 44), (214, 39, 40), (255, 127, 14), (148, 
 
 
 def canonical_split(split: str) -> str:
-    """``"val"`` / ``"validation"`` -> ``"valid"``; raises ValueError for an unknown split name."""
+    """``"val"`` / ``"validation"`` -> ``"valid"``; raises UserError for an unknown split name."""
     for canonical, folders in SPLIT_FOLDERS.items():
         if split in folders:
             return canonical
     known = [f for folders in SPLIT_FOLDERS.values() for f in folders]
-    raise ValueError(f"unknown split {split!r}; use one of {known}")
+    raise UserError(f"unknown split {split!r}; use one of {known}")
 
 
 def find_splits(root: str) -> Dict[str, str]:

@@ -7,7 +7,6 @@ object sizes (COCO small / medium / large) and the problems found while loading.
 logs the tables; the trainer calls it at start-up.
 """
 
-import json
 import logging
 import os
 from collections import Counter
@@ -17,9 +16,11 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tabulate import tabulate
 
+from trashpole.jsonio import write_json
+
 from .geometry import segmentation_area
 from .register import SplitLoader
-from .validation import PROBLEM_KINDS, ValidationReport
+from .validation import PROBLEM_KINDS, SKIP_IMAGE, ValidationReport
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 SMALL_AREA = 32**2
 MEDIUM_AREA = 96**2
 SIZE_NAMES = ("small", "medium", "large")
+# Skipped or converted images listed by name in data_summary.txt, per split (all in the JSON).
+MAX_LISTED = 20
 
 
 def summarize_dataset(dataset_names: Sequence[str]) -> Dict[str, Any]:
@@ -44,7 +47,8 @@ def summarize_dataset(dataset_names: Sequence[str]) -> Dict[str, Any]:
         ``images_without_annotations``, ``instances`` (not crowd), ``crowd_instances``,
         ``instances_per_image`` (mean, median, max), ``object_sizes`` (small/medium/large),
         ``per_class`` ({class: images, instances, small, medium, large}), ``image_sizes``
-        ({"WxH": images}), ``problems`` ({kind: count}), ``problem_details`` and ``kept``.
+        ({"WxH": images}), ``problems`` ({kind: count}), ``problem_details``, ``kept``,
+        ``skipped_images`` and ``converted_images`` (one message each, naming the file and why).
     """
     return _collect(dataset_names)[0]
 
@@ -64,8 +68,7 @@ def write_data_summary(dataset_names: Sequence[str], output_dir: str) -> Dict[st
     """
     summary, instances = _collect(dataset_names)
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "data_summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(summary, os.path.join(output_dir, "data_summary.json"))
     text = format_summary(summary)
     with open(os.path.join(output_dir, "data_summary.txt"), "w") as f:
         f.write(text + "\n")
@@ -140,6 +143,7 @@ def _split_stats(
         )
         per_class[cname] = {"images": images, "instances": len(mine), **_sizes(mine[:, 1])}
     image_sizes = Counter(f"{d['width']}x{d['height']}" for d in dicts)
+    problems = report.problems if report else []
     return {
         "images": len(dicts),
         "images_without_annotations": int(sum(1 for d in dicts if not d.get("annotations"))),
@@ -156,6 +160,8 @@ def _split_stats(
         "problems": report.counts() if report else {},
         "problem_details": report.to_dict()["details"] if report else [],
         "kept": dict(report.stats) if report else {},
+        "skipped_images": [p.message for p in problems if p.action == SKIP_IMAGE],
+        "converted_images": [p.message for p in problems if p.kind == "image_converted"],
     }
 
 
@@ -190,6 +196,11 @@ def format_summary(summary: Dict[str, Any]) -> str:
             continue
         text = ", ".join(f"{k}: {n} ({PROBLEM_KINDS[k][0]})" for k, n in s["problems"].items())
         lines.append(f"  {name}: {text}")
+        for what in ("skipped_images", "converted_images"):
+            messages = s.get(what, [])
+            lines += [f"    {what.split('_')[0]}: {m}" for m in messages[:MAX_LISTED]]
+            if len(messages) > MAX_LISTED:
+                lines.append(f"    ... and {len(messages) - MAX_LISTED} more in data_summary.json")
     return "\n".join(lines)
 
 

@@ -34,6 +34,8 @@ from trashpole.data.geometry import (
     polygon_area,
     segmentation_box,
 )
+from trashpole.errors import UserError
+from trashpole.images import HIGH_BIT_DEPTH_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,15 @@ PROBLEM_KINDS: Dict[str, Tuple[str, str]] = {
     "image_path_outside": (SKIP_IMAGE, "file_name must be a relative path inside the split folder"),
     "image_missing": (SKIP_IMAGE, "put the image beside the JSON or remove its record"),
     "image_unreadable": (SKIP_IMAGE, "replace the file (it is not a complete image)"),
+    "image_too_large": (
+        SKIP_IMAGE,
+        "resize it below PIL's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS), or raise "
+        "the limit if the file is trusted",
+    ),
+    "image_bit_depth": (
+        SKIP_IMAGE,
+        "save it as an 8-bit image (detectron2 reads 16-bit and float pixels clipped to 0-255)",
+    ),
     "image_size_mismatch": (SKIP_IMAGE, "fix width/height in the JSON or re-export the split"),
     "duplicate_image_id": (SKIP_IMAGE, "give every image its own id"),
     "annotation_record_invalid": (DROP_ANNOTATION, "every annotation needs image_id and category"),
@@ -73,6 +84,7 @@ PROBLEM_KINDS: Dict[str, Tuple[str, str]] = {
     "segmentation_flat": (FIXED, "segmentation is a list of polygons: [[x1, y1, ...]]"),
     "duplicate_annotation_id": (KEPT, "give every annotation its own id"),
     "image_size_filled": (NOTED, "width/height were read from the image file"),
+    "image_converted": (NOTED, "nothing to do; saving it as RGB avoids the conversion"),
     "exif_raw_frame": (NOTED, "annotations were rotated to the EXIF orientation"),
     "exif_ambiguous": (NOTED, "check that the masks line up (visualize_data.py)"),
     "category_not_a_class": (NOTED, "the category has no annotations and is not a class"),
@@ -91,7 +103,7 @@ FULL_DECODE_BYTES = 32 * 1024
 _EXIF_ORIENTATION_TAG = 274
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """An export that cannot be used as it is; the message names the file, the record and the fix."""
 
 
@@ -234,11 +246,13 @@ class ImageHeader:
     Attributes:
         width, height: size of the stored pixels (before EXIF orientation).
         orientation: EXIF orientation 1..8 (1: none), as detectron2's ``read_image`` applies it.
+        mode: PIL's pixel mode ("RGB", "L", "CMYK", "I;16"...).
     """
 
     width: int
     height: int
     orientation: int
+    mode: str = "RGB"
 
     @property
     def oriented_size(self) -> Tuple[int, int]:
@@ -392,7 +406,7 @@ def read_image_header(path: str) -> ImageHeader:
         Exception: whatever PIL raises for a file that is not a complete image.
     """
     with Image.open(path) as im:
-        header = ImageHeader(im.width, im.height, _exif_orientation(im))
+        header = ImageHeader(im.width, im.height, _exif_orientation(im), im.mode)
         if os.path.getsize(path) <= FULL_DECODE_BYTES or not _has_end_marker(path, im.format):
             im.load()
     return header
@@ -577,11 +591,23 @@ def _check_image_file(
     if not os.path.isfile(path):
         report.add("image_missing", label, f"is not on disk at {path}")
         return None
+    if os.path.getsize(path) == 0:
+        report.add("image_unreadable", label, "is an empty file (0 bytes)")
+        return None
     try:
         header = read_image_header(path)
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError
+    except Image.DecompressionBombError as e:
+        report.add("image_too_large", label, f"is too large for PIL: {e}")
+        return None
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError
         report.add("image_unreadable", label, f"cannot be read: {type(e).__name__}: {e}")
         return None
+    if header.mode in HIGH_BIT_DEPTH_MODES:
+        text = f"has {header.mode} pixels (16-bit or float), which detectron2 would clip to 0-255"
+        report.add("image_bit_depth", label, text)
+        return None
+    if header.mode == "CMYK":
+        report.add("image_converted", label, "is CMYK; detectron2 reads it converted to RGB")
     oriented = header.oriented_size
     raw = (header.width, header.height)
     if size is None:

@@ -9,10 +9,12 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
+from trashpole.cli import add_debug_flag
 from trashpole.config import default_dataset_root, describe_schedule, load_config, resolve_epochs
 from trashpole.data import register_roboflow_splits, required_mask_format
+from trashpole.engine.writers import setup_run_logging
+from trashpole.errors import MissingFileError, UserError
 from trashpole.evaluation.evaluate import EVAL_FOLDER
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
         help="with --eval-only: the split to evaluate (train, valid or test); "
         "default: DATASETS.TEST of the config",
     )
-    return parser
+    return add_debug_flag(parser)
 
 
 def count_train_images(cfg: CfgNode) -> int:
@@ -91,7 +93,7 @@ def _check_train_names(cfg: CfgNode, splits: dict) -> None:
     missing = [n for n in cfg.DATASETS.TRAIN if n not in known]
     if missing:
         hint = "" if "train" in splits else "; the export has no train/ split"
-        raise ValueError(
+        raise UserError(
             f"DATASETS.TRAIN names {missing}, but {cfg.TRASHPOLE.DATASET_ROOT} registers "
             f"{sorted(known)}{hint}; set DATASETS.TRAIN (e.g. \"('{sorted(known)[0]}',)\") or "
             "TRASHPOLE.DATASET_NAME to match"
@@ -111,6 +113,22 @@ def _check_test_names(cfg: CfgNode, splits: dict) -> None:
     cfg.DATASETS.TEST = (fallback,) if fallback else ()
 
 
+def _check_weights(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """A local MODEL.WEIGHTS file that is missing is a user mistake, unless --resume finds the
+    run's own last checkpoint (which detectron2 loads instead)."""
+    weights = cfg.MODEL.WEIGHTS
+    if not weights or "://" in weights or os.path.isfile(weights):
+        return
+    if getattr(args, "resume", False) and os.path.isfile(
+        os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")
+    ):
+        return
+    raise MissingFileError(
+        f"MODEL.WEIGHTS {weights!r} does not exist; give a checkpoint of a run (e.g. "
+        "<run>/model_final.pth) or a detectron2:// model-zoo URL"
+    )
+
+
 def setup(args: argparse.Namespace) -> CfgNode:
     """
     The whole setup of a run: config (file, opts), data registration, derived values (epochs to
@@ -123,16 +141,17 @@ def setup(args: argparse.Namespace) -> CfgNode:
         cfg.TRASHPOLE.DATASET_ROOT = args.dataset_root
     if args.strict_data:
         cfg.TRASHPOLE.STRICT_DATA = True
+    _check_weights(cfg, args)
     # an evaluation keeps the run's own config.yaml and log.txt: its own go to OUTPUT_DIR/eval/
     log_dir = os.path.join(cfg.OUTPUT_DIR, EVAL_FOLDER) if args.eval_only else cfg.OUTPUT_DIR
-    rank = comm.get_rank()
-    setup_logger(log_dir, distributed_rank=rank, name="trashpole")
+    # log.txt gets plain text, also for the coloured config dump of default_setup
+    setup_run_logging(log_dir, comm.get_rank())
     splits = register_datasets(cfg, training=not args.eval_only)
     if args.eval_split:
         if args.eval_split not in splits:
-            raise ValueError(
+            raise UserError(
                 f"--eval-split {args.eval_split!r}: {cfg.TRASHPOLE.DATASET_ROOT} has the splits "
-                f"{sorted(splits)}"
+                f"{sorted(splits)}; pick one of them"
             )
         cfg.DATASETS.TEST = (splits[args.eval_split],)
     if not args.eval_only:

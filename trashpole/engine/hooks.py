@@ -5,7 +5,7 @@ import json
 import logging
 import math
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
@@ -16,6 +16,7 @@ from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
 from trashpole.engine.checkpoint import atomic_write_text
+from trashpole.jsonio import dumps
 from trashpole.visualization import plot_training_curves
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,12 @@ class BestCheckpointerWithPatience(BestCheckpointer):
     detectron2's ``BestCheckpointer`` (saves ``model_best.pth``) whose best value survives
     ``--resume`` (kept in ``model_best.json``) and which can stop training when the metric has not
     improved for ``patience`` evaluations.
+
+    A run that evaluated always has a ``model_best.pth``: while no evaluation has given a defined
+    value of the metric (it is NaN, e.g. AP when the model predicted nothing, or missing), the
+    model of the first evaluation is kept, the log says so, and ``model_best.json`` holds
+    ``"value": null``; the first defined value replaces it. An undefined value never replaces
+    a defined one.
     """
 
     def __init__(self, eval_period, checkpointer, val_metric, mode="max", patience_evals=0):
@@ -163,25 +170,58 @@ class BestCheckpointerWithPatience(BestCheckpointer):
         if stop:
             raise EarlyStop()
 
+    def _latest(self) -> Tuple[Optional[float], int, str]:
+        """(the metric's value, or None when undefined; its iteration; why it is undefined)."""
+        latest = self.trainer.storage.latest()
+        if self._val_metric not in latest:
+            computed = sorted(k for k in latest if "/" in k)
+            why = f"the evaluation did not compute it (it gave {computed[:12]})"
+            return None, self.trainer.storage.iter, why
+        value, iteration = latest[self._val_metric]
+        if value is None or not math.isfinite(float(value)):
+            why = f"it is {value} (e.g. no predictions above the test score threshold)"
+            return None, iteration, why
+        return float(value), iteration, ""
+
+    def _save(self, iteration: int) -> None:
+        self._checkpointer.save(self._file_prefix, iteration=iteration)
+
     def _update_and_decide(self) -> bool:
-        before = self.best_iter
-        super()._best_checking()
-        if self.best_iter is None:
-            return False
-        if self.best_iter != before:
-            self._evals_since_best = 0
-        elif self._val_metric in self.trainer.storage.latest():
+        metric = self._val_metric
+        value, iteration, why = self._latest()
+        if value is not None and (
+            self.best_metric is None or self._compare(value, self.best_metric)
+        ):
+            before = "" if self.best_metric is None else f", better than {self.best_metric:.4f}"
+            self._save(iteration)
+            logger.info(f"model_best.pth: {metric} {value:.4f} at iteration {iteration}{before}")
+            self.best_metric, self.best_iter, self._evals_since_best = value, iteration, 0
+        elif self.best_iter is None:
+            self._save(iteration)
+            self.best_iter, self._evals_since_best = iteration, 0
+            logger.warning(
+                f"{metric} is undefined at iteration {iteration}: {why}. model_best.pth keeps "
+                f"this first evaluated model until an evaluation gives a defined {metric}"
+            )
+        else:
             self._evals_since_best += 1
+            best = "undefined" if self.best_metric is None else f"{self.best_metric:.4f}"
+            now = f"{value:.4f}" if value is not None else f"undefined ({why})"
+            logger.info(
+                f"model_best.pth unchanged: {metric} is {now} at iteration {iteration}; "
+                f"the best is {best} (iteration {self.best_iter})"
+            )
         state = {
-            "metric": self._val_metric,
+            "metric": metric,
             "value": self.best_metric,
             "iteration": self.best_iter,
             "evals_since_best": self._evals_since_best,
         }
-        atomic_write_text(json.dumps(state, indent=2), self._state_file)
+        atomic_write_text(dumps(state, indent=2), self._state_file)
         if 0 < self._patience <= self._evals_since_best:
-            self._logger.info(
-                f"Early stopping: {self._val_metric} has not improved on {self.best_metric:.4f} "
+            best = "undefined" if self.best_metric is None else f"{self.best_metric:.4f}"
+            logger.info(
+                f"Early stopping: {metric} has not improved on {best} "
                 f"(iteration {self.best_iter}) for {self._evals_since_best} evaluations"
             )
             return True

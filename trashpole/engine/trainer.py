@@ -10,6 +10,7 @@ import torch
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
+from detectron2.utils.events import JSONWriter
 
 from trashpole.compat import ddp_for_trainer
 from trashpole.engine.amp import CPUAutocastTrainer
@@ -21,6 +22,8 @@ from trashpole.engine.hooks import (
     TrainingCurves,
     ValidationLoss,
 )
+from trashpole.engine.writers import StrictJSONWriter
+from trashpole.errors import UserError
 from trashpole.evaluation import build_evaluators
 from trashpole.evaluation.evaluate import evaluate_and_report
 from trashpole.speed import bf16_supported
@@ -48,7 +51,7 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
         cls = getattr(torch.optim, name)
         kwargs = dict(betas=tuple(cfg.SOLVER.BETAS))
     else:
-        raise ValueError(
+        raise UserError(
             f"unknown SOLVER.OPTIMIZER {name!r}; choose one of ['Adam', 'AdamW', 'SGD']"
         )
     return maybe_add_gradient_clipping(cfg, cls)(
@@ -109,6 +112,16 @@ class Trainer(DefaultTrainer):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return build_evaluators(cfg, dataset_name, output_folder)
+
+    def build_writers(self):
+        """detectron2's writers, with ``metrics.json`` in strict JSON (``null``, not ``NaN``)."""
+        writers = []
+        for writer in super().build_writers():
+            if type(writer) is JSONWriter:
+                writer.close()
+                writer = StrictJSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))
+            writers.append(writer)
+        return writers
 
     def build_hooks(self):
         cfg = self.cfg

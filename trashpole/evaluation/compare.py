@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from matplotlib.figure import Figure
 
+from trashpole.errors import MissingFileError, UserError
 from trashpole.evaluation.evaluate import EVAL_FOLDER, eval_dir
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def _training_summary(path: str, metrics: Sequence[Tuple[str, str]]) -> Dict[str
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(
+                raise UserError(
                     f"{path}: line {n} is not JSON ({e}); expected detectron2's JSONWriter "
                     "log, one JSON object per line"
                 ) from None
@@ -73,14 +74,17 @@ def load_run(
     """
     eval_path = os.path.join(eval_dir(run_dir, split), "metrics.json")
     if not os.path.isfile(eval_path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{eval_path} does not exist; evaluate the {split} split of the run first "
             f"(tools/train_net.py --eval-only --eval-split {split} writes it)"
         )
     with open(eval_path) as f:
         evaluation = json.load(f)
     if "results" not in evaluation:
-        raise ValueError(f"{eval_path}: has no 'results'; it was not written by write_report")
+        raise UserError(
+            f"{eval_path}: has no 'results'; it was not written by write_report (evaluate the run "
+            "with tools/train_net.py --eval-only)"
+        )
     results = evaluation["results"]
     values = {f"{t}/{k}": results.get(t, {}).get(k) for t, k in metrics}
     train_log = os.path.join(run_dir, "metrics.json")
@@ -186,6 +190,10 @@ def headline(run_dir: str) -> str:
     A few lines for the end of a job: where the run's files are and its main numbers, from each
     evaluation report found in the run (``eval/test`` first, then ``eval/valid``, then others).
     """
+    if not os.path.isdir(run_dir):
+        raise MissingFileError(
+            f"run folder {run_dir!r} does not exist; give the OUTPUT_DIR of a training"
+        )
     lines = [f"Run folder: {run_dir}"]
     for rel in ("model_final.pth", "model_best.pth", "results.csv", "curves.png", "predictions"):
         if os.path.exists(os.path.join(run_dir, rel)):

@@ -9,7 +9,6 @@ evaluates ``DATASETS.TEST`` (the valid split) every period and rewrites ``eval/v
 final model at its end; ``--eval-only --eval-split test`` writes ``eval/test/``.
 """
 
-import json
 import logging
 import os
 from typing import Dict, Optional
@@ -21,6 +20,8 @@ from detectron2.utils import comm
 
 from trashpole.evaluation.evaluator import build_evaluator_list
 from trashpole.evaluation.report import write_report
+from trashpole.evaluation.undefined import undefined_reasons
+from trashpole.jsonio import write_json
 from trashpole.speed import apply_inference_options, inference_autocast
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def evaluate_and_report(
         write_report(results, tp_eval, report_dir, coco_evaluator=coco_eval)
         logger.info(f"Evaluation report of {dataset_name}: {os.path.join(report_dir, 'report.md')}")
     else:  # a box-only model: COCO box AP is all there is
-        os.makedirs(report_dir, exist_ok=True)
-        with open(os.path.join(report_dir, "metrics.json"), "w") as f:
-            json.dump({"dataset": dataset_name, "results": results}, f, indent=2)
+        undefined = undefined_reasons(results, cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST)
+        summary = {"dataset": dataset_name, "results": results, "undefined": undefined}
+        write_json(summary, os.path.join(report_dir, "metrics.json"))
     return results

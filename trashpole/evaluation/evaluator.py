@@ -18,6 +18,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 
+from trashpole.jsonio import write_json
+
 from .matching import RLE, ImageResult, evaluate_image, ground_truth_from_record
 from .metrics import ap50_metrics, flatten_records, instance_metrics, pixel_metrics, pr_curves
 
@@ -171,6 +173,7 @@ class TrashPoleEvaluator(DatasetEvaluator):
                 score_thresh=self.score_thresh,
                 image_id=image_id,
                 file_name=record["file_name"],
+                iou_thresh=self.iou_thresh,
             )
             self._records.append(ev.result)
             self._pr_scores.append(ev.pr_scores)
@@ -306,25 +309,8 @@ class TrashPoleEvaluator(DatasetEvaluator):
         }
 
     def _dump(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(to_jsonable(self.summary()), f, indent=2)
+        write_json(self.summary(), path)
         logger.info("wrote %s", path)
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Recursively turn numpy values into Python ones and NaN/inf into None (valid JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def _check_coco_categories(dataset_name: str) -> None:
@@ -351,7 +337,9 @@ def _check_coco_categories(dataset_name: str) -> None:
         )
 
 
-def build_evaluator_list(cfg, dataset_name: str, output_dir: Optional[str]) -> List[DatasetEvaluator]:
+def build_evaluator_list(
+    cfg, dataset_name: str, output_dir: Optional[str]
+) -> List[DatasetEvaluator]:
     """
     COCO bbox/segm AP plus the trashpole metrics for one data set.
 

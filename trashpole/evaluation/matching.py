@@ -1,7 +1,7 @@
 """
-Per-image work of the trashpole evaluator: masks to RLE, mask IoU, crowd handling, one-to-one
-instance matching, score-ranked matching for precision-recall curves, and the painted per-pixel
-class maps of the semantic view.
+Per-image work of the trashpole evaluator: masks to RLE, mask IoU, crowd handling, the one-to-one
+instance matching, the same rule along the score ranking for precision-recall curves, and the
+painted per-pixel class maps of the semantic view.
 
 Everything here works on one image and returns small numbers (lists, a few small arrays); the
 full-size masks it receives are dropped when the call returns. The definitions these functions
@@ -10,11 +10,12 @@ implement are written out in :mod:`trashpole.evaluation.metrics`.
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
-from scipy.optimize import linear_sum_assignment
+
+from .matching_rule import match_instances, ranked_hits
 
 logger = logging.getLogger(__name__)
 
@@ -142,59 +143,6 @@ def crowd_fraction(pred_rles: Sequence[RLE], crowd_rles: Sequence[RLE]) -> np.nd
     # With iscrowd=1 pycocotools divides the intersection by the prediction's area.
     frac = mask_util.iou(list(pred_rles), [crowd], [1])
     return np.asarray(frac, dtype=np.float64).reshape(len(pred_rles))
-
-
-def match_instances(iou: np.ndarray) -> List[Tuple[int, int]]:
-    """
-    One-to-one, class-agnostic matching that maximizes the summed IoU (Hungarian algorithm).
-
-    Args:
-        iou: ndarray[N, G] of IoU between N predictions and G ground-truth instances.
-
-    Returns:
-        list of (prediction index, ground-truth index) pairs, each with IoU > 0, sorted by the
-        ground-truth index.
-    """
-    if iou.size == 0:
-        return []
-    rows, cols = linear_sum_assignment(iou, maximize=True)
-    pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] > 0]
-    return sorted(pairs, key=lambda p: p[1])
-
-
-def rank_matching(
-    iou: np.ndarray,
-    scores: np.ndarray,
-    pred_classes: np.ndarray,
-    gt_classes: np.ndarray,
-    iou_thresh: float,
-) -> np.ndarray:
-    """
-    COCO-style matching used for precision-recall curves: per class, predictions in decreasing
-    score order each take the unmatched ground truth of their class with the highest IoU, if that
-    IoU is at least ``iou_thresh``.
-
-    Args:
-        iou: ndarray[N, G] of IoU.
-        scores: ndarray[N] of float.
-        pred_classes: ndarray[N] of int.
-        gt_classes: ndarray[G] of int.
-        iou_thresh: the IoU a match needs.
-
-    Returns:
-        ndarray[N] of bool: which predictions are true positives.
-    """
-    is_tp = np.zeros(len(scores), dtype=bool)
-    taken = np.zeros(len(gt_classes), dtype=bool)
-    # A stable sort keeps ties in input order, like COCOeval.
-    for p in np.argsort(-scores, kind="mergesort"):
-        candidates = (gt_classes == pred_classes[p]) & ~taken & (iou[p] >= iou_thresh)
-        if not candidates.any():
-            continue
-        g = int(np.argmax(np.where(candidates, iou[p], -1.0)))
-        taken[g] = True
-        is_tp[p] = True
-    return is_tp
 
 
 def paint_class_map(
@@ -452,6 +400,7 @@ def evaluate_image(
     score_thresh: float,
     image_id: Any = None,
     file_name: str = "",
+    iou_thresh: float = 0.5,
 ) -> ImageEvaluation:
     """
     Match one image's predictions to its ground truth and count what the metrics need.
@@ -465,6 +414,7 @@ def evaluate_image(
         score_thresh: predictions with a lower score do not count (except in the PR curves, which
             match at IoU ``AP_IOU``).
         image_id, file_name: identify the image in the result.
+        iou_thresh: the IoU a matched pair needs to be a hit (:func:`match_instances`).
 
     Returns:
         ImageEvaluation.
@@ -483,7 +433,8 @@ def evaluate_image(
     result.num_ignored = int((kept & ignored).sum())
     result.num_crowd = len(gt.crowd_rles)
     matched = set()
-    for row, g in match_instances(iou[counted]):
+    same_class = pred_classes[counted][:, None] == gt.classes[None, :]
+    for row, g in match_instances(iou[counted], iou_thresh, same_class):
         p = counted[row]
         matched.add(p)
         result.gt_ious[g] = float(iou[p, g])
@@ -491,7 +442,7 @@ def evaluate_image(
     result.false_classes = [int(pred_classes[p]) for p in counted if p not in matched]
 
     considered = np.flatnonzero(~ignored)
-    pr_tp = rank_matching(
+    pr_tp = ranked_hits(
         iou[considered], scores[considered], pred_classes[considered], gt.classes, AP_IOU
     )
 

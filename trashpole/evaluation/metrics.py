@@ -14,28 +14,50 @@ Which predictions count
     neither a hit nor a false detection. An empty prediction mask is never ignored (and never
     matched: it is a false detection).
 
-Instance matching (per image)
-    Counted predictions and non-crowd ground-truth instances are matched one-to-one,
-    class-agnostically, by the Hungarian algorithm on mask IoU (maximizing the summed IoU);
-    pairs with IoU 0 are dropped, so a match always overlaps. A right mask with a wrong class
-    still matches. A *hit* is a matched pair with IoU >= the IoU threshold (default 0.5).
+Instance matching (per image): the one rule
+    Counted predictions and non-crowd ground-truth instances are matched one-to-one. A *hit* is
+    a matched pair with mask IoU >= the IoU threshold (default 0.5); a *right-class hit* is a hit
+    whose predicted class is the true class. Of all one-to-one pairings, the matching is the one
+    with, in this order:
+
+    1. the most right-class hits: matching is class-aware where it counts, as in COCO, so a
+       wrong-class prediction never takes a hit away from a right-class one;
+    2. then the most hits of any class: never fewer hits than another pairing would give;
+    3. then the largest summed IoU over all matched pairs.
+
+    Pairs with IoU 0 are dropped, so a match always overlaps. A matched pair below the IoU
+    threshold stays matched: it gives partial credit to mIoU and is a miss plus a false
+    detection for everything else. mIoU, accuracy, precision/recall/F1, the confusion matrix
+    and ``per_image.json`` all use this one matching; AP50 applies it at every score threshold.
+
+    Two hand-worked cases (tests/test_evaluation_metrics.py): a pole in the truth, a pole
+    prediction at IoU 0.7 and a trash-can prediction at IoU 0.8: the pole prediction is matched
+    (TP 1, FP 1, FN 0), where maximising summed IoU alone took the trash can (TP 0, FP 2).
+    IoU A-G1 0.95, A-G2 0.5, B-G1 0.5, B-G2 0.3: A-G2 and B-G1 are matched (2 hits), where
+    summed IoU alone took A-G1 and B-G2 (1.25 > 1.0, but 1 hit).
 
 mIoU (mean IoU)
     Mean over all ground-truth instances of the data set (pooled, not a mean of per-image means)
     of the IoU with the matched prediction; an unmatched instance counts 0. It measures mask
-    quality and coverage only: the predicted class does not enter, and false detections do not
-    lower it. ``mIoU-<class>`` averages over the instances of that true class. NaN without ground
-    truth. The per-image mean IoU (``per_image.json``, galleries) is the same mean over the
-    image's instances; an image without ground truth has none (``null``) and is ranked in the
-    galleries as 100 when nothing was predicted there and 0 otherwise.
+    quality and coverage: false detections do not lower it, and the class enters only through
+    the matching (a wrong-class prediction counts when it is the match, but a right-class hit is
+    matched before it). ``mIoU-<class>`` averages over the instances of that true class. NaN
+    without ground truth. The per-image mean IoU (``per_image.json``, galleries) is the same mean
+    over the image's instances; an image without ground truth has none (``null``) and is ranked
+    in the galleries as 100 when nothing was predicted there and 0 otherwise.
 
 accuracy
     Among hits (matched pairs with IoU >= IoU threshold), the percentage whose predicted class is
-    the true class. NaN when there is no hit.
+    the true class. NaN when there is no hit. Since the matching takes right-class hits first, a
+    wrong-class hit is left only where no right-class prediction could hit that object: accuracy
+    measures class confusion among the objects that were found. It is 100 whenever every hit has
+    the right class, and says nothing about missed objects or false detections (recall and
+    precision do); the report says so when it happens.
 
 precision, recall, F1 (at the IoU threshold)
-    TP: hits with the right class. FP: counted predictions that are not a TP (false detections,
-    low-IoU matches, wrong classes). FN: ground-truth instances that are not a TP.
+    TP: right-class hits of the matching, i.e. the most that any one-to-one pairing can give.
+    FP: counted predictions that are not a TP (false detections, low-IoU matches, wrong classes).
+    FN: ground-truth instances that are not a TP.
     precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = 2 TP / (2 TP + FP + FN) (equal to
     the harmonic mean of precision and recall; 0, not NaN, when only one of them is undefined,
     e.g. no predictions at all; NaN only without both objects and predictions).
@@ -48,18 +70,20 @@ confusion matrix
     background (missed). Each counted prediction that is not a hit adds 1 to the background row
     (false detection), including the prediction of a low-IoU match. The background-background
     cell is always 0. Row sums are ground-truth counts per class, column sums prediction counts,
-    and precision/recall per class can be read from it.
+    the diagonal is the TP of each class, and precision/recall per class can be read from it.
 
 AP50 (mask, per class and mean)
-    Mask AP at IoU 0.5 from our own matching, a cross-check of COCO's segm AP50: all predictions
-    not ignored by crowd regions, whatever their score, are ranked by score; per image and
-    class, each takes the unmatched ground truth of its class with the highest IoU if that IoU
-    >= 0.5 (COCO's greedy rule; always 0.5, whatever the evaluator's IoU threshold). AP is the
-    101-point interpolated area under the resulting precision-recall curve, as COCO computes
-    it. NaN for a class without
-    ground truth; ``AP50`` is the mean over classes with ground truth. It differs from COCO's
-    number in small ways: COCO keeps 100 detections per image and lets unmatched detections
-    match crowd regions after the instances.
+    Mask AP at IoU 0.5 with the matching rule applied at every score threshold: all predictions
+    not ignored by crowd regions, whatever their score, are ranked by score; at each rank, TP is
+    the most right-class hits at IoU 0.5 that the predictions ranked so far can make one-to-one
+    in each image (level 1 of the matching). Precision and recall along the ranking give the
+    curve, so at the evaluator's score threshold (and an IoU threshold of 0.5) it passes exactly
+    through the reported precision and recall. AP is the 101-point interpolated area under it,
+    as COCO computes it. NaN for a class without ground truth; ``AP50`` is the mean over classes
+    with ground truth. It differs from COCO's segm AP50, which matches greedily in score order
+    (a high-scoring prediction takes the object of its highest IoU even when a lower-scoring one
+    needed it, so COCO can count fewer hits), keeps 100 detections per image and lets unmatched
+    detections match crowd regions after the instances.
 
 pixel metrics (semantic view)
     Per image, both truth and prediction are painted into a per-pixel class map initialized to
@@ -87,12 +111,16 @@ BACKGROUND = "background"
 # One line per metric, shown in report.md. Keys are results-dict keys without the class suffix.
 METRIC_DESCRIPTIONS: Dict[str, str] = {
     "mIoU": "mean mask IoU of each ground-truth instance with its matched prediction "
-    "(0 when missed); ignores classes and false detections",
-    "accuracy": "share of hits (matched pairs with IoU >= IoU threshold) whose class is right",
-    "precision": "TP / predictions that count: how many detections are right (mask and class)",
-    "recall": "TP / ground-truth instances: how many objects were found with the right class",
+    "(0 when missed); false detections do not lower it (matching: the one rule)",
+    "accuracy": "share of hits (matched pairs with IoU >= IoU threshold) whose class is right "
+    "(matching: the one rule, right-class hits first)",
+    "precision": "TP / predictions that count: how many detections are right (mask and class; "
+    "matching: the one rule)",
+    "recall": "TP / ground-truth instances: how many objects were found with the right class "
+    "(matching: the one rule)",
     "F1": "2 TP / (2 TP + FP + FN), the harmonic mean of precision and recall",
-    "AP50": "our mask AP at IoU 0.5 from score-ranked matching (cross-check of COCO segm AP50)",
+    "AP50": "our mask AP at IoU 0.5, the one matching rule applied at every score threshold "
+    "(COCO's segm AP50 matches greedily by score)",
     "pixel_IoU": "per-pixel IoU of the painted class maps",
     "pixel_mIoU": "mean of the per-class pixel IoUs (background excluded)",
     "pixel_accuracy": "share of all pixels (background included) with the right label",
@@ -252,6 +280,7 @@ def instance_metrics(
             "num_pred": n_pred,
             "num_ignored": int(sum(r.num_ignored for r in records)),
             "num_matched": int(sum(1 for r in records for pc in r.gt_pred_classes if pc >= 0)),
+            "hits": int(hits),
             "TP": tp,
             "FP": n_pred - tp,
             "FN": n_gt - tp,

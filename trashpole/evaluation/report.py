@@ -23,9 +23,13 @@ from detectron2.utils import comm
 from detectron2.utils.visualizer import ColorMode, Visualizer
 from matplotlib.figure import Figure
 
-from .evaluator import TASK, GalleryItem, TrashPoleEvaluator, to_jsonable
+from trashpole.jsonio import to_jsonable, write_json
+
+from .evaluator import TASK, GalleryItem, TrashPoleEvaluator
 from .matching import AP_IOU
 from .metrics import COCO_DESCRIPTIONS, METRIC_DESCRIPTIONS
+from .notes import accuracy_note
+from .undefined import undefined_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +40,18 @@ GALLERY_WIDTH = 480  # pixels of one gallery panel
 HOW_TO_READ = """\
 ## How to read this
 
-All rates are percentages (0-100); `n/a` means undefined (nothing to divide by). The
+All rates are percentages (0-100); `n/a` means undefined (nothing to divide by; the section
+*Undefined values* at the end says why for each one, and `metrics.json` has them as `null`). The
 trashpole numbers count predictions with score >= {score:g}; a *hit* is a prediction matched to
 an object with mask IoU >= {iou:g}.
+
+**Matching.** Each prediction is matched to at most one object and each object to at most one
+prediction. Of all such pairings, the one used has the most hits with the right class, then the
+most hits of any class, then the largest summed IoU: a wrong-class prediction never takes an
+object from a right-class one, and no other pairing would find more objects. Mean IoU, accuracy,
+precision, recall, F1, the confusion matrix and our AP50 all use this one matching (AP50 at every
+score threshold, so its curve passes through the precision and recall below when the IoU
+threshold is 0.5). COCO AP matches greedily in score order instead.
 
 COCO AP and mean IoU answer different questions and can be far apart:
 - **COCO AP** ranks *every* detection by score (down to the model's test threshold), needs the
@@ -46,8 +59,8 @@ COCO AP and mean IoU answer different questions and can be far apart:
   is lowered by every false detection, duplicate or badly ranked score. A mask with IoU 0.6 is a
   hit at only 3 of the 10 IoU thresholds (0.50, 0.55, 0.60), so AP stays low when AP50 is fine.
 - **mean IoU** looks at each annotated object once, takes the IoU of the one prediction matched
-  to it (at score >= {score:g}), ignores the class, and is not lowered by false detections. A
-  coarse mask still earns partial credit.
+  to it (at score >= {score:g}), lets a wrong-class prediction count when it is the match, and
+  is not lowered by false detections. A coarse mask still earns partial credit.
 
 So a model that finds every object with coarse masks, wrong classes or many false alarms can
 show mean IoU near 60 and COCO AP near 2. Read them together: low `accuracy` means class
@@ -97,7 +110,7 @@ def _instance_section(m: Dict[str, float], class_names: Sequence[str], iou: floa
     rows[-1].append(METRIC_DESCRIPTIONS["accuracy"])
     counts = ", ".join(
         f"{k} {_fmt(m.get(k))}"
-        for k in ("num_gt", "num_pred", "num_matched", "TP", "FP", "FN", "num_ignored")
+        for k in ("num_gt", "num_pred", "num_matched", "hits", "TP", "FP", "FN", "num_ignored")
     )
     lines = [f"## Instance metrics (hit: mask IoU >= {iou:g})", ""]
     lines += _table(["metric", "all"] + list(class_names) + ["meaning"], rows)
@@ -152,10 +165,25 @@ def _markdown(
     ]
     lines += _coco_section(results, names)
     lines += _instance_section(m, names, evaluator.iou_thresh)
+    note = accuracy_note(m)
+    lines += [note, ""] if note else []
     lines += _confusion_section(evaluator.confusion_matrix, names + ["background"])
     lines += _pixel_section(m, names)
     lines += ["## Pictures", ""] + [f"- [{p}]({p})" for p in pictures] + [""]
+    lines += _undefined_section(_undefined(results, evaluator))
     return "\n".join(lines)
+
+
+def _undefined(results: Dict[str, Dict[str, Any]], evaluator: TrashPoleEvaluator) -> Dict:
+    return undefined_reasons(results, score=evaluator.score_thresh, iou=evaluator.iou_thresh)
+
+
+def _undefined_section(reasons: Dict[str, str]) -> List[str]:
+    if not reasons:
+        return []
+    lines = ["## Undefined values", "", "Shown as `n/a` above and `null` in `metrics.json`:", ""]
+    lines += [f"- `{key}`: {reason}" for key, reason in reasons.items()]
+    return lines + [""]
 
 
 def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: str) -> None:
@@ -386,6 +414,7 @@ def _metrics_json(results: Dict[str, Any], evaluator: TrashPoleEvaluator) -> Dic
         name: {"AP50": c["AP50"], "num_gt": c["num_gt"], "num_predictions": len(c["recall"])}
         for name, c in evaluator.pr_curves.items()
     }
+    summary["undefined"] = _undefined(results, evaluator)
     summary["definitions"] = {
         "units": "rates in percent (0-100), counts as integers, null where undefined",
         **METRIC_DESCRIPTIONS,
@@ -436,11 +465,9 @@ def write_report(
     results = dict(results)
     results.setdefault(TASK, evaluator.results[TASK])
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump(_metrics_json(results, evaluator), f, indent=2)
-    with open(os.path.join(output_dir, "per_image.json"), "w") as f:
-        records = [r.to_dict(evaluator.iou_thresh) for r in evaluator.records]
-        json.dump(to_jsonable(records), f, indent=1)
+    write_json(_metrics_json(results, evaluator), os.path.join(output_dir, "metrics.json"))
+    records = [r.to_dict(evaluator.iou_thresh) for r in evaluator.records]
+    write_json(records, os.path.join(output_dir, "per_image.json"), indent=1)
 
     labels = evaluator.class_names + ["background"]
     plot_confusion_matrix(

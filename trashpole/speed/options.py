@@ -7,6 +7,7 @@ import torch
 from detectron2.config import CfgNode
 from torch import nn
 
+from trashpole.errors import UserError
 from trashpole.speed.fusion import fuse_conv_activations, fuse_conv_norm
 from trashpole.speed.precision import (
     bf16_supported,
@@ -86,7 +87,7 @@ def set_test_size(cfg: CfgNode, size: int) -> CfgNode:
         the same cfg.
     """
     if size <= 0:
-        raise ValueError(f"test input size {size}: give a positive number of pixels")
+        raise UserError(f"test input size {size}: give a positive number of pixels")
     ratio = cfg.INPUT.MAX_SIZE_TEST / max(1, cfg.INPUT.MIN_SIZE_TEST)
     cfg.INPUT.MIN_SIZE_TEST = int(size)
     cfg.INPUT.MAX_SIZE_TEST = int(round(size * max(1.0, ratio)))

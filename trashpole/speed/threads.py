@@ -9,6 +9,8 @@ import torch
 from detectron2.layers import ROIAlign
 from torch import nn
 
+from trashpole.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,7 +22,7 @@ def set_num_threads(num_threads: int) -> None:
         num_threads: threads, >= 0.
     """
     if num_threads < 0:
-        raise ValueError(f"TRASHPOLE.INFERENCE.NUM_THREADS is {num_threads}; use 0 or more")
+        raise UserError(f"TRASHPOLE.INFERENCE.NUM_THREADS is {num_threads}; use 0 or more")
     if num_threads > 0 and torch.get_num_threads() != num_threads:
         logger.info(f"torch threads: {torch.get_num_threads()} -> {num_threads}")
         torch.set_num_threads(num_threads)

@@ -16,6 +16,7 @@ from trashpole.data.register import ANNOTATION_FILE, SPLIT_FOLDERS
 from trashpole.data.synthetic.polygons import instance_to_annotation
 from trashpole.data.synthetic.render import draw_scene, scaled_min_area
 from trashpole.data.synthetic.scene import CATEGORIES, CLASS_NAMES, EMPTY_PROB
+from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +157,7 @@ def make_roboflow_export(
                 "synthetic export: %d/%d images written to %s", index + 1, num_images, out_dir
             )
     for s, coco in cocos.items():
-        with open(os.path.join(out_dir, s, ANNOTATION_FILE), "w") as f:
-            json.dump(coco, f)
+        write_json(coco, os.path.join(out_dir, s, ANNOTATION_FILE), indent=None)
     _write_readme(out_dir, num_images, seed, image_size)
     return counts
 
