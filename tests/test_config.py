@@ -134,3 +134,36 @@ def test_unknown_key_in_a_config_file_is_named_with_a_suggestion(tmp_path):
     path.write_text("SOLVER:\n  EPOCS: 3\n")
     with pytest.raises(UserError, match=r"typo.yaml: unknown config key SOLVER.EPOCS \(did you "):
         load_config(str(path))
+
+
+def test_derive_from_data_sets_and_reports_each_key(tmp_path, clean_catalogs, monkeypatch):
+    from conftest import write_tiny_export
+    from tiny_model import write_tiny_config
+
+    from trashpole.engine import derive_from_data, register_datasets
+
+    export = write_tiny_export(tmp_path / "export", splits=("train", "test"))
+    cfg = load_config(write_tiny_config(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    cfg.TRASHPOLE.DATASET_ROOT = "export"  # relative to the working folder
+    cfg.TRASHPOLE.DATASET_NAME = "derive"
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 80
+    cfg.MODEL.MASK_ON = False
+    cfg.DATASETS.TRAIN = ("derive_train",)
+    cfg.DATASETS.TEST = ("derive_valid",)  # the export has no valid split
+    before = cfg.dump()
+    splits = register_datasets(cfg)
+    assert splits == {"train": "derive_train", "test": "derive_test"}
+    assert cfg.dump() == before  # registering changes nothing in the config
+    changes = derive_from_data(cfg, splits, training=True)
+    assert changes == [
+        f"TRASHPOLE.DATASET_ROOT: 'export' -> {str(export)!r} (the export's absolute path)",
+        "TRASHPOLE.CLASS_NAMES: [] -> ['pole', 'trash-can'] (the export's classes)",
+        "MODEL.ROI_HEADS.NUM_CLASSES: 80 -> 2 (2 classes)",
+        "DATASETS.TEST: ('derive_valid',) -> ('derive_test',) (the configured ones are not "
+        "registered)",
+        "TRASHPOLE.BEST_METRIC: 'segm/AP' -> 'bbox/AP' (a box-only model has no segm)",
+    ]
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 2 and cfg.DATASETS.TEST == ("derive_test",)
+    assert cfg.INPUT.MASK_FORMAT == "polygon"  # unchanged: the train split has polygons
+    assert derive_from_data(cfg, splits, training=True) == []  # a second call changes nothing

@@ -87,7 +87,7 @@ def evaluate_variant(
     from detectron2.modeling import build_model
 
     from trashpole.config import load_config
-    from trashpole.engine.defaults import register_datasets
+    from trashpole.engine.setup import derive_from_data, register_datasets
     from trashpole.evaluation.evaluate import evaluate_and_report
     from trashpole.predictor import resolve_run
     from trashpole.speed import apply_inference_options, set_test_size
@@ -101,7 +101,8 @@ def evaluate_variant(
     if dataset_root:
         cfg.TRASHPOLE.DATASET_ROOT = dataset_root
     threads = torch.get_num_threads()
-    splits = register_datasets(cfg, training=False)
+    splits = register_datasets(cfg)
+    derive_from_data(cfg, splits, training=False)
     if split not in splits:
         raise UserError(
             f"--split {split!r}: {cfg.TRASHPOLE.DATASET_ROOT} has the splits {sorted(splits)}"

@@ -3,7 +3,7 @@
 from detectron2.engine import launch
 
 from .checkpoint import TrashPoleCheckpointer
-from .defaults import argument_parser, register_datasets, setup
+from .setup import argument_parser, derive_from_data, register_datasets, setup
 from .trainer import Trainer, build_optimizer
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "argument_parser",
     "build_optimizer",
     "launch",
+    "derive_from_data",
     "register_datasets",
     "setup",
 ]

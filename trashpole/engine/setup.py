@@ -3,7 +3,7 @@
 import argparse
 import logging
 import os
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -56,36 +56,72 @@ def count_train_images(cfg: CfgNode) -> int:
     return total
 
 
-def register_datasets(cfg: CfgNode, training: bool = True) -> dict:
+def register_datasets(cfg: CfgNode) -> Dict[str, str]:
     """
-    Register the export of ``cfg`` (idempotent) and fill TRASHPOLE.CLASS_NAMES, in place; for
-    training, also check DATASETS.TRAIN and pick the mask format the train split needs.
+    Register the export of ``cfg`` in detectron2's catalogs (idempotent). Changes nothing in
+    ``cfg``: :func:`derive_from_data` sets what follows from the data.
+
+    Returns:
+        {canonical split: registered data set name}, e.g. ``{"train": "trashpole_train", ...}``.
     """
-    root = default_dataset_root(cfg)
-    splits = register_roboflow_splits(
+    return register_roboflow_splits(
         cfg.TRASHPOLE.DATASET_NAME,
-        root,
+        default_dataset_root(cfg),
         strict=cfg.TRASHPOLE.STRICT_DATA,
         masks=cfg.MODEL.MASK_ON,
     )
+
+
+def _set_key(cfg: CfgNode, key: str, value: Any, why: str, changes: List[str]) -> None:
+    *path, name = key.split(".")
+    node = cfg
+    for part in path:
+        node = node[part]
+    old = node[name]
+    if old != value:
+        node[name] = value
+        changes.append(f"{key}: {old!r} -> {value!r} ({why})")
+
+
+def derive_from_data(cfg: CfgNode, splits: Dict[str, str], training: bool = True) -> List[str]:
+    """
+    Set, in place, the config keys that follow from the registered export, and log each change:
+
+    - ``TRASHPOLE.DATASET_ROOT``: made absolute, so that the saved config works from anywhere;
+    - ``TRASHPOLE.CLASS_NAMES`` and ``MODEL.ROI_HEADS.NUM_CLASSES``: the export's classes;
+    - ``DATASETS.TEST``: an entry that is not registered falls back to valid, then test;
+    - for training, ``DATASETS.TRAIN`` is checked, and ``INPUT.MASK_FORMAT`` becomes ``bitmask``
+      when the train split has (non-crowd) RLE masks, which detectron2's polygon reader rejects;
+    - ``TRASHPOLE.BEST_METRIC``: a ``segm/`` metric becomes ``bbox/`` for a box-only model.
+
+    Args:
+        cfg: unfrozen config.
+        splits: from :func:`register_datasets`.
+        training: the config is for training (else for evaluation or prediction).
+
+    Returns:
+        one line per key that changed: ``KEY: old -> new (why)``.
+    """
+    changes: List[str] = []
+    root = os.path.abspath(default_dataset_root(cfg))
     names = list(MetadataCatalog.get(next(iter(splits.values()))).thing_classes)
-    if cfg.MODEL.ROI_HEADS.NUM_CLASSES != len(names):
-        logger.info(
-            f"{root} has {len(names)} classes {names}: "
-            f"MODEL.ROI_HEADS.NUM_CLASSES set to {len(names)}"
-        )
-        cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(names)
-    cfg.TRASHPOLE.CLASS_NAMES = names
-    cfg.TRASHPOLE.DATASET_ROOT = os.path.abspath(root)
-    _check_test_names(cfg, splits)
+    _set_key(cfg, "TRASHPOLE.DATASET_ROOT", root, "the export's absolute path", changes)
+    _set_key(cfg, "TRASHPOLE.CLASS_NAMES", names, "the export's classes", changes)
+    _set_key(cfg, "MODEL.ROI_HEADS.NUM_CLASSES", len(names), f"{len(names)} classes", changes)
+    fallback = _test_fallback(cfg, splits)
+    if fallback is not None:
+        _set_key(cfg, "DATASETS.TEST", fallback, "the configured ones are not registered", changes)
     if training:
         _check_train_names(cfg, splits)
-        # detectron2 reads polygons by default; (non-crowd) RLE masks need bitmasks
         train = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])
-        cfg.INPUT.MASK_FORMAT = required_mask_format(train)
+        fmt = required_mask_format(train)
+        _set_key(cfg, "INPUT.MASK_FORMAT", fmt, "what the train split's masks need", changes)
     if not cfg.MODEL.MASK_ON and cfg.TRASHPOLE.BEST_METRIC.startswith("segm/"):
-        cfg.TRASHPOLE.BEST_METRIC = cfg.TRASHPOLE.BEST_METRIC.replace("segm/", "bbox/", 1)
-    return splits
+        metric = cfg.TRASHPOLE.BEST_METRIC.replace("segm/", "bbox/", 1)
+        _set_key(cfg, "TRASHPOLE.BEST_METRIC", metric, "a box-only model has no segm", changes)
+    for line in changes:
+        logger.info(f"config from the data: {line}")
+    return changes
 
 
 def _check_train_names(cfg: CfgNode, splits: dict) -> None:
@@ -100,17 +136,18 @@ def _check_train_names(cfg: CfgNode, splits: dict) -> None:
         )
 
 
-def _check_test_names(cfg: CfgNode, splits: dict) -> None:
-    """A DATASETS.TEST entry that is not registered falls back to valid, then test."""
+def _test_fallback(cfg: CfgNode, splits: Dict[str, str]) -> Optional[tuple]:
+    """None when every DATASETS.TEST entry is registered, else the split to use instead (valid,
+    then test; empty when the export has neither)."""
     known = set(splits.values())
     if all(n in known for n in cfg.DATASETS.TEST):
-        return
+        return None
     fallback = splits.get("valid") or splits.get("test")
     logger.warning(
         f"DATASETS.TEST {list(cfg.DATASETS.TEST)} is not in {sorted(known)}; "
         f"evaluating on {fallback or 'nothing'} instead"
     )
-    cfg.DATASETS.TEST = (fallback,) if fallback else ()
+    return (fallback,) if fallback else ()
 
 
 def _check_weights(cfg: CfgNode, args: argparse.Namespace) -> None:
@@ -146,7 +183,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
     log_dir = os.path.join(cfg.OUTPUT_DIR, EVAL_FOLDER) if args.eval_only else cfg.OUTPUT_DIR
     # log.txt gets plain text, also for the coloured config dump of default_setup
     setup_run_logging(log_dir, comm.get_rank())
-    splits = register_datasets(cfg, training=not args.eval_only)
+    splits = register_datasets(cfg)
+    derive_from_data(cfg, splits, training=not args.eval_only)
     if args.eval_split:
         if args.eval_split not in splits:
             raise UserError(
