@@ -21,6 +21,7 @@ from trashpole.engine import (
     launch,
     setup,
 )
+from trashpole.evaluation.run_index import write_run_index
 
 logger = logging.getLogger("trashpole.train_net")
 
@@ -38,6 +39,9 @@ def main(args):
                 else os.path.join(cfg.OUTPUT_DIR, name)
             )
             results[name] = evaluate_and_report(cfg, model, name, out, inference_only=True)
+        if comm.is_main_process():
+            # OUTPUT_DIR is <run>/eval_<split> here (see setup): list it in the run's index.html
+            write_run_index(os.path.dirname(os.path.abspath(cfg.OUTPUT_DIR)))
         return results
 
     if comm.is_main_process():

@@ -1,6 +1,7 @@
 """
 The evaluation report: ``metrics.json``, ``per_image.json``, ``report.md``,
-``confusion_matrix.png``, ``pr_curves.png``, ``gallery_worst.png`` and ``gallery_best.png``.
+``confusion_matrix.png``, ``pr_curves.png``, ``gallery_worst.png``, ``gallery_best.png`` and,
+when the evaluator kept every image's predictions, ``report.html`` (:mod:`.html_report`).
 
 Call :func:`write_report` on the main process after ``inference_on_dataset`` with the
 evaluators of :func:`trashpole.evaluation.build_evaluators`.
@@ -24,13 +25,13 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 from matplotlib.figure import Figure
 
 from .evaluator import TASK, GalleryItem, TrashPoleEvaluator, to_jsonable
+from .html_panels import PALETTE
+from .html_report import write_html_report
 from .matching import AP_IOU
 from .metrics import COCO_DESCRIPTIONS, METRIC_DESCRIPTIONS
 
 logger = logging.getLogger(__name__)
 
-# Class colors (RGB) for the galleries, the same in truth and prediction panels.
-PALETTE = [(230, 159, 0), (0, 114, 178), (0, 158, 115), (204, 121, 167), (213, 94, 0)]
 GALLERY_WIDTH = 480  # pixels of one gallery panel
 
 HOW_TO_READ = """\
@@ -425,6 +426,9 @@ def write_report(
         output_dir: folder for the files (created).
         coco_evaluator: optional COCOEvaluator of the same run; when it had an ``output_dir``,
             COCO's own mask precision at IoU 0.5 is drawn in ``pr_curves.png`` for comparison.
+
+    ``report.html`` (every image browsable) is written too when ``evaluator`` was built with
+    ``keep_predictions=True``, as :func:`build_evaluators` does by ``TRASHPOLE.EVAL.HTML_REPORT``.
     """
     if not comm.is_main_process():
         return
@@ -456,6 +460,10 @@ def write_report(
             os.path.join(output_dir, f"gallery_{which}.png"),
         )
     pictures = ["confusion_matrix.png", "pr_curves.png", "gallery_worst.png", "gallery_best.png"]
+    html = getattr(evaluator, "predictions", None) is not None
+    markdown = _markdown(results, evaluator, pictures + (["report.html"] if html else []))
     with open(os.path.join(output_dir, "report.md"), "w") as f:
-        f.write(_markdown(results, evaluator, pictures))
+        f.write(markdown)
+    if html:
+        write_html_report(results, evaluator, output_dir, markdown)
     logger.info("wrote the evaluation report to %s", output_dir)
