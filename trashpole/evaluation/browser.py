@@ -93,6 +93,7 @@ class HeadlessChromium:
         self._buffer = b""
         self._next_id = 0
         self._events: List[dict] = []
+        self._stderr = tempfile.TemporaryFile()  # Chromium's messages, shown if it dies
         cmd_read, self._cmd_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
         # Chromium needs the pipe ends at exactly fds 3 and 4; move them out of the way first so
@@ -104,6 +105,8 @@ class HeadlessChromium:
         def place_pipe_ends():
             os.dup2(high[0], _CMD_FD)
             os.dup2(high[1], _REPLY_FD)
+            for fd in high:
+                os.close(fd)
 
         args = [binary, *CHROMIUM_FLAGS, f"--window-size={width},{height}"]
         args += [f"--user-data-dir={self._profile}", "--remote-debugging-pipe", "about:blank"]
@@ -113,7 +116,7 @@ class HeadlessChromium:
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self._stderr,
             close_fds=False,
             preexec_fn=place_pipe_ends,
         )
@@ -136,8 +139,21 @@ class HeadlessChromium:
         message = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
             message["sessionId"] = session
-        os.write(self._cmd_write, json.dumps(message).encode() + b"\0")
+        try:
+            os.write(self._cmd_write, json.dumps(message).encode() + b"\0")
+        except BrokenPipeError:
+            raise self._died() from None
         return self._next_id
+
+    def _died(self) -> BrowserError:
+        """The error for a Chromium that closed its pipe: exit code and its last messages."""
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._stderr.seek(0)
+        tail = self._stderr.read().decode(errors="replace")[-2000:]
+        return BrowserError(f"Chromium exited (code {self._process.poll()}): {tail}")
 
     def _receive(self, deadline: float) -> dict:
         while b"\0" not in self._buffer:
@@ -147,7 +163,7 @@ class HeadlessChromium:
                 raise BrowserError(f"Chromium did not answer within {self.timeout:g} s")
             chunk = os.read(self._reply_read, 1 << 20)
             if not chunk:
-                raise BrowserError(f"Chromium exited (code {self._process.poll()})")
+                raise self._died()
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
@@ -190,6 +206,10 @@ class HeadlessChromium:
             pass
         return [e for e in self._events if e.get("sessionId") == session]
 
+    def discard_events(self, session: Optional[str]) -> None:
+        """Forget the kept events of ``session`` (a closed tab's)."""
+        self._events = [e for e in self._events if e.get("sessionId") != session]
+
     def open(self, path_or_url: str, wait_for: Optional[str] = None) -> "Page":
         """
         Open a page in a new tab and wait for its load event.
@@ -231,7 +251,7 @@ class HeadlessChromium:
             try:
                 self._send("Browser.close", None, None)
                 self._process.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
+            except (OSError, BrowserError, subprocess.TimeoutExpired):
                 self._process.kill()
                 self._process.wait()
         for fd in (self._cmd_write, self._reply_read):
@@ -239,6 +259,7 @@ class HeadlessChromium:
                 os.close(fd)
             except OSError:
                 pass
+        self._stderr.close()
         shutil.rmtree(self._profile, ignore_errors=True)
 
 
@@ -316,8 +337,9 @@ class Page:
             f.write(base64.b64decode(data))
 
     def close(self) -> None:
-        """Close the tab."""
+        """Close the tab and forget its events."""
         self.browser.call("Target.closeTarget", {"targetId": self.target})
+        self.browser.discard_events(self.session)
 
     def errors(self) -> List[str]:
         """

@@ -256,7 +256,8 @@ def _metrics_section(markdown: str) -> str:
 
 
 def _page(title: str, summary: str, results, metrics_html: str, data: Dict[str, Any]) -> str:
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    # no "<" inside the script element, so that no text of the data can end or escape it
+    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     filters = "".join(
         f'<option value="{k}">{html.escape(v.split(" (")[0])}</option>' for k, v in PROBLEMS.items()
     )
