@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """trashpole: Mask R-CNN for trash cans and poles, built on detectron2."""
+
 from setuptools import find_packages, setup
 
 setup(
@@ -7,6 +8,8 @@ setup(
     version="0.1.0",
     description="detectron2 Mask R-CNN toolkit for trash cans and poles in street and campus photos",
     packages=find_packages(exclude=("tests", "tools")),
+    # the styles and script that report.html and index.html inline
+    package_data={"trashpole.evaluation": ["static/*.css", "static/*.js"]},
     python_requires=">=3.10,<3.14",
     # detectron2 itself is not on PyPI: `make venv` (tools/install_detectron2.py) installs it from
     # the pinned sal-detectron2 wheel's Python sources, or keeps a detectron2 built from source.

@@ -64,10 +64,12 @@ def test_quick_training_benchmark(quick_results):
 def test_quick_run_writes_every_suite(quick_results):
     out, _ = quick_results
     combined = json.loads((out / "benchmark.json").read_text())
-    assert set(combined) == {"inference", "training", "data", "evaluation"}
+    assert set(combined) == {"inference", "training", "data", "evaluation", "report"}
     assert combined["data"]["num_images"] == 200
     assert (out / "data" / "data_benchmark.json").is_file()
     assert (out / "evaluation_benchmark.json").is_file()
+    report = json.loads((out / "report_benchmark.json").read_text())
+    assert report["num_images"] == 20 and report["page"]["files_count"] == 60
 
 
 def test_time_alternating_runs_contenders_in_turn():

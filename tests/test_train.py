@@ -67,6 +67,8 @@ def test_training_writes_the_run_folder(trained_run):
         "labels.png",
         "eval/valid/report.md",
         "eval/valid/metrics.json",
+        "eval/valid/report.html",
+        "index.html",
     ):
         assert os.path.isfile(os.path.join(run, name)), name
     # the saved config holds the real schedule and the class names
@@ -117,6 +119,10 @@ def test_eval_only_on_the_test_split(trained_run):
     text = json.dumps(metrics)
     assert "segm" in text and "mIoU" in text
     assert os.path.isfile(os.path.join(out, "report.md"))
+    assert os.path.isfile(os.path.join(out, "report.html"))
+    with open(os.path.join(run, "index.html")) as f:
+        index = f.read()
+    assert 'href="eval/report.html"' in index and 'href="eval_test/report.html"' in index
     # the run's own config is left alone
     from trashpole.config import load_config
 

@@ -6,6 +6,7 @@ Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and 
     tools/benchmark.py training             # s/iteration at batch 2, 640 px, vs torchvision
     tools/benchmark.py data                 # registering and loading a 10,000-image export
     tools/benchmark.py evaluation           # time and memory of the trashpole evaluator
+    tools/benchmark.py report               # report.html of 1,000 images: size, load time
     tools/benchmark.py all --quick          # everything shrunk to a smoke test (~1 min)
     tools/benchmark.py accuracy --run output/demo   # AP and speed of each speed option
 
@@ -40,7 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
     p.add_argument("--repeats", type=int, default=0, help="timed rounds (inference, training)")
     p.add_argument("--size", type=int, default=0, help="image side (inference, training)")
-    p.add_argument("--num-images", type=int, default=0, help="images (data, evaluation)")
+    p.add_argument("--num-images", type=int, default=0, help="images (data, evaluation, report)")
     p.add_argument("--run", default="output/demo", help="trained run (accuracy)")
     p.add_argument("--split", default="test", help="split to evaluate (accuracy)")
     p.add_argument("--dataset-root", default="", help="export (accuracy; default: the run's)")
@@ -64,6 +65,16 @@ def run_suite(name: str, args) -> dict:
 
         result = accuracy.run_accuracy(args.run, args.output, args.split, args.dataset_root)
         print(accuracy.format_accuracy_table(result))
+        return result
+    if name == "report":
+        from trashpole.benchmarks import report
+
+        kwargs = dict(report.QUICK) if args.quick else {}
+        kwargs.update(
+            {k: v for k, v in (("num_images", args.num_images), ("repeats", args.repeats)) if v}
+        )
+        result = report.run(args.output, **kwargs)
+        print(report.format_table(result))
         return result
     if name == "data":
         from trashpole.benchmarks import data

@@ -24,6 +24,7 @@ from trashpole.engine import (
     setup,
 )
 from trashpole.evaluation.evaluate import evaluate_and_report
+from trashpole.evaluation.run_index import write_run_index
 
 logger = logging.getLogger("trashpole.train_net")
 
@@ -34,10 +35,13 @@ def main(args):
         model = Trainer.build_model(cfg)
         TrashPoleCheckpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
         # each split's report goes to OUTPUT_DIR/eval/<split>/ (trashpole.evaluation.evaluate)
-        return {
+        results = {
             name: evaluate_and_report(cfg, model, name, inference_only=True)
             for name in cfg.DATASETS.TEST
         }
+        if comm.is_main_process():
+            write_run_index(cfg.OUTPUT_DIR)  # the run's index.html lists the new report
+        return results
 
     if comm.is_main_process():
         write_data_summary(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST), cfg.OUTPUT_DIR)

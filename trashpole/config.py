@@ -95,6 +95,10 @@ def add_trashpole_config(cfg: CN) -> None:
     cfg.TRASHPOLE.EVAL.SCORE_THRESH = 0.5
     # Mask IoU at which a matched prediction counts as a hit (accuracy, precision/recall, F1).
     cfg.TRASHPOLE.EVAL.IOU_THRESH = 0.5
+    # Write report.html next to report.md: every evaluated image browsable, truth beside prediction.
+    # The evaluator then keeps each image's predicted masks (compressed RLE) until the report is
+    # written, and each report writes 3 small pictures per image into report_files/.
+    cfg.TRASHPOLE.EVAL.HTML_REPORT = True
 
 
 def default_dataset_root(cfg: CN) -> str:

@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from trashpole.engine.checkpoint import atomic_write_text
 from trashpole.jsonio import dumps
+from trashpole.evaluation.run_index import write_run_index
 from trashpole.visualization import plot_training_curves
 
 logger = logging.getLogger(__name__)
@@ -245,11 +246,13 @@ CURVE_COLUMNS = [
 class TrainingCurves(_AtEvaluation):
     """
     After each evaluation, appends one row per evaluation to ``results.csv`` (epoch, iteration,
-    mean training loss since the previous row, validation loss, AP, mean IoU, accuracy, LR) and
-    redraws ``curves.png`` from it. Rows already in the file are kept on ``--resume``.
+    mean training loss since the previous row, validation loss, AP, mean IoU, accuracy, LR),
+    redraws ``curves.png`` from it and rewrites the run's ``index.html``. Rows already in the file
+    are kept on ``--resume``.
     """
 
     def __init__(self, output_dir: str, period: int, iters_per_epoch: int):
+        self._output_dir = output_dir
         self._csv = os.path.join(output_dir, "results.csv")
         self._png = os.path.join(output_dir, "curves.png")
         self._period = period
@@ -286,6 +289,7 @@ class TrainingCurves(_AtEvaluation):
             lines.append(",".join(f"{r[c]:.6g}" if c in r else "" for c in fields))
         atomic_write_text("\n".join(lines) + "\n", self._csv)
         plot_training_curves(self._rows, self._png)
+        write_run_index(self._output_dir)
 
 
 def read_results_csv(path: str) -> Optional[List[Dict[str, float]]]:

@@ -78,7 +78,8 @@ class TrashPoleEvaluator(DatasetEvaluator):
     ``results``, ``records`` (list of ``ImageResult``), ``confusion_matrix`` (ndarray[K + 1, K + 1]
     of instances), ``pixel_confusion_matrix`` (ndarray[K + 1, K + 1] of pixels), ``pr_curves``
     and ``gallery`` ({"worst", "best"} lists of ``GalleryItem``). Labels are ``class_names`` plus
-    "background", last.
+    "background", last. With ``keep_predictions`` it also holds ``predictions`` (image id ->
+    ``GalleryItem`` of every image, for report.html); otherwise ``predictions`` is None.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class TrashPoleEvaluator(DatasetEvaluator):
         distributed: bool = True,
         output_dir: Optional[str] = None,
         gallery_size: int = 6,
+        keep_predictions: bool = False,
     ):
         """
         Args:
@@ -99,11 +101,14 @@ class TrashPoleEvaluator(DatasetEvaluator):
             distributed: gather the statistics of all ranks in ``evaluate``.
             output_dir: if set, ``evaluate`` writes ``trashpole_results.json`` there.
             gallery_size: worst and best images to keep masks of, for the report.
+            keep_predictions: keep the predicted masks (RLE) of every image, not only of the
+                gallery's, so that the report can draw every image (report.html).
         """
         self.dataset_name = dataset_name
         self.score_thresh = float(score_thresh)
         self.iou_thresh = float(iou_thresh)
         self.gallery_size = int(gallery_size)
+        self.keep_predictions = bool(keep_predictions)
         self._distributed = distributed
         self._output_dir = output_dir
         # Loading the dicts first also fills metadata that loaders set lazily (load_coco_json).
@@ -221,7 +226,7 @@ class TrashPoleEvaluator(DatasetEvaluator):
             result.image_id, result.rank_key(), len(result.false_classes), rles, classes, scores
         )
         self._gallery.append(item)
-        if len(self._gallery) > 4 * max(self.gallery_size, 1):
+        if not self.keep_predictions and len(self._gallery) > 4 * max(self.gallery_size, 1):
             kept = select_gallery(self._gallery, self.gallery_size)
             ids = {id(x) for x in kept["worst"] + kept["best"]}
             self._gallery = [x for x in self._gallery if id(x) in ids]
@@ -270,9 +275,9 @@ class TrashPoleEvaluator(DatasetEvaluator):
         )
         metrics.update(ap50_metrics(self.pr_curves))
         metrics.update(pixel_metrics(self.pixel_confusion_matrix, self.class_names))
-        self.gallery = select_gallery(
-            [item for s in states for item in s["gallery"]], self.gallery_size
-        )
+        items = [item for s in states for item in s["gallery"]]
+        self.gallery = select_gallery(items, self.gallery_size)
+        self.predictions = {x.image_id: x for x in items} if self.keep_predictions else None
         self.results = {TASK: metrics}
         self._log_summary(metrics)
         if self._output_dir:
@@ -369,6 +374,7 @@ def build_evaluator_list(
         score_thresh=cfg.TRASHPOLE.EVAL.SCORE_THRESH,
         iou_thresh=cfg.TRASHPOLE.EVAL.IOU_THRESH,
         output_dir=output_dir,
+        keep_predictions=cfg.TRASHPOLE.EVAL.HTML_REPORT,
     )
     return [coco, ours]
 

@@ -1,6 +1,7 @@
 """
 The evaluation report: ``metrics.json``, ``per_image.json``, ``report.md``,
-``confusion_matrix.png``, ``pr_curves.png``, ``gallery_worst.png`` and ``gallery_best.png``.
+``confusion_matrix.png``, ``pr_curves.png``, ``gallery_worst.png``, ``gallery_best.png`` and,
+when the evaluator kept every image's predictions, ``report.html`` (:mod:`.html_report`).
 
 Call :func:`write_report` on the main process after ``inference_on_dataset`` with the
 evaluators of :func:`trashpole.evaluation.build_evaluators`.
@@ -26,6 +27,8 @@ from matplotlib.figure import Figure
 from trashpole.jsonio import to_jsonable, write_json
 
 from .evaluator import TASK, GalleryItem, TrashPoleEvaluator
+from .html_panels import PALETTE
+from .html_report import write_html_report
 from .matching import AP_IOU
 from .metrics import COCO_DESCRIPTIONS, METRIC_DESCRIPTIONS
 from .notes import accuracy_note
@@ -33,8 +36,6 @@ from .undefined import undefined_reasons
 
 logger = logging.getLogger(__name__)
 
-# Class colors (RGB) for the galleries, the same in truth and prediction panels.
-PALETTE = [(230, 159, 0), (0, 114, 178), (0, 158, 115), (204, 121, 167), (213, 94, 0)]
 GALLERY_WIDTH = 480  # pixels of one gallery panel
 
 HOW_TO_READ = """\
@@ -454,6 +455,9 @@ def write_report(
         output_dir: folder for the files (created).
         coco_evaluator: optional COCOEvaluator of the same run; when it had an ``output_dir``,
             COCO's own mask precision at IoU 0.5 is drawn in ``pr_curves.png`` for comparison.
+
+    ``report.html`` (every image browsable) is written too when ``evaluator`` was built with
+    ``keep_predictions=True``, as :func:`build_evaluators` does by ``TRASHPOLE.EVAL.HTML_REPORT``.
     """
     if not comm.is_main_process():
         return
@@ -483,6 +487,10 @@ def write_report(
             os.path.join(output_dir, f"gallery_{which}.png"),
         )
     pictures = ["confusion_matrix.png", "pr_curves.png", "gallery_worst.png", "gallery_best.png"]
+    html = getattr(evaluator, "predictions", None) is not None
+    markdown = _markdown(results, evaluator, pictures + (["report.html"] if html else []))
     with open(os.path.join(output_dir, "report.md"), "w") as f:
-        f.write(_markdown(results, evaluator, pictures))
+        f.write(markdown)
+    if html:
+        write_html_report(results, evaluator, output_dir, markdown)
     logger.info("wrote the evaluation report to %s", output_dir)
