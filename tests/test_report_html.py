@@ -155,7 +155,7 @@ def test_gt_outcome_by_hand():
 
 def test_page_data_per_image(run):
     _, run_dir, _, _ = run
-    data = page_data(run_dir / "eval" / "report.html")
+    data = page_data(run_dir / "eval" / "valid" / "report.html")
     images = data["images"]
     assert data["classes"] == ["pole", "trash-can"]
     assert [img["name"] for img in images] == [f"{i}.png" for i in range(5)]
@@ -172,7 +172,7 @@ def test_page_data_per_image(run):
     assert images[0]["pred"] == [[0, 0.9], [1, 0.8]] and images[2]["pred"] == []
     assert [img["classes"] for img in images] == [[0, 1], [0, 1], [0], [1], [1]]
     # per-image metrics as in per_image.json
-    per_image = json.loads((run_dir / "eval" / "per_image.json").read_text())
+    per_image = json.loads((run_dir / "eval" / "valid" / "per_image.json").read_text())
     for img, rec in zip(images, per_image):
         assert (img["TP"], img["FP"], img["FN"]) == (rec["TP"], rec["FP"], rec["FN"])
         assert img["miou"] == (None if rec["mIoU"] is None else pytest.approx(rec["mIoU"], 0.01))
@@ -181,7 +181,7 @@ def test_page_data_per_image(run):
 
 def test_page_is_self_contained(run):
     _, run_dir, results, _ = run
-    out = run_dir / "eval"
+    out = run_dir / "eval" / "valid"
     text = (out / "report.html").read_text()
     assert "report.html" in (out / "report.md").read_text()
     # no network: no absolute URL and no external script or style sheet
@@ -203,7 +203,7 @@ def test_page_is_self_contained(run):
 
 def test_pictures_show_truth_and_prediction(run):
     _, run_dir, _, _ = run
-    files = run_dir / "eval" / "report_files"
+    files = run_dir / "eval" / "valid" / "report_files"
     photo = cv2.imread(str(files / "00002.jpg"))
     assert photo.shape == (H, W, 3)
     # image 2: a missed pole at x 100-119, y 20-109, drawn in the pole color; no prediction

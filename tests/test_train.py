@@ -122,7 +122,7 @@ def test_eval_only_on_the_test_split(trained_run):
     assert os.path.isfile(os.path.join(out, "report.html"))
     with open(os.path.join(run, "index.html")) as f:
         index = f.read()
-    assert 'href="eval/report.html"' in index and 'href="eval_test/report.html"' in index
+    assert 'href="eval/valid/report.html"' in index and 'href="eval/test/report.html"' in index
     # the run's own config is left alone
     from trashpole.config import load_config
 

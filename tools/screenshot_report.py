@@ -3,7 +3,7 @@
 Open a report.html (or a run's index.html) from disk in headless Chromium, press keys, save a
 screenshot, and list what the page reported as errors (exit status 1 if any).
 
-    tools/screenshot_report.py output/demo/eval_test/report.html --view images --keys j \\
+    tools/screenshot_report.py output/demo/eval/test/report.html --view images --keys j \\
         --output docs/images/report_html.png
 """
 

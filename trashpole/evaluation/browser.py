@@ -5,7 +5,7 @@ console reported, take a screenshot. The report tests, the report benchmark and
 ``tools/screenshot_report.py`` use it to check ``report.html`` in a real browser.
 
     with HeadlessChromium() as browser:
-        page = browser.open("output/demo/eval_test/report.html#images")
+        page = browser.open("output/demo/eval/test/report.html#images")
         page.evaluate("document.title")
         page.screenshot("report.png")
         assert not page.errors()
