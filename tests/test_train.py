@@ -139,12 +139,14 @@ def test_predictor_knows_the_classes_without_registration(trained_run, clean_cat
     from detectron2.engine import DefaultPredictor
 
     from trashpole import load_predictor
+    from trashpole.visualization import class_colors
 
     export, run = trained_run
     assert not [n for n in DatasetCatalog.list() if n.startswith("trashpole_")]
     predictor = load_predictor(run, score_thresh=0.0)
     assert isinstance(predictor, DefaultPredictor)
     assert predictor.metadata.thing_classes == ["pole", "trash-can"]
+    assert predictor.metadata.thing_colors == class_colors(2)  # the palette of every picture
     image = cv2.imread(str(export / "test" / "test_000.jpg"))
     instances = predictor(image)["instances"]
     assert instances.pred_masks.shape[1:] == image.shape[:2]

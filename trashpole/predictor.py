@@ -24,6 +24,7 @@ from trashpole.speed import (
     set_test_size,
     to_fp32,
 )
+from trashpole.visualization import class_colors
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,9 @@ class TrashPolePredictor(DefaultPredictor):
         names = list(cfg.TRASHPOLE.CLASS_NAMES) or [
             f"class_{i}" for i in range(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
         ]
-        self.metadata = Metadata(name="trashpole_predictor", thing_classes=names)
+        self.metadata = Metadata(
+            name="trashpole_predictor", thing_classes=names, thing_colors=class_colors(len(names))
+        )
         # the model is ours alone and never trained: norms folded, convs fused, bf16 weights
         apply_inference_options(self.model, self.cfg, inference_only=True)
 

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from trashpole.errors import UserError
+from trashpole.visualization import class_colors
 
 from .validation import (
     CategoryInfo,
@@ -40,8 +41,6 @@ SPLIT_FOLDERS: Dict[str, List[str]] = {
     "valid": ["valid", "val", "validation"],
     "test": ["test"],
 }
-# Class colours (RGB, 0..255) for detectron2's Visualizer, by contiguous id.
-_PALETTE = [(31, 119, 180), (44, 160, 44), (214, 39, 40), (255, 127, 14), (148, 103, 189)]
 
 
 def canonical_split(split: str) -> str:
@@ -262,7 +261,7 @@ def register_roboflow_splits(
         MetadataCatalog.get(dataset_name).set(
             thing_classes=list(class_names),
             thing_dataset_id_to_contiguous_id=mapping,
-            thing_colors=[_PALETTE[i % len(_PALETTE)] for i in range(len(class_names))],
+            thing_colors=class_colors(len(class_names)),
             source_json=json_file,
             image_root=splits[split],
             evaluator_type="coco",

@@ -17,9 +17,6 @@ from .matching import RLE
 
 logger = logging.getLogger(__name__)
 
-# Class colors (RGB) when the data set's metadata has no thing_colors: report.md's galleries and
-# report.html's pictures
-PALETTE = [(230, 159, 0), (0, 114, 178), (0, 158, 115), (204, 121, 167), (213, 94, 0)]
 PANEL_SIDE = 480  # longest side of a report.html picture, pixels
 JPEG_QUALITY = 82
 FILL_ALPHA = 110  # opacity (0-255) of a mask's fill in an overlay; outlines and labels are opaque

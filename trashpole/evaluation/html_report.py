@@ -26,11 +26,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from detectron2.data import MetadataCatalog
 
+from trashpole.visualization import class_colors
+
 from .evaluator import TASK, GalleryItem, TrashPoleEvaluator
 from .html_panels import (
     CROWD_COLOR,
     OUTCOME_COLORS,
-    PALETTE,
     draw_overlay,
     panel_size,
     read_photo,
@@ -138,7 +139,7 @@ def worst_first(records: Sequence[ImageResult]) -> List[int]:
 def _class_colors(evaluator: TrashPoleEvaluator) -> List[Sequence[int]]:
     meta = MetadataCatalog.get(evaluator.dataset_name)
     n = len(evaluator.class_names)
-    return list(meta.get("thing_colors") or [PALETTE[k % len(PALETTE)] for k in range(n)])
+    return list(meta.get("thing_colors") or class_colors(n))
 
 
 def _truth_layers(record: dict, gt: List[list], names: Sequence[str], colors) -> tuple:

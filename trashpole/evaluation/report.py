@@ -25,9 +25,9 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 from matplotlib.figure import Figure
 
 from trashpole.jsonio import to_jsonable, write_json
+from trashpole.visualization import class_colors
 
 from .evaluator import TASK, GalleryItem, TrashPoleEvaluator
-from .html_panels import PALETTE
 from .html_report import write_html_report
 from .matching import AP_IOU
 from .metrics import COCO_DESCRIPTIONS, METRIC_DESCRIPTIONS
@@ -319,9 +319,7 @@ def _read_rgb(file_name: str, height: int, width: int) -> np.ndarray:
 
 def _gallery_metadata(evaluator: TrashPoleEvaluator) -> Metadata:
     meta = MetadataCatalog.get(evaluator.dataset_name)
-    colors = meta.get("thing_colors") or [
-        PALETTE[k % len(PALETTE)] for k in range(len(evaluator.class_names))
-    ]
+    colors = meta.get("thing_colors") or class_colors(len(evaluator.class_names))
     return Metadata(thing_classes=list(evaluator.class_names), thing_colors=list(colors))
 
 

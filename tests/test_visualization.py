@@ -1,0 +1,43 @@
+"""One palette for every picture, and no matplotlib backend chosen at import."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+
+from trashpole.visualization import CLASS_COLORS, class_colors, plot_training_curves
+
+
+def test_class_colors_cycle_through_the_palette():
+    colors = class_colors(7)
+    assert colors[:5] == CLASS_COLORS and colors[5:] == CLASS_COLORS[:2]
+    assert len(set(CLASS_COLORS)) == len(CLASS_COLORS)
+
+
+def test_registered_data_takes_the_palette(tiny_export, clean_catalogs):
+    from detectron2.data import MetadataCatalog
+
+    from trashpole.data import register_roboflow_splits
+
+    splits = register_roboflow_splits("palette", str(tiny_export))
+    assert MetadataCatalog.get(splits["train"]).thing_colors == class_colors(2)
+    # (tests/test_train.py checks the predictor's metadata against the same colours)
+
+
+def test_importing_visualization_picks_no_backend():
+    code = "import sys, trashpole.visualization; print('matplotlib.pyplot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_training_curves_png(tmp_path):
+    rows = [
+        {"epoch": 1, "train_loss": 1.5, "val_loss": 1.25, "segm_AP": 10.0, "lr": 1e-3},
+        {"epoch": 2, "train_loss": 0.75, "val_loss": 0.5, "segm_AP": 30.0, "lr": 1e-4},
+    ]
+    path = str(tmp_path / "curves.png")
+    plot_training_curves(rows, path)
+    image = cv2.imread(path)
+    assert image.shape == (640, 1200, 3)  # 15 x 8 inches at 80 dpi
+    assert (image < 250).any() and np.unique(image.reshape(-1, 3), axis=0).shape[0] > 10
