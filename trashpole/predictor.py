@@ -258,8 +258,10 @@ def predict_paths(
     """
     Run ``predictor`` on the images and videos of ``spec`` (file, folder or glob) and write into
     ``output_dir``: one overlay JPEG and one JSON per image, an overlaid copy of each video with a
-    JSON of its per-frame detections, and ``predictions.json`` with all image results. Shows a
-    progress bar with images per second and logs the overall rate at the end.
+    JSON of its per-frame detections, ``predictions.json`` with all image results, and
+    ``detections.geojson`` (+ ``positions.png``) placing each detection at its photo's GPS EXIF
+    position (:mod:`trashpole.predict.outputs`). Shows a progress bar with images per second and
+    logs the overall rate at the end.
 
     Args:
         predictor: from :func:`load_predictor`.
@@ -274,11 +276,14 @@ def predict_paths(
             contiguous id + 1 (Roboflow's numbering, where 0 is the superclass).
 
     Returns:
-        counts: images, videos, frames, detections; and ``images_per_s`` (images over the wall
-        time of the image loop, reading and writing included).
+        counts: images, videos, frames, detections; ``images_per_s`` (images over the wall
+        time of the image loop, reading and writing included); with images, the GPS counts
+        ``images_with_gps``, ``images_without_gps``, ``gps_problems`` (malformed tags).
     """
     import cv2
     from tqdm import tqdm
+
+    from trashpole.predict.outputs import GeoCollector
 
     images, videos = find_inputs(spec)
     os.makedirs(output_dir, exist_ok=True)
@@ -289,7 +294,7 @@ def predict_paths(
         image_ids = {p: i for i, p in enumerate(images)}
         category_ids = list(range(1, len(names) + 1))
     counts: Dict[str, float] = {"images": 0, "videos": 0, "frames": 0, "detections": 0}
-    everything, coco_results = {}, []
+    everything, coco_results, geo = {}, [], GeoCollector()
     start = time.perf_counter()
     for path in tqdm(images, desc="images", unit="img", dynamic_ncols=True):
         image = cv2.imread(path)
@@ -300,6 +305,7 @@ def predict_paths(
         stem = os.path.splitext(os.path.basename(path))[0]
         records = instances_to_records(instances, names)
         everything[path] = records
+        geo.add(path, records)
         if coco_json:
             coco_results += records_to_coco(
                 records, _image_id(image_ids, path, coco_images), category_ids
@@ -318,6 +324,10 @@ def predict_paths(
             f"{counts['images']} images in {elapsed:.1f} s: {counts['images_per_s']:.2f} images/s"
         )
         _write_json({"classes": names, "images": everything}, f"{output_dir}/predictions.json")
+        gps = geo.write(output_dir)
+        counts.update(
+            {k: gps[k] for k in ("images_with_gps", "images_without_gps", "gps_problems")}
+        )
     if coco_json:
         os.makedirs(os.path.dirname(os.path.abspath(coco_json)), exist_ok=True)
         _write_json(coco_results, coco_json)
