@@ -6,6 +6,7 @@ Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and 
     tools/benchmark.py training             # s/iteration at batch 2, 640 px, vs torchvision
     tools/benchmark.py data                 # registering and loading a 10,000-image export
     tools/benchmark.py evaluation           # time and memory of the trashpole evaluator
+    tools/benchmark.py tracking             # ms/frame of tracking vs prediction (30 frames)
     tools/benchmark.py all --quick          # everything shrunk to a smoke test (~1 min)
     tools/benchmark.py accuracy --run output/demo   # AP and speed of each speed option
 
@@ -36,8 +37,13 @@ def parse_args(argv=None):
     p.add_argument("--output", default="output/benchmark", help="folder for the JSON results")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
-    p.add_argument("--repeats", type=int, default=0, help="timed rounds (inference, training)")
-    p.add_argument("--size", type=int, default=0, help="image side (inference, training)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=0,
+        help="timed rounds (inference, training; tracking: frames)",
+    )
+    p.add_argument("--size", type=int, default=0, help="image side (inference, training, tracking)")
     p.add_argument("--num-images", type=int, default=0, help="images (data, evaluation)")
     p.add_argument("--run", default="output/demo", help="trained run (accuracy)")
     p.add_argument("--split", default="test", help="split to evaluate (accuracy)")
@@ -61,6 +67,14 @@ def run_suite(name: str, args) -> dict:
 
         result = inference.run_accuracy(args.run, args.output, args.split, args.dataset_root)
         print(inference.format_accuracy_table(result))
+        return result
+    if name == "tracking":
+        from trashpole.benchmarks import tracking
+
+        kwargs = dict(tracking.QUICK) if args.quick else {}
+        kwargs.update({k: v for k, v in (("size", args.size), ("frames", args.repeats)) if v})
+        result = tracking.run(args.output, threads=args.threads, **kwargs)
+        print(tracking.format_table(result))
         return result
     if name == "data":
         from trashpole.benchmarks import data

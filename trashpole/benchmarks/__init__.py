@@ -3,10 +3,11 @@
 - :mod:`.inference`: latency of one image, trashpole's predictor against torchvision's Mask R-CNN;
 - :mod:`.training`: seconds per training iteration, trashpole's recipe against torchvision's;
 - :mod:`.data`: registering and loading a large export;
-- :mod:`.evaluation`: time and memory of the trashpole evaluator.
+- :mod:`.evaluation`: time and memory of the trashpole evaluator;
+- :mod:`.tracking`: the cost of tracking a frame against predicting it.
 
 ``tools/benchmark.py`` runs them from the command line.
 """
 
 # the benchmark modules, as tools/benchmark.py names them
-SUITES = ("inference", "training", "data", "evaluation")
+SUITES = ("inference", "training", "data", "evaluation", "tracking")
