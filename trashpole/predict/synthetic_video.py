@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from trashpole.data.synthetic import CLASS_NAMES, render_scene
+from trashpole.predict.draw import draw_tracked
 from trashpole.predict.track import (
     count_id_switches,
     match_to_truth,
@@ -200,7 +201,8 @@ def score_tracking(
 
 
 def truth_as_predictions(video: SyntheticVideo) -> List:
-    """The true boxes of each frame as detectron2 ``Instances`` (score 1), in truth order."""
+    """The true objects of each frame as detectron2 ``Instances`` (boxes, classes, masks as
+    Tensor[N, H, W] of bool, score 1), in truth order."""
     from detectron2.structures import Boxes, Instances
 
     frames = []
@@ -209,6 +211,8 @@ def truth_as_predictions(video: SyntheticVideo) -> List:
         inst = Instances(frame.shape[:2], pred_boxes=Boxes(boxes))
         inst.scores = torch.ones(len(truth))
         inst.pred_classes = torch.tensor([o["class_id"] for o in truth], dtype=torch.int64)
+        masks = [torch.from_numpy(o["mask"]) for o in truth]
+        inst.pred_masks = torch.stack(masks) if masks else torch.zeros(0, *frame.shape[:2]).bool()
         frames.append(inst)
     return frames
 
@@ -237,29 +241,53 @@ def write_video(video: SyntheticVideo, out_dir: str, fps: float = 10.0) -> Tuple
     return folder, clip
 
 
-def _tracked_run(args, video: SyntheticVideo, frames_dir: str) -> Tuple[List, List, List, int]:
+def _tracked_run(args, frames_dir: str) -> Tuple[List, List, List, int]:
     """Track the frames with a trained run through tools/predict.py's path; (boxes, classes,
-    ids, min_frames) per frame from its ``frames_tracks.json``."""
+    ids, min_frames) per frame from its ``frames_tracks.json``. ``--picture`` redraws one
+    tracked frame losslessly as PNG."""
     from trashpole.predict.sequence import track_paths
     from trashpole.predictor import load_predictor
 
-    predictor = load_predictor(args.run, score_thresh=args.score)
+    predictor = load_predictor(args.run, args.weights, score_thresh=args.score)
     out = os.path.join(args.out, "tracked")
     summary = track_paths(predictor, frames_dir, out, min_frames=args.min_frames)
     with open(os.path.join(out, "frames_tracks.json")) as f:
         frames = json.load(f)["frames"]
-    boxes = [
-        torch.tensor([r["bbox_xyxy"] for r in fr["predictions"]]).reshape(-1, 4) for fr in frames
-    ]
+    boxes = [_records_boxes(fr["predictions"]) for fr in frames]
     classes = [[r["category_id"] for r in fr["predictions"]] for fr in frames]
     ids = [[r["track_id"] for r in fr["predictions"]] for fr in frames]
     if args.picture:
-        overlay = cv2.imread(
-            os.path.join(out, "frames_track", f"frame_{args.picture_frame:04d}.jpg")
-        )
-        os.makedirs(os.path.dirname(os.path.abspath(args.picture)), exist_ok=True)
-        cv2.imwrite(args.picture, overlay)
+        record = frames[args.picture_frame]
+        image = cv2.imread(record["image"])
+        _save_picture(_draw_records(image, record["predictions"], predictor.class_names), args)
     return boxes, classes, ids, summary["min_frames"]
+
+
+def _save_picture(picture: np.ndarray, args) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(args.picture)), exist_ok=True)
+    cv2.imwrite(args.picture, picture)
+    print(f"frame {args.picture_frame} with its tracks: {args.picture}")
+
+
+def _records_boxes(records: Sequence[Dict]) -> torch.Tensor:
+    return torch.tensor([r["bbox_xyxy"] for r in records], dtype=torch.float32).reshape(-1, 4)
+
+
+def _draw_records(image: np.ndarray, records: Sequence[Dict], class_names) -> np.ndarray:
+    """One frame's tracked records (RLE masks) drawn as ``tools/predict.py --track`` does."""
+    import pycocotools.mask as mask_util
+    from detectron2.structures import Boxes, Instances
+
+    inst = Instances(image.shape[:2], pred_boxes=Boxes(_records_boxes(records)))
+    inst.scores = torch.tensor([r["score"] for r in records], dtype=torch.float32)
+    inst.pred_classes = torch.tensor([r["category_id"] for r in records], dtype=torch.int64)
+    rles = [dict(r["segmentation"], counts=r["segmentation"]["counts"].encode()) for r in records]
+    masks = [mask_util.decode(rle).astype(bool) for rle in rles]
+    inst.pred_masks = (
+        torch.from_numpy(np.stack(masks)) if masks else torch.zeros(0, *image.shape[:2])
+    )
+    ids = torch.tensor([r["track_id"] for r in records], dtype=torch.int64)
+    return draw_tracked(image, inst, ids, class_names)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
@@ -271,10 +299,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     p.add_argument("--zoom", type=float, default=1.5, help="last frame's magnification")
     p.add_argument("--pan", type=float, default=0.3, help="share of the scene panned across")
     p.add_argument("--run", default=None, help="a trained run: track the frames with it")
+    p.add_argument("--weights", default=None, help="checkpoint (default: the run's final one)")
     p.add_argument("--oracle", action="store_true", help="track the true boxes instead")
     p.add_argument("--score", type=float, default=0.5, help="least detection score (--run)")
     p.add_argument("--min-frames", type=int, default=2, help="frames a track needs to count")
-    p.add_argument("--picture", default=None, help="save this tracked frame as PNG (--run)")
+    p.add_argument("--picture", default=None, help="save one tracked frame as this PNG")
     p.add_argument("--picture-frame", type=int, default=20, help="which frame --picture saves")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -290,12 +319,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         boxes = [p.pred_boxes.tensor for p in preds]
         classes = [p.pred_classes.tolist() for p in preds]
         ids, min_frames = result.ids, args.min_frames
+        if args.picture:
+            k = args.picture_frame
+            ids_k = torch.tensor(ids[k], dtype=torch.int64)
+            _save_picture(draw_tracked(video.frames[k], preds[k], ids_k, CLASS_NAMES), args)
     elif args.run:
-        boxes, classes, ids, min_frames = _tracked_run(args, video, frames_dir)
+        boxes, classes, ids, min_frames = _tracked_run(args, frames_dir)
     else:
         return {}
     score = score_tracking(video, boxes, classes, ids, min_frames)
-    score["tracked"] = "true boxes (--oracle)" if args.oracle else f"run {args.run}"
+    tracked = f"run {args.run} ({args.weights or 'final weights'}, score >= {args.score})"
+    score["tracked"] = "true boxes (--oracle)" if args.oracle else tracked
     with open(os.path.join(args.out, "tracking_score.json"), "w") as f:
         json.dump(score, f, indent=1)
     print(json.dumps(score, indent=1))
