@@ -174,3 +174,15 @@ def test_overlay_colours_each_track(tmp_path):
         expected = 0.6 * 128 + 0.4 * 255 * track_color(track_id)
         assert out[y, x, ::-1] == pytest.approx(expected, abs=1.5)
     assert not np.allclose(track_color(3), track_color(4))
+
+
+def test_track_flags_are_checked(predict_tool, capsys):
+    base = ["--run", "r", "--input", "i", "--output", "o", "--track"]
+    assert predict_tool.parse_args(base + ["--min-track-frames", "3"]).min_track_frames == 3
+    assert predict_tool.parse_args(base).min_track_frames is None  # the config's value
+    with pytest.raises(SystemExit):
+        predict_tool.parse_args(base + ["--coco-json", "c.json"])
+    assert "not for --track" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        predict_tool.parse_args(base + ["--min-track-frames", "0"])
+    assert "--min-track-frames 0" in capsys.readouterr().err

@@ -72,7 +72,12 @@ def parse_args(argv=None):
         "--input-size", type=int, default=0, help="shorter image side given to the model (pixels)"
     )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.track and (args.coco_json or args.coco_images):
+        p.error("--coco-json and --coco-images are for image predictions, not for --track")
+    if args.min_track_frames is not None and args.min_track_frames < 1:
+        p.error(f"--min-track-frames {args.min_track_frames}: give 1 or more frames")
+    return args
 
 
 def main(argv=None):
