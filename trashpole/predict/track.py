@@ -208,8 +208,8 @@ class InstanceTracker:
     every frame would cost time for nothing).
 
     Args:
-        iou_thresh: box IoU with an object's box in the previous frame (or its last box, when
-            lost) at which a detection continues that object's track.
+        iou_thresh: box IoU with an object's predicted box (its last box moved by its recent
+            motion) at which a detection of the same class continues that object's track.
         max_lost_frames: frames an object may go undetected and still keep its ID.
         contain_thresh: a detection with a lower IoU also continues a track when this share of
             the smaller of the two boxes lies inside the other (an object that leaves the frame
