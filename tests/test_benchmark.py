@@ -64,7 +64,7 @@ def test_quick_training_benchmark(quick_results):
 def test_quick_run_writes_every_suite(quick_results):
     out, _ = quick_results
     combined = json.loads((out / "benchmark.json").read_text())
-    assert set(combined) == {"inference", "training", "data", "evaluation", "report"}
+    assert set(combined) == {"inference", "training", "data", "evaluation", "report", "tracking"}
     assert combined["data"]["num_images"] == 200
     assert (out / "data" / "data_benchmark.json").is_file()
     assert (out / "evaluation_benchmark.json").is_file()

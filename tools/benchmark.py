@@ -7,6 +7,7 @@ Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and 
     tools/benchmark.py data                 # registering and loading a 10,000-image export
     tools/benchmark.py evaluation           # time and memory of the trashpole evaluator
     tools/benchmark.py report               # report.html of 1,000 images: size, load time
+    tools/benchmark.py tracking             # ms/frame of tracking vs prediction (30 frames)
     tools/benchmark.py all --quick          # everything shrunk to a smoke test (~1 min)
     tools/benchmark.py accuracy --run output/demo   # AP and speed of each speed option
 
@@ -39,8 +40,13 @@ def parse_args(argv=None):
     p.add_argument("--output", default="output/benchmark", help="folder for the JSON results")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
-    p.add_argument("--repeats", type=int, default=0, help="timed rounds (inference, training)")
-    p.add_argument("--size", type=int, default=0, help="image side (inference, training)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=0,
+        help="timed rounds (inference, training; tracking: frames)",
+    )
+    p.add_argument("--size", type=int, default=0, help="image side (inference, training, tracking)")
     p.add_argument("--num-images", type=int, default=0, help="images (data, evaluation, report)")
     p.add_argument("--run", default="output/demo", help="trained run (accuracy)")
     p.add_argument("--split", default="test", help="split to evaluate (accuracy)")
@@ -75,6 +81,14 @@ def run_suite(name: str, args) -> dict:
         )
         result = report.run(args.output, **kwargs)
         print(report.format_table(result))
+        return result
+    if name == "tracking":
+        from trashpole.benchmarks import tracking
+
+        kwargs = dict(tracking.QUICK) if args.quick else {}
+        kwargs.update({k: v for k, v in (("size", args.size), ("frames", args.repeats)) if v})
+        result = tracking.run(args.output, threads=args.threads, **kwargs)
+        print(tracking.format_table(result))
         return result
     if name == "data":
         from trashpole.benchmarks import data

@@ -7,6 +7,11 @@ Run a trained trashpole model on images, folders, globs or videos.
     tools/predict.py --run output/demo --input datasets/trashpole/test --output out \\
         --coco-json out/coco_results.json \\
         --coco-images datasets/trashpole/test/_annotations.coco.json --bf16 --channels-last
+    tools/predict.py --run output/demo --input walk.mp4 --output out --track   # IDs and counts
+    tools/predict.py --run output/demo --input frames/ --output out --track --min-track-frames 3
+
+Photos with GPS EXIF also give detections.geojson and positions.png. --track: see
+trashpole/predict/sequence.py for what the output folder holds (tracks.csv, summary.json...).
 
 Speed on the CPU: see docs/performance.md for what each option costs and gains.
 """
@@ -18,6 +23,7 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 from trashpole.cli import add_debug_flag, run_tool
+from trashpole.predict import track_paths
 from trashpole.predictor import find_inputs, load_predictor, predict_paths
 from trashpole.speed import speed_opts
 
@@ -44,6 +50,16 @@ def parse_args(argv=None):
         help="COCO JSON whose image and category ids --coco-json uses (default: images numbered "
         "0, 1, ... in sorted order, classes 1, 2, ...)",
     )
+    track = p.add_argument_group("tracking (videos, or a folder of frames taken as one sequence)")
+    track.add_argument(
+        "--track", action="store_true", help="IDs across frames, tracks.csv, counts of objects"
+    )
+    track.add_argument(
+        "--min-track-frames",
+        type=int,
+        default=None,
+        help="frames a track must be detected in to count (default: TRASHPOLE.TRACK.MIN_FRAMES)",
+    )
     speed = p.add_argument_group("speed (CPU)")
     speed.add_argument("--bf16", action="store_true", help="bfloat16 autocast (AVX-512 BF16/AMX)")
     speed.add_argument("--channels-last", action="store_true", help="NHWC convolutions")
@@ -59,7 +75,12 @@ def parse_args(argv=None):
     )
     add_debug_flag(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.track and (args.coco_json or args.coco_images):
+        p.error("--coco-json and --coco-images are for image predictions, not for --track")
+    if args.min_track_frames is not None and args.min_track_frames < 1:
+        p.error(f"--min-track-frames {args.min_track_frames}: give 1 or more frames")
+    return args
 
 
 def main(argv=None):
@@ -70,6 +91,12 @@ def main(argv=None):
     predictor = load_predictor(
         args.run, args.weights, args.score, args.device, opts, input_size=args.input_size or None
     )
+    if args.track:
+        summary = track_paths(
+            predictor, args.input, args.output, args.min_track_frames, not args.no_overlays
+        )
+        print(format_summary(summary))
+        return summary
     counts = predict_paths(
         predictor,
         args.input,
@@ -80,6 +107,23 @@ def main(argv=None):
     )
     logging.getLogger("trashpole").info(f"Wrote {args.output}: {counts}")
     return counts
+
+
+def format_summary(summary: dict) -> str:
+    """The counts of a --track run as a few lines."""
+    lines = [
+        f"{name}: {s['frames']} frames, {s['tracks']} tracks, objects {s['objects']}"
+        for name, s in summary["sequences"].items()
+    ]
+    objects = ", ".join(f"{n} {c}" for c, n in summary["objects"].items())
+    lines.append(f"distinct objects (tracks of at least {summary['min_frames']} frames): {objects}")
+    if "gps" in summary:
+        gps = summary["gps"]
+        lines.append(
+            f"photos with a GPS position: {gps['images_with_gps']}, without: "
+            f"{gps['images_without_gps']} (malformed GPS tags: {gps['gps_problems']})"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,20 @@ def add_trashpole_config(cfg: CN) -> None:
     # torch intra-op threads for inference; 0 leaves torch's default (one per core).
     cfg.TRASHPOLE.INFERENCE.NUM_THREADS = 0
 
+    cfg.TRASHPOLE.TRACK = CN()
+    # Tracking of videos and frame sequences (tools/predict.py --track, trashpole.predict.track).
+    # Box IoU (0-1) with an object's box in the previous frame at which a detection of the same
+    # class keeps that object's ID.
+    cfg.TRASHPOLE.TRACK.IOU_THRESH = 0.3
+    # Share (0-1) of the smaller of two boxes lying inside the other at which a detection keeps
+    # an object's ID even under IOU_THRESH: an object leaving the frame or going behind another
+    # shrinks to a part of its box. 0 turns this off.
+    cfg.TRASHPOLE.TRACK.CONTAIN_THRESH = 0.8
+    # Frames an object may go undetected and keep its ID (its last box is carried forward).
+    cfg.TRASHPOLE.TRACK.MAX_LOST_FRAMES = 3
+    # Frames a track must be detected in to count as an object (1 counts every flicker).
+    cfg.TRASHPOLE.TRACK.MIN_FRAMES = 2
+
     cfg.TRASHPOLE.EVAL = CN()
     # Predictions with a lower score are ignored by the trashpole evaluator (mean IoU, accuracy...).
     cfg.TRASHPOLE.EVAL.SCORE_THRESH = 0.5

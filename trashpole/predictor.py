@@ -269,8 +269,10 @@ def predict_paths(
     """
     Run ``predictor`` on the images and videos of ``spec`` (file, folder or glob) and write into
     ``output_dir``: one overlay JPEG and one JSON per image, an overlaid copy of each video with a
-    JSON of its per-frame detections, and ``predictions.json`` with all image results. Shows a
-    progress bar with images per second and logs the overall rate at the end.
+    JSON of its per-frame detections, ``predictions.json`` with all image results, and
+    ``detections.geojson`` (+ ``positions.png``) placing each detection at its photo's GPS EXIF
+    position (:mod:`trashpole.predict.outputs`). Shows a progress bar with images per second and
+    logs the overall rate at the end.
 
     Images are read as training reads them (:func:`trashpole.images.read_bgr`). One that cannot
     be used (empty, truncated, not an image, over PIL's size limit) is skipped, never fatal; one
@@ -290,12 +292,15 @@ def predict_paths(
             contiguous id + 1 (Roboflow's numbering, where 0 is the superclass).
 
     Returns:
-        counts: images (predicted), skipped, converted, videos, frames, detections; and
+        counts: images (predicted), skipped, converted, videos, frames, detections;
         ``images_per_s`` (images over the wall time of the image loop, reading and writing
-        included).
+        included); with images, the GPS counts ``images_with_gps``, ``images_without_gps``,
+        ``gps_problems`` (malformed tags).
     """
     import cv2
     from tqdm import tqdm
+
+    from trashpole.predict.outputs import GeoCollector
 
     images, videos = find_inputs(spec)
     os.makedirs(output_dir, exist_ok=True)
@@ -306,7 +311,7 @@ def predict_paths(
         image_ids = {p: i for i, p in enumerate(images)}
         category_ids = list(range(1, len(names) + 1))
     counts: Dict[str, float] = {"images": 0, "videos": 0, "frames": 0, "detections": 0}
-    everything, coco_results = {}, []
+    everything, coco_results, geo = {}, [], GeoCollector()
     skipped, converted = [], []
     start = time.perf_counter()
     for path in tqdm(images, desc="images", unit="img", dynamic_ncols=True):
@@ -323,6 +328,7 @@ def predict_paths(
         stem = os.path.splitext(os.path.basename(path))[0]
         records = instances_to_records(instances, names)
         everything[path] = records
+        geo.add(path, records)
         if coco_json:
             coco_results += records_to_coco(
                 records, _image_id(image_ids, path, coco_images), category_ids
@@ -345,6 +351,10 @@ def predict_paths(
         summary = {"classes": names, "images": everything}
         summary.update(skipped=skipped, converted=converted)
         _write_json(summary, f"{output_dir}/predictions.json")
+        gps = geo.write(output_dir)
+        counts.update(
+            {k: gps[k] for k in ("images_with_gps", "images_without_gps", "gps_problems")}
+        )
     if coco_json:
         os.makedirs(os.path.dirname(os.path.abspath(coco_json)), exist_ok=True)
         _write_json(coco_results, coco_json)

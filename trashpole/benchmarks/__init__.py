@@ -5,9 +5,10 @@
 - :mod:`.data`: registering and loading a large export;
 - :mod:`.evaluation`: time and memory of the trashpole evaluator;
 - :mod:`.report`: size on disk and load time in headless Chromium of a large report.html.
+- :mod:`.tracking`: the cost of tracking a frame against predicting it.
 
 ``tools/benchmark.py`` runs them from the command line.
 """
 
 # the benchmark modules, as tools/benchmark.py names them
-SUITES = ("inference", "training", "data", "evaluation", "report")
+SUITES = ("inference", "training", "data", "evaluation", "report", "tracking")

@@ -1,0 +1,189 @@
+"""
+``tools/predict.py --track``: run a predictor over videos or an ordered folder of frames, give
+every object an ID that persists across frames (:mod:`trashpole.predict.track`) and write the
+inventory.
+
+Output folder:
+
+- ``tracks.csv``: one row per track (sequence, ID, class, first and last frame, frames seen,
+  best score, the box and frame of that score, whether it is counted, and the GPS position of
+  that frame for photos);
+- ``summary.json``: distinct objects per class (tracks of at least ``min_frames`` frames), per
+  sequence and in all, and the tracker's settings;
+- ``<sequence>_tracks.json``: every frame's detections with their ``track_id``;
+- overlays with "#ID class score": ``<video>_track.mp4``, or ``<folder>_track/<frame>.jpg``;
+- for frames that are photos: ``detections.geojson`` and ``positions.png``
+  (:mod:`trashpole.predict.outputs`).
+"""
+
+import logging
+import os
+import re
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from trashpole.predict.outputs import (
+    SUMMARY_FILE,
+    TRACKS_FILE,
+    GeoCollector,
+    track_rows,
+    write_json,
+    write_tracks_csv,
+)
+from trashpole.predict.track import TRACKER_NAME, InstanceTracker, count_objects
+from trashpole.predictor import (
+    TrashPolePredictor,
+    find_inputs,
+    instances_to_records,
+    iter_video_frames,
+)
+
+logger = logging.getLogger(__name__)
+
+# (frame index, BGR frame, image path or None, frames per second)
+Frame = Tuple[int, np.ndarray, Optional[str], float]
+
+
+def natural_key(path: str) -> List:
+    """Sort key that puts frame_2.jpg before frame_10.jpg."""
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", path)]
+
+
+def track_paths(
+    predictor: TrashPolePredictor,
+    spec: str,
+    output_dir: str,
+    min_frames: Optional[int] = None,
+    save_overlays: bool = True,
+) -> Dict:
+    """
+    Track the objects of each video in ``spec``, and of its images taken as one sequence of
+    frames in natural order (frame_2 before frame_10), and write the inventory.
+
+    Args:
+        predictor: from :func:`trashpole.predictor.load_predictor`; its config's
+            ``TRASHPOLE.TRACK`` sets the tracker.
+        spec: a video, a folder of frames (or of videos), or a glob.
+        output_dir: created if needed.
+        min_frames: frames a track must be detected in to be counted (default:
+            ``TRASHPOLE.TRACK.MIN_FRAMES``).
+        save_overlays: also write the frames with IDs drawn on them.
+
+    Returns:
+        the content of ``summary.json``: ``objects`` (distinct objects per class),
+        ``sequences`` (per sequence: frames, tracks, objects), ``frames``, ``videos``,
+        ``min_frames``, the tracker's settings and, for photos, ``gps`` (images with and
+        without a position, malformed tags).
+    """
+    images, videos = find_inputs(spec)
+    os.makedirs(output_dir, exist_ok=True)
+    cfg = predictor.cfg.TRASHPOLE.TRACK
+    min_frames = cfg.MIN_FRAMES if min_frames is None else min_frames
+    names = predictor.class_names
+    geo = GeoCollector() if images else None
+    sequences: List[Tuple[str, Iterator[Frame], bool]] = []
+    if images:
+        folder = spec if os.path.isdir(spec) else os.path.dirname(images[0])
+        name = os.path.basename(os.path.normpath(folder)) or "frames"
+        sequences.append((name, _image_frames(sorted(images, key=natural_key)), False))
+    sequences += [
+        (os.path.splitext(os.path.basename(v))[0], _video_frames(v), True) for v in videos
+    ]
+
+    summary: Dict = {"tracker": TRACKER_NAME, "iou_thresh": cfg.IOU_THRESH}
+    summary.update(max_lost_frames=cfg.MAX_LOST_FRAMES, min_frames=min_frames, sequences={})
+    rows, all_tracks = [], []
+    for name, frames, is_video in sequences:
+        tracker = InstanceTracker.from_config(predictor.cfg)
+        count, fixes = _track_sequence(
+            predictor, tracker, name, frames, output_dir, save_overlays, is_video, geo
+        )
+        rows += track_rows(name, tracker.tracks, names, min_frames, fixes)
+        all_tracks += tracker.tracks
+        summary["sequences"][name] = {
+            "frames": count,
+            "tracks": len(tracker.tracks),
+            "objects": count_objects(tracker.tracks, min_frames, names),
+        }
+    write_tracks_csv(rows, os.path.join(output_dir, TRACKS_FILE))
+    summary["objects"] = count_objects(all_tracks, min_frames, names)
+    summary["frames"] = sum(s["frames"] for s in summary["sequences"].values())
+    summary["videos"] = len(videos)
+    if geo is not None:
+        located = [(r["class"], r["longitude"], r["latitude"]) for r in rows if r["counted"]]
+        summary["gps"] = geo.write(output_dir, [p for p in located if p[1] != ""])
+    write_json(summary, os.path.join(output_dir, SUMMARY_FILE))
+    logger.info(
+        f"{summary['frames']} frames tracked; distinct objects (tracks of at least {min_frames} "
+        f"frames): {summary['objects']}"
+    )
+    return summary
+
+
+def _image_frames(paths: List[str]) -> Iterator[Frame]:
+    import cv2
+
+    index = 0
+    for path in paths:
+        frame = cv2.imread(path)
+        if frame is None:
+            logger.warning(f"{path}: not a readable image, skipped (the frame numbers go on)")
+            continue
+        yield index, frame, path, 0.0
+        index += 1
+
+
+def _video_frames(path: str) -> Iterator[Frame]:
+    for index, frame, fps in iter_video_frames(path):
+        yield index, frame, None, fps
+
+
+def _track_sequence(
+    predictor: TrashPolePredictor,
+    tracker: InstanceTracker,
+    name: str,
+    frames: Iterator[Frame],
+    output_dir: str,
+    save_overlays: bool,
+    is_video: bool,
+    geo: Optional[GeoCollector],
+) -> Tuple[int, Dict]:
+    """Predict and track one sequence; returns (frames, {frame index: GPS fix} of photos)."""
+    import cv2
+    from tqdm import tqdm
+
+    from trashpole.predict.draw import draw_tracked
+
+    writer, per_frame, fixes = None, [], {}
+    overlay_dir = os.path.join(output_dir, f"{name}_track")
+    if save_overlays and not is_video:
+        os.makedirs(overlay_dir, exist_ok=True)
+    for index, frame, path, fps in tqdm(frames, desc=name, unit="frame", dynamic_ncols=True):
+        instances = predictor(frame)["instances"].to("cpu")
+        ids = tracker.update(instances, index)
+        records = instances_to_records(instances, predictor.class_names)
+        for rec, track_id in zip(records, ids.tolist()):
+            rec["track_id"] = track_id
+        per_frame.append({"frame": index, "image": path, "predictions": records})
+        if geo is not None and path is not None:
+            fix = geo.add(path, records, ids.tolist())
+            if fix is not None:
+                fixes[index] = fix
+        if not save_overlays:
+            continue
+        overlay = draw_tracked(frame, instances, ids, predictor.class_names)
+        if not is_video:
+            stem = os.path.splitext(os.path.basename(path))[0]
+            cv2.imwrite(os.path.join(overlay_dir, f"{stem}.jpg"), overlay)
+            continue
+        if writer is None:
+            h, w = overlay.shape[:2]
+            video = os.path.join(output_dir, f"{name}_track.mp4")
+            writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        writer.write(overlay)
+    if writer is not None:
+        writer.release()
+    document = {"sequence": name, "tracker": TRACKER_NAME, "frames": per_frame}
+    write_json(document, os.path.join(output_dir, f"{name}_tracks.json"))
+    return len(per_frame), fixes
