@@ -15,7 +15,7 @@ from detectron2.structures import Boxes, Instances
 from PIL import Image
 
 from trashpole.data import register_roboflow_splits, validate_coco_json, write_data_summary
-from trashpole.predictor import predict_paths
+from trashpole.predict import predict_paths
 
 SIZE = 64  # side of the tiny export's images
 BOMB = 2 * SIZE  # the bomb is 128 x 128 = 16384 pixels ...

@@ -8,8 +8,9 @@ import pytest
 import torch
 from tiny_model import REPO, write_tiny_config
 
-from trashpole.benchmarks import accuracy, measure
+from trashpole.benchmarks import accuracy
 from trashpole.benchmarks import inference as bench
+from trashpole.benchmarks import measure
 from trashpole.benchmarks.training import (
     detectron2_batch,
     synthetic_samples,

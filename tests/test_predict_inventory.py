@@ -18,10 +18,10 @@ from test_geo import PLACES, gps_tags, write_photo
 from tiny_model import REPO, write_tiny_config
 
 from trashpole.config import load_config
+from trashpole.predict import load_predictor, predict_paths
 from trashpole.predict.draw import draw_tracked, track_color
 from trashpole.predict.outputs import TRACK_COLUMNS
 from trashpole.predict.synthetic_video import pan_zoom_video
-from trashpole.predictor import load_predictor, predict_paths
 
 # a random model at score 0 gives 100 detections an image; drawing them is most of the time
 FEW = ["TEST.DETECTIONS_PER_IMAGE", "8"]

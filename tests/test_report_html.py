@@ -299,7 +299,7 @@ def choose(page, select_id: str, value: str) -> list:
 
 def test_report_in_browser(run, browser, tmp_path):
     _, run_dir, _, _ = run
-    page = browser.open(str(run_dir / "eval" / "report.html") + "#images", wait_for=READY)
+    page = browser.open(str(run_dir / "eval" / "valid" / "report.html") + "#images", wait_for=READY)
     assert page.evaluate("document.getElementById('tab-images').hidden") is False
     assert page.evaluate("trashpoleReport.shown()") == WORST_FIRST
     # the cards' pictures load lazily
@@ -350,7 +350,7 @@ def test_report_in_browser(run, browser, tmp_path):
 
 def test_report_metrics_tab_in_browser(run, browser):
     _, run_dir, results, _ = run
-    page = browser.open(str(run_dir / "eval" / "report.html"), wait_for=READY)
+    page = browser.open(str(run_dir / "eval" / "valid" / "report.html"), wait_for=READY)
     assert page.evaluate("document.getElementById('tab-images').hidden") is True
     text = page.evaluate("document.getElementById('tab-metrics').innerText")
     assert f"{results['trashpole']['mIoU']:.2f}" in text and "How to read this" in text
@@ -382,6 +382,6 @@ def test_screenshot_tool(run, browser, tmp_path):
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     out = tmp_path / "shot.png"
-    page = str(run_dir / "eval" / "report.html")
+    page = str(run_dir / "eval" / "valid" / "report.html")
     assert tool.main([page, "--view", "images", "--keys", "j", "--output", str(out)]) == 0
     assert cv2.imread(str(out)).shape == (900, 1280, 3)

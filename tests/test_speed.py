@@ -18,7 +18,7 @@ from tiny_model import REPO, write_tiny_config
 from torch import nn
 
 from trashpole.config import load_config
-from trashpole.predictor import load_predictor, predict_paths
+from trashpole.predict import load_predictor, predict_paths
 from trashpole.speed import (
     apply_inference_options,
     bf16_supported,

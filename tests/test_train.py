@@ -265,7 +265,7 @@ def test_amp_on_cpu_trains_in_bf16(tmp_path, clean_catalogs):
 
 def test_predict_on_a_video(trained_run, tmp_path):
     from trashpole import load_predictor
-    from trashpole.predictor import predict_paths
+    from trashpole.predict import predict_paths
 
     export, run = trained_run
     frame = cv2.imread(str(export / "test" / "test_000.jpg"))

@@ -23,8 +23,7 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 from trashpole.cli import add_debug_flag, run_tool
-from trashpole.predict import track_paths
-from trashpole.predictor import find_inputs, load_predictor, predict_paths
+from trashpole.predict import find_inputs, load_predictor, predict_paths, track_paths
 from trashpole.speed import speed_opts
 
 

@@ -9,7 +9,8 @@ compat.apply()
 
 
 def load_predictor(*args, **kwargs):
-    """Build a predictor from a trained run; see :func:`trashpole.predictor.load_predictor`."""
-    from trashpole.predictor import load_predictor as _load
+    """Build a predictor from a trained run; see :func:`trashpole.predict.load_predictor`."""
+    # imported on use: ``import trashpole`` stays light (no model code) for the data tools
+    from trashpole.predict.predictor import load_predictor as _load
 
     return _load(*args, **kwargs)

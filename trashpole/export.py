@@ -261,7 +261,7 @@ def export_model(
     """
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {list(EXPORT_FORMATS)}")
-    from trashpole.predictor import resolve_run
+    from trashpole.predict.predictor import resolve_run  # the predictor imports this module
 
     config, weights = resolve_run(run_or_config, weights)
     cfg = load_config(config, opts)

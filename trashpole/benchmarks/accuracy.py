@@ -89,7 +89,7 @@ def evaluate_variant(
     from trashpole.config import load_config
     from trashpole.engine.setup import derive_from_data, register_datasets
     from trashpole.evaluation.evaluate import evaluate_and_report
-    from trashpole.predictor import resolve_run
+    from trashpole.predict.predictor import resolve_run
     from trashpole.speed import apply_inference_options, set_test_size
 
     config, weights = resolve_run(run_dir)

@@ -108,10 +108,10 @@ def build_trashpole(
     mask head.
 
     Returns:
-        :class:`trashpole.predictor.TrashPolePredictor`.
+        :class:`trashpole.predict.TrashPolePredictor`.
     """
     from trashpole.config import load_config
-    from trashpole.predictor import TrashPolePredictor
+    from trashpole.predict.predictor import TrashPolePredictor
     from trashpole.speed import set_test_size
 
     opts = imagenet_norm_opts() + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
@@ -191,7 +191,7 @@ def count_gmac(model: Any, inputs: list) -> Optional[float]:
     from detectron2.modeling import build_model
     from detectron2.utils.analysis import FlopCountAnalysis
 
-    from trashpole.predictor import TrashPolePredictor
+    from trashpole.predict.predictor import TrashPolePredictor
 
     if isinstance(model, TrashPolePredictor):
         torch.manual_seed(0)

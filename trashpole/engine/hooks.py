@@ -16,8 +16,8 @@ from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
 from trashpole.engine.checkpoint import atomic_write_text
-from trashpole.jsonio import dumps
 from trashpole.evaluation.run_index import write_run_index
+from trashpole.jsonio import dumps
 from trashpole.visualization import plot_training_curves
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,12 @@
 """
-From detections to an inventory: track IDs across video frames, counts of distinct objects,
-and the GPS position of photos.
+Prediction from a trained run, and from detections to an inventory.
+
+- :mod:`.predictor`: :func:`load_predictor` and :class:`TrashPolePredictor` (detectron2's
+  ``DefaultPredictor`` with the run's class names and the CPU speed options);
+- :mod:`.inputs`: files, folders, globs and videos to predict on;
+- :mod:`.run`: :func:`predict_paths`, what ``tools/predict.py`` runs;
+- :mod:`.coco`: predictions as JSON records and COCO results;
+- :mod:`.draw`: overlays of predictions and tracks, the map of positions;
 
 - :mod:`.track`: :func:`track_predictions` (a stream of per-frame predictions -> tracks and
   counts), :class:`InstanceTracker`, :func:`count_id_switches`;
@@ -11,6 +17,10 @@ and the GPS position of photos.
 """
 
 from trashpole.predict.geo import GpsFix, read_gps
+from trashpole.predict.inputs import find_inputs
+from trashpole.predict.predictor import TrashPolePredictor, load_predictor, resolve_run
+from trashpole.predict.run import predict_paths
+from trashpole.predict.sequence import track_paths
 from trashpole.predict.track import (
     InstanceTracker,
     Track,
@@ -21,22 +31,18 @@ from trashpole.predict.track import (
     track_predictions,
 )
 
-
-def track_paths(*args, **kwargs):
-    """Track videos or frame folders; see :func:`trashpole.predict.sequence.track_paths`."""
-    # imported on use: trashpole.predictor imports this package for the GeoJSON of photos
-    from trashpole.predict.sequence import track_paths as _track_paths
-
-    return _track_paths(*args, **kwargs)
-
-
 __all__ = [
     "GpsFix",
+    "TrashPolePredictor",
+    "load_predictor",
+    "predict_paths",
+    "resolve_run",
     "InstanceTracker",
     "Track",
     "TrackingResult",
     "count_id_switches",
     "count_objects",
+    "find_inputs",
     "match_to_truth",
     "read_gps",
     "track_paths",

@@ -7,6 +7,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 import torch
+from detectron2.data import Metadata
 from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import ColorMode, Visualizer
 from matplotlib.figure import Figure
@@ -93,3 +94,9 @@ def plot_positions(
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     logger.info(f"Plotted {len(points)} positions: {path}")
+
+
+def draw_predictions(image_bgr: np.ndarray, instances, metadata: Metadata) -> np.ndarray:
+    """The image with masks, boxes, class names and scores drawn on it (BGR out)."""
+    vis = Visualizer(image_bgr[:, :, ::-1], metadata=metadata, instance_mode=ColorMode.IMAGE)
+    return vis.draw_instance_predictions(instances).get_image()[:, :, ::-1]

@@ -62,7 +62,7 @@ class GeoCollector:
 
         Args:
             image: the photo's path (as written in the ``image`` property).
-            records: its detections, as :func:`trashpole.predictor.instances_to_records` gives
+            records: its detections, as :func:`trashpole.predict.instances_to_records` gives
                 (``category``, ``score``, ``bbox_xyxy``).
             track_ids: the track ID of each record, when tracked.
 

@@ -23,6 +23,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from trashpole.predict.coco import instances_to_records
+from trashpole.predict.inputs import find_inputs, iter_video_frames
 from trashpole.predict.outputs import (
     SUMMARY_FILE,
     TRACKS_FILE,
@@ -31,13 +33,8 @@ from trashpole.predict.outputs import (
     write_json,
     write_tracks_csv,
 )
+from trashpole.predict.predictor import TrashPolePredictor
 from trashpole.predict.track import TRACKER_NAME, InstanceTracker, count_objects
-from trashpole.predictor import (
-    TrashPolePredictor,
-    find_inputs,
-    instances_to_records,
-    iter_video_frames,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +59,7 @@ def track_paths(
     frames in natural order (frame_2 before frame_10), and write the inventory.
 
     Args:
-        predictor: from :func:`trashpole.predictor.load_predictor`; its config's
+        predictor: from :func:`trashpole.predict.load_predictor`; its config's
             ``TRASHPOLE.TRACK`` sets the tracker.
         spec: a video, a folder of frames (or of videos), or a glob.
         output_dir: created if needed.

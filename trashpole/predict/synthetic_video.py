@@ -245,8 +245,8 @@ def _tracked_run(args, frames_dir: str) -> Tuple[List, List, List, int]:
     """Track the frames with a trained run through tools/predict.py's path; (boxes, classes,
     ids, min_frames) per frame from its ``frames_tracks.json``. ``--picture`` redraws one
     tracked frame losslessly as PNG."""
+    from trashpole.predict.predictor import load_predictor
     from trashpole.predict.sequence import track_paths
-    from trashpole.predictor import load_predictor
 
     predictor = load_predictor(args.run, args.weights, score_thresh=args.score)
     out = os.path.join(args.out, "tracked")
