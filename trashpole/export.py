@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
-from detectron2.data import transforms as T
 from detectron2.export import TracingAdapter
 from detectron2.export.flatten import InstancesSchema
 from detectron2.modeling import GeneralizedRCNN, build_model
@@ -35,6 +34,8 @@ from detectron2.structures import Boxes, Instances
 
 from trashpole import compat
 from trashpole.config import load_config
+from trashpole.predict.predictor import resolve_run
+from trashpole.predict.preprocess import cfg_model_input, class_names, model_input
 from trashpole.errors import MissingFileError, UserError
 from trashpole.jsonio import write_json
 
@@ -70,28 +71,9 @@ def load_model(cfg: CfgNode) -> GeneralizedRCNN:
     return model
 
 
-def resize_transform(cfg: CfgNode) -> T.Augmentation:
-    """The test-time resize of ``cfg`` (the one detectron2's ``DefaultPredictor`` applies)."""
-    return T.ResizeShortestEdge(
-        [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
-    )
-
-
 def image_to_input(cfg: CfgNode, image_bgr: np.ndarray) -> torch.Tensor:
-    """
-    Turn a BGR image into the model input, as ``DefaultPredictor`` does.
-
-    Args:
-        cfg: the run's config (INPUT.FORMAT, MIN_SIZE_TEST, MAX_SIZE_TEST).
-        image_bgr: uint8 array [H, W, 3] in BGR order (as ``cv2.imread`` gives).
-
-    Returns:
-        Tensor[3, h, w] of float32 in 0-255, channels in ``cfg.INPUT.FORMAT`` order, resized to
-        the test size.
-    """
-    image = image_bgr[:, :, ::-1] if cfg.INPUT.FORMAT == "RGB" else image_bgr
-    image = resize_transform(cfg).get_transform(image).apply_image(image)
-    return torch.as_tensor(np.ascontiguousarray(image.astype("float32").transpose(2, 0, 1)))
+    """The model input of a BGR image, as the predictor makes it (Tensor[3, h, w] of float32)."""
+    return cfg_model_input(cfg, image_bgr)
 
 
 def default_sample_image(cfg: CfgNode, seed: int = 0) -> np.ndarray:
@@ -155,9 +137,7 @@ def _trace_adapter(model: GeneralizedRCNN, image: torch.Tensor) -> Tuple[Tracing
 def _export_meta(
     cfg: CfgNode, fmt: str, names: List[str], schema: Any, image: torch.Tensor, sources: Dict
 ) -> Dict:
-    classes = list(cfg.TRASHPOLE.CLASS_NAMES) or [
-        f"class_{i}" for i in range(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
-    ]
+    classes = class_names(cfg)
     return {
         "format": fmt,
         "model_file": MODEL_FILES[fmt],
@@ -261,8 +241,6 @@ def export_model(
     """
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {list(EXPORT_FORMATS)}")
-    from trashpole.predict.predictor import resolve_run  # the predictor imports this module
-
     config, weights = resolve_run(run_or_config, weights)
     cfg = load_config(config, opts)
     cfg.MODEL.WEIGHTS = weights
@@ -371,9 +349,7 @@ class ExportedPredictor:
         self.meta = read_export_meta(export_dir)
         self.path = os.path.join(export_dir, self.meta["model_file"])
         size = self.meta["input"]
-        self.aug = T.ResizeShortestEdge(
-            [size["min_size_test"], size["min_size_test"]], size["max_size_test"]
-        )
+        self.size = (size["min_size_test"], size["max_size_test"])
         if self.meta["format"] == "onnx":
             import onnxruntime
 
@@ -416,9 +392,7 @@ class ExportedPredictor:
             ``pred_classes``, ``scores`` and ``pred_masks`` (Tensor[N, H, W] of bool).
         """
         height, width = image_bgr.shape[:2]
-        image = image_bgr[:, :, ::-1] if self.meta["input"]["channel_order"] == "RGB" else image_bgr
-        image = self.aug.get_transform(image).apply_image(image)
-        image = torch.as_tensor(np.ascontiguousarray(image.astype("float32").transpose(2, 0, 1)))
+        image = model_input(image_bgr, self.meta["input"]["channel_order"], *self.size)
         raw = self.run_raw(image)
         return {"instances": raw_to_instances(raw, height, width, self.meta["mask_threshold"])}
 

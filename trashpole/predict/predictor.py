@@ -13,6 +13,7 @@ from detectron2.engine import DefaultPredictor
 
 from trashpole.config import load_config
 from trashpole.errors import MissingFileError
+from trashpole.predict.preprocess import cfg_model_input, class_names
 from trashpole.speed import (
     apply_inference_options,
     inference_autocast,
@@ -70,9 +71,7 @@ class TrashPolePredictor(DefaultPredictor):
 
     def __init__(self, cfg: CfgNode):
         super().__init__(cfg)
-        names = list(cfg.TRASHPOLE.CLASS_NAMES) or [
-            f"class_{i}" for i in range(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
-        ]
+        names = class_names(cfg)
         self.metadata = Metadata(
             name="trashpole_predictor", thing_classes=names, thing_colors=class_colors(len(names))
         )
@@ -128,11 +127,8 @@ class TrashPolePredictor(DefaultPredictor):
         Returns:
             ``{"image": Tensor[3, h, w] of float32, "height": H, "width": W}``.
         """
-        if self.input_format == "RGB":
-            original_image = original_image[:, :, ::-1]
         height, width = original_image.shape[:2]
-        image = self.aug.get_transform(original_image).apply_image(original_image)
-        image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+        image = cfg_model_input(self.cfg, original_image)
         return {"image": image.to(self.cfg.MODEL.DEVICE), "height": height, "width": width}
 
 
