@@ -58,6 +58,7 @@ def parse_args(argv=None):
 def run_suite(name: str, args) -> dict:
     """Run one benchmark module with the command line's settings; returns its result."""
     if name in ("inference", "training"):
+        # each suite loads only what it measures (the peer's model code, Chromium...)
         from trashpole.benchmarks import inference, measure, training
 
         module = inference if name == "inference" else training
@@ -67,13 +68,13 @@ def run_suite(name: str, args) -> dict:
         print(measure.format_table(result))
         return result
     if name == "accuracy":
-        from trashpole.benchmarks import accuracy
+        from trashpole.benchmarks import accuracy  # (one suite at a time, see above)
 
         result = accuracy.run_accuracy(args.run, args.output, args.split, args.dataset_root)
         print(accuracy.format_accuracy_table(result))
         return result
     if name == "report":
-        from trashpole.benchmarks import report
+        from trashpole.benchmarks import report  # (one suite at a time, see above)
 
         kwargs = dict(report.QUICK) if args.quick else {}
         kwargs.update(
@@ -83,7 +84,7 @@ def run_suite(name: str, args) -> dict:
         print(report.format_table(result))
         return result
     if name == "tracking":
-        from trashpole.benchmarks import tracking
+        from trashpole.benchmarks import tracking  # (one suite at a time, see above)
 
         kwargs = dict(tracking.QUICK) if args.quick else {}
         kwargs.update({k: v for k, v in (("size", args.size), ("frames", args.repeats)) if v})
@@ -91,12 +92,12 @@ def run_suite(name: str, args) -> dict:
         print(tracking.format_table(result))
         return result
     if name == "data":
-        from trashpole.benchmarks import data
+        from trashpole.benchmarks import data  # (one suite at a time, see above)
 
         num = args.num_images or (200 if args.quick else 10000)
         result = data.run(os.path.join(args.output, "data"), num_images=num)
     else:
-        from trashpole.benchmarks import evaluation
+        from trashpole.benchmarks import evaluation  # (one suite at a time, see above)
 
         kwargs = dict(num_images=5, size=(256, 256), instances=10) if args.quick else {}
         if args.num_images:

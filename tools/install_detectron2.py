@@ -82,7 +82,7 @@ def compiled_detectron2() -> str:
 
 def installed_version() -> str:
     """The installed distribution version of ``detectron2``, '' when none."""
-    from importlib import metadata
+    from importlib import metadata  # stdlib; only needed on this path
 
     try:
         return metadata.version("detectron2")

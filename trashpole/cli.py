@@ -65,6 +65,7 @@ def _report(error: UserError) -> int:
 def _is_reported_worker_exit(error: BaseException) -> bool:
     """A spawned worker that exited with status 2 has printed its error line already."""
     try:
+        # torch only when a tool failed: the CLI wrapper itself stays import-light
         from torch.multiprocessing import ProcessExitedException
     except ImportError:  # pragma: no cover - torch is a dependency
         return False

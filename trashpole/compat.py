@@ -8,13 +8,18 @@ and one that fails when the upstream code it works around has changed so that it
 needed. :func:`apply` runs once, when ``trashpole`` is imported.
 """
 
+import codecs
+import collections
 import contextlib
+import importlib
+import inspect
 import logging
 import os
 import pickle
 import warnings
 from typing import Any, Dict, Iterator
 
+import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
@@ -34,7 +39,6 @@ IMPORT_TIME_SCRIPTING = ("fvcore.nn", "detectron2.modeling.box_regression")
 
 def import_scripting_modules_quietly() -> None:
     """Import the modules of IMPORT_TIME_SCRIPTING without torch's FutureWarning."""
-    import importlib
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=JIT_SCRIPT_WARNING, category=FutureWarning)
@@ -47,7 +51,9 @@ def import_scripting_modules_quietly() -> None:
 # indexing=, which torch >= 1.10 warns about (a UserWarning, once a process, raised from C++ so
 # that no Python module can be named in a filter). detectron2 relies on the "ij" default that
 # the warning says may change; torch 2.14 still has it. The warning is filtered by its message.
-MESHGRID_WARNING = r"torch\.meshgrid: in an upcoming release, it will be required to pass the indexing"
+MESHGRID_WARNING = (
+    r"torch\.meshgrid: in an upcoming release, it will be required to pass the indexing"
+)
 
 
 def silence_meshgrid_warning() -> None:
@@ -95,7 +101,6 @@ TRUST_ENV = "TRASHPOLE_TRUST_CHECKPOINTS"
 
 
 def _numpy_safe_globals() -> list:
-    import numpy as np
 
     reconstruct = np._core.multiarray._reconstruct if hasattr(np, "_core") else None
     scalar = np._core.multiarray.scalar if hasattr(np, "_core") else None
@@ -144,7 +149,6 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     ALLOWED_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray"}
 
     def find_class(self, module: str, name: str):
-        import numpy as np
 
         if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in (
             "_reconstruct",
@@ -159,11 +163,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         if module in ("builtins", "__builtin__") and name in self.ALLOWED_BUILTINS:
             return getattr(__import__("builtins"), name)
         if module == "_codecs" and name == "encode":  # how protocol 2 pickles bytes on Python 3
-            import codecs
 
             return codecs.encode
         if module == "collections" and name == "OrderedDict":
-            import collections
 
             return collections.OrderedDict
         raise UntrustedCheckpointError(
@@ -174,6 +176,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def load_zoo_pickle(path: str) -> Any:
     """A detectron2 model-zoo .pkl (numpy arrays in dicts), read without running its code."""
+    # detectron2 modules are imported when an adaptation runs, not when trashpole imports compat
     from detectron2.utils.file_io import PathManager
 
     with PathManager.open(path, "rb") as f:
@@ -181,6 +184,7 @@ def load_zoo_pickle(path: str) -> Any:
 
 
 def _patch_checkpoint_loading() -> None:
+    # (see load_zoo_pickle on the imports inside these functions)
     from detectron2.checkpoint import DetectionCheckpointer
 
     if getattr(DetectionCheckpointer, "_trashpole_loading", False):
@@ -217,13 +221,13 @@ def _patch_checkpoint_loading() -> None:
 #   from the same seed and checkpoint. Where DDP takes forward_sync_buffers, the flag is renamed.
 # While this context is open, DefaultTrainer's DDP model is built that way.
 def _ddp_takes(name: str) -> bool:
-    import inspect
 
     return name in inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
 
 
 @contextlib.contextmanager
 def ddp_for_trainer() -> Iterator[None]:
+    # (see load_zoo_pickle on the imports inside these functions)
     from detectron2.engine import defaults as d2_defaults
     from detectron2.utils import comm
 

@@ -32,12 +32,12 @@ from detectron2.modeling import GeneralizedRCNN, build_model
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
-from trashpole import compat
+from trashpole import __version__, compat
 from trashpole.config import load_config
-from trashpole.predict.predictor import resolve_run
-from trashpole.predict.preprocess import cfg_model_input, class_names, model_input
 from trashpole.errors import MissingFileError, UserError
 from trashpole.jsonio import write_json
+from trashpole.predict.predictor import resolve_run
+from trashpole.predict.preprocess import cfg_model_input, class_names, model_input
 
 logger = logging.getLogger(__name__)
 
@@ -165,14 +165,8 @@ def _export_meta(
         "outputs": names,
         "outputs_schema": {"type": type(schema).__name__, **dataclasses.asdict(schema)},
         "source": sources,
-        "versions": {"torch": torch.__version__, "trashpole": _trashpole_version()},
+        "versions": {"torch": torch.__version__, "trashpole": __version__},
     }
-
-
-def _trashpole_version() -> str:
-    import trashpole
-
-    return trashpole.__version__
 
 
 def _write_torchscript(adapter: TracingAdapter, image: torch.Tensor, path: str) -> None:
@@ -351,7 +345,7 @@ class ExportedPredictor:
         size = self.meta["input"]
         self.size = (size["min_size_test"], size["max_size_test"])
         if self.meta["format"] == "onnx":
-            import onnxruntime
+            import onnxruntime  # optional dependency (the export extra)
 
             self._session = onnxruntime.InferenceSession(
                 self.path, providers=["CPUExecutionProvider"]

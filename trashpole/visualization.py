@@ -29,6 +29,7 @@ def class_colors(num_classes: int) -> List[Tuple[int, int, int]]:
     """The RGB colour of each of ``num_classes`` classes, by contiguous id."""
     return [CLASS_COLORS[k % len(CLASS_COLORS)] for k in range(num_classes)]
 
+
 # (title, [(column of results.csv, legend)], y-label)
 _PANELS = [
     ("Loss", [("train_loss", "train"), ("val_loss", "validation")], "loss"),

@@ -6,9 +6,22 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
 
 from trashpole.benchmarks.measure import load_average, write_result
+from trashpole.config import load_config
+from trashpole.engine.setup import derive_from_data, register_datasets
 from trashpole.errors import UserError
+from trashpole.evaluation.evaluate import evaluate_and_report
+from trashpole.predict.predictor import resolve_run
+from trashpole.speed import (
+    apply_inference_options,
+    inference_autocast,
+    set_test_size,
+    speed_opts,
+    to_fp32,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +34,6 @@ def default_variants() -> Dict[str, List[str]]:
     these after). ``size=N`` entries set the test input size (see :func:`set_test_size`);
     ``fuse=0`` leaves the model as detectron2 builds it (no norm folding, no fused
     convolutions, no threaded ROIAlign)."""
-    from trashpole.speed import speed_opts
 
     return {
         "default (fp32)": [],
@@ -51,7 +63,6 @@ class _TimedModel(torch.nn.Module):
         self.seconds, self.images, self.calls = 0.0, 0, 0
 
     def forward(self, inputs):
-        from trashpole.speed import inference_autocast, to_fp32
 
         start = time.perf_counter()
         with inference_autocast(self.cfg):
@@ -83,14 +94,6 @@ def evaluate_variant(
         "images", "threads"}``; the
         time leaves out the first two images (warm-up), ``images`` counts the timed ones.
     """
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
-
-    from trashpole.config import load_config
-    from trashpole.engine.setup import derive_from_data, register_datasets
-    from trashpole.evaluation.evaluate import evaluate_and_report
-    from trashpole.predict.predictor import resolve_run
-    from trashpole.speed import apply_inference_options, set_test_size
 
     config, weights = resolve_run(run_dir)
     sizes = [int(o[5:]) for o in opts if o.startswith("size=")]

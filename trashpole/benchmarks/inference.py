@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from detectron2.modeling import build_model
+from detectron2.utils.analysis import FlopCountAnalysis
 
 from trashpole.benchmarks.measure import (
     CPU_CONFIG,
@@ -28,6 +30,9 @@ from trashpole.benchmarks.measure import (
     time_alternating,
     write_result,
 )
+from trashpole.config import load_config
+from trashpole.predict.predictor import TrashPolePredictor
+from trashpole.speed import bf16_supported, set_test_size, speed_opts
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +76,6 @@ class Contender:
 def fast_opts() -> List[str]:
     """The fastest inference settings that keep the work equal (1000 proposals, 100 masks):
     bf16 autocast (where the CPU has it), channels_last, ROIAlign with 2x2 samples per bin."""
-    from trashpole.speed import bf16_supported, speed_opts
 
     return speed_opts(bf16=bf16_supported(), channels_last=True, sampling_ratio=2)
 
@@ -110,9 +114,6 @@ def build_trashpole(
     Returns:
         :class:`trashpole.predict.TrashPolePredictor`.
     """
-    from trashpole.config import load_config
-    from trashpole.predict.predictor import TrashPolePredictor
-    from trashpole.speed import set_test_size
 
     opts = imagenet_norm_opts() + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
     opts += ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.ROI_HEADS.NUM_CLASSES", "2"]
@@ -131,6 +132,7 @@ def build_torchvision(
     """torchvision's Mask R-CNN R50-FPN for 3 classes (background included) at ``size`` px, random
     weights, score threshold 0, ``proposals`` to the box head, ``detections`` to the mask head,
     in eval mode."""
+    # the peer's model code, loaded only for its rows
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     torch.manual_seed(seed)
@@ -188,10 +190,6 @@ def count_gmac(model: Any, inputs: list) -> Optional[float]:
     Returns:
         GMAC, or None if the model cannot be traced.
     """
-    from detectron2.modeling import build_model
-    from detectron2.utils.analysis import FlopCountAnalysis
-
-    from trashpole.predict.predictor import TrashPolePredictor
 
     if isinstance(model, TrashPolePredictor):
         torch.manual_seed(0)

@@ -24,6 +24,9 @@ from trashpole.benchmarks.inference import (
     load_average,
     write_result,
 )
+from trashpole.data.synthetic import CLASS_NAMES
+from trashpole.predict import InstanceTracker
+from trashpole.predict.synthetic_video import pan_zoom_video, truth_as_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +70,6 @@ def run(
         (median of each tracking row over the median of ``predict``, in %), frames, detections
         and the machine's load before and after.
     """
-    from trashpole.data.synthetic import CLASS_NAMES
-    from trashpole.predict import InstanceTracker
-    from trashpole.predict.synthetic_video import pan_zoom_video, truth_as_predictions
 
     if threads:
         torch.set_num_threads(threads)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
@@ -38,7 +39,9 @@ from trashpole.benchmarks.measure import (
     time_alternating,
     write_result,
 )
-from trashpole.speed import install_fp32_guards, speed_opts
+from trashpole.config import load_config
+from trashpole.engine.trainer import build_optimizer
+from trashpole.speed import bf16_supported, install_fp32_guards, speed_opts
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +76,6 @@ class TrainContender:
 
 def default_contenders() -> List[TrainContender]:
     """The two torchvision set-ups and trashpole's R50-FPN at default and fast settings."""
-    from trashpole.speed import bf16_supported
 
     ratio2 = speed_opts(sampling_ratio=2)
     bf16 = bf16_supported()
@@ -155,6 +157,7 @@ def torchvision_batch(samples: Sequence[Dict[str, Any]]):
 def build_torchvision(size: int, like_detectron2: bool, **kwargs) -> torch.nn.Module:
     """torchvision's Mask R-CNN R50-FPN for 3 classes at ``size`` px with random weights;
     ``kwargs`` go to torchvision's ``MaskRCNN``."""
+    # the peer's model code, loaded only for its rows
     from torchvision.models import resnet50
     from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
     from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
@@ -178,10 +181,6 @@ def build_torchvision(size: int, like_detectron2: bool, **kwargs) -> torch.nn.Mo
 def build_trashpole(contender: TrainContender, opts_first: Sequence[str] = ()) -> tuple:
     """(model, optimizer) of trashpole's recipe with random weights and ImageNet normalization;
     ``opts_first`` go before the contender's own."""
-    from detectron2.modeling import build_model
-
-    from trashpole.config import load_config
-    from trashpole.engine.trainer import build_optimizer
 
     opts = imagenet_norm_opts() + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
     opts += ["MODEL.ROI_HEADS.NUM_CLASSES", "2", "SOLVER.BASE_LR", str(LR)]

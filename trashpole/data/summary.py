@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 from tabulate import tabulate
 
 from trashpole.jsonio import write_json
@@ -220,8 +222,6 @@ def plot_labels(
         colors: RGB 0..255 per class (None: matplotlib's cycle).
     """
     # A bare Figure (no pyplot) leaves matplotlib's global backend and figure list alone.
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
 
     rows = np.concatenate(list(instances.values())) if instances else np.zeros((0, 7))
     rows = rows[rows[:, 6] == 0]

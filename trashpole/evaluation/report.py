@@ -23,6 +23,8 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils import comm
 from detectron2.utils.visualizer import ColorMode, Visualizer
 from matplotlib.figure import Figure
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from trashpole.jsonio import to_jsonable, write_json
 from trashpole.visualization import class_colors
@@ -228,8 +230,6 @@ def coco_pr_curves(
     Returns:
         dict name -> ndarray[101] of precision (-1 where COCO has none).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     meta = MetadataCatalog.get(dataset_name)
     with open(results_json) as f:

@@ -1,5 +1,6 @@
 """Predictions as JSON records and as a COCO results file with the ids of a COCO JSON."""
 
+import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -47,7 +48,6 @@ def read_coco_ids(json_file: str, class_names: Sequence[str]) -> Tuple[Dict[str,
         (``{file_name: id}`` with both the JSON's ``file_name`` and its base name as keys,
         ``[category id of class 0, of class 1, ...]``)
     """
-    import json
 
     if not os.path.isfile(json_file):
         raise MissingFileError(f"--coco-images {json_file!r} does not exist; give a COCO JSON")

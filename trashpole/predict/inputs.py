@@ -4,6 +4,7 @@ import glob
 import os
 from typing import Iterator, List, Tuple
 
+import cv2
 import numpy as np
 
 from trashpole.errors import MissingFileError, UserError
@@ -35,7 +36,6 @@ def find_inputs(spec: str) -> Tuple[List[str], List[str]]:
 
 def iter_video_frames(path: str) -> Iterator[Tuple[int, np.ndarray, float]]:
     """Yield (index, BGR frame, fps) of a video file."""
-    import cv2
 
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():

@@ -6,6 +6,9 @@ import os
 import time
 from typing import Dict, List, Optional
 
+import cv2
+from tqdm import tqdm
+
 from trashpole.images import UnreadableImage, read_bgr
 from trashpole.jsonio import write_json
 from trashpole.predict.coco import (
@@ -16,6 +19,7 @@ from trashpole.predict.coco import (
 )
 from trashpole.predict.draw import draw_predictions
 from trashpole.predict.inputs import find_inputs, iter_video_frames
+from trashpole.predict.outputs import GeoCollector
 from trashpole.predict.predictor import TrashPolePredictor
 
 logger = logging.getLogger(__name__)
@@ -60,10 +64,6 @@ def predict_paths(
         included); with images, the GPS counts ``images_with_gps``, ``images_without_gps``,
         ``gps_problems`` (malformed tags).
     """
-    import cv2
-    from tqdm import tqdm
-
-    from trashpole.predict.outputs import GeoCollector
 
     images, videos = find_inputs(spec)
     os.makedirs(output_dir, exist_ok=True)
@@ -143,8 +143,6 @@ def _log_skipped(skipped: List[Dict], converted: List[Dict], total: int) -> None
 
 
 def _predict_video(predictor: TrashPolePredictor, path: str, output_dir: str) -> int:
-    import cv2
-    from tqdm import tqdm
 
     stem = os.path.splitext(os.path.basename(path))[0]
     total = int(cv2.VideoCapture(path).get(cv2.CAP_PROP_FRAME_COUNT)) or None

@@ -21,9 +21,12 @@ import os
 import re
 from typing import Dict, Iterator, List, Optional, Tuple
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from trashpole.predict.coco import instances_to_records
+from trashpole.predict.draw import draw_tracked
 from trashpole.predict.inputs import find_inputs, iter_video_frames
 from trashpole.predict.outputs import (
     SUMMARY_FILE,
@@ -119,7 +122,6 @@ def track_paths(
 
 
 def _image_frames(paths: List[str]) -> Iterator[Frame]:
-    import cv2
 
     index = 0
     for path in paths:
@@ -147,10 +149,6 @@ def _track_sequence(
     geo: Optional[GeoCollector],
 ) -> Tuple[int, Dict]:
     """Predict and track one sequence; returns (frames, {frame index: GPS fix} of photos)."""
-    import cv2
-    from tqdm import tqdm
-
-    from trashpole.predict.draw import draw_tracked
 
     writer, per_frame, fixes = None, [], {}
     overlay_dir = os.path.join(output_dir, f"{name}_track")

@@ -22,7 +22,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+import pycocotools.mask as mask_util
 import torch
+from detectron2.structures import Boxes, Instances
 
 from trashpole.data.synthetic import CLASS_NAMES, render_scene
 from trashpole.predict.draw import draw_tracked
@@ -203,7 +205,6 @@ def score_tracking(
 def truth_as_predictions(video: SyntheticVideo) -> List:
     """The true objects of each frame as detectron2 ``Instances`` (boxes, classes, masks as
     Tensor[N, H, W] of bool, score 1), in truth order."""
-    from detectron2.structures import Boxes, Instances
 
     frames = []
     for frame, truth in zip(video.frames, video.truth):
@@ -245,6 +246,7 @@ def _tracked_run(args, frames_dir: str) -> Tuple[List, List, List, int]:
     """Track the frames with a trained run through tools/predict.py's path; (boxes, classes,
     ids, min_frames) per frame from its ``frames_tracks.json``. ``--picture`` redraws one
     tracked frame losslessly as PNG."""
+    # the model path only for --run: the synthetic video itself needs no model code
     from trashpole.predict.predictor import load_predictor
     from trashpole.predict.sequence import track_paths
 
@@ -275,8 +277,6 @@ def _records_boxes(records: Sequence[Dict]) -> torch.Tensor:
 
 def _draw_records(image: np.ndarray, records: Sequence[Dict], class_names) -> np.ndarray:
     """One frame's tracked records (RLE masks) drawn as ``tools/predict.py --track`` does."""
-    import pycocotools.mask as mask_util
-    from detectron2.structures import Boxes, Instances
 
     inst = Instances(image.shape[:2], pred_boxes=Boxes(_records_boxes(records)))
     inst.scores = torch.tensor([r["score"] for r in records], dtype=torch.float32)
