@@ -3,6 +3,7 @@
 Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and a table.
 
     tools/benchmark.py inference            # latency of a 640x640 image vs torchvision
+    tools/benchmark.py profile              # where that time goes, by op category
     tools/benchmark.py training             # s/iteration at batch 2, 640 px, vs torchvision
     tools/benchmark.py data                 # registering and loading a 10,000-image export
     tools/benchmark.py evaluation           # time and memory of the trashpole evaluator
@@ -55,6 +56,14 @@ def run_suite(name: str, args) -> dict:
         kwargs.update({k: v for k, v in (("size", args.size), ("repeats", args.repeats)) if v})
         result = module.run(args.output, threads=args.threads, **kwargs)
         print(measure.format_table(result))
+        return result
+    if name == "profile":
+        from trashpole.benchmarks import profile
+
+        kwargs = dict(profile.QUICK) if args.quick else {}
+        kwargs.update({"size": args.size} if args.size else {})
+        result = profile.run(args.output, threads=args.threads, **kwargs)
+        print(profile.format_profile_table(result))
         return result
     if name == "accuracy":
         from trashpole.benchmarks import accuracy

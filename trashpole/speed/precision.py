@@ -3,7 +3,7 @@ that keep boxes, scores, ROIAlign and mask probabilities in fp32."""
 
 import contextlib
 import functools
-from typing import Any, Iterator, Union
+from typing import Any, Dict, Iterator, Union
 
 import torch
 from detectron2.config import CfgNode
@@ -16,6 +16,38 @@ from torch import nn
 
 # A hook handle list is kept on the model under this name, so the guards are installed only once.
 _GUARD_ATTR = "_trashpole_fp32_guards"
+
+
+# the /proc/cpuinfo flags that decide which speed options pay off
+ISA_FLAGS = ("avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_features() -> Dict[str, Any]:
+    """
+    What this CPU offers, probed at run time (the machine may change between runs).
+
+    Returns:
+        ``{"model": str, "flags": {flag: bool for ISA_FLAGS}, "onednn_bf16": bool}``: the CPU
+        model and flags from ``/proc/cpuinfo`` (empty where it is missing), and whether oneDNN
+        runs bf16 natively (:func:`bf16_supported`).
+    """
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not model:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "flags": {name: name in flags for name in ISA_FLAGS},
+        "onednn_bf16": bf16_supported(),
+    }
 
 
 @functools.lru_cache(maxsize=None)
