@@ -80,10 +80,10 @@ def fast_opts() -> List[str]:
     """The fastest inference settings that keep the work equal (1000 proposals, 100 masks):
     bf16 (where the CPU has it natively), channels_last, fused convolutions, threaded ROIAlign
     with 2x2 samples per bin."""
-    from trashpole.speed import bf16_supported, speed_opts
+    from trashpole.speed import precision, speed_opts
 
     return speed_opts(
-        bf16=bf16_supported(),
+        bf16=precision.bf16_supported(),
         channels_last=True,
         sampling_ratio=2,
         fuse=True,
@@ -95,9 +95,9 @@ def default_contenders() -> List[Contender]:
     """torchvision's R50-FPN plain and with the generic switches, and trashpole's R50-FPN (same
     network) as detectron2 builds it, in fp32 with the exact fusions, with the generic switches
     only, and fast; all with ROIAlign sampling 2 as torchvision."""
-    from trashpole.speed import bf16_supported, fp32_opts, speed_opts
+    from trashpole.speed import fp32_opts, precision, speed_opts
 
-    bf16 = bf16_supported()
+    bf16 = precision.bf16_supported()
     ratio2 = speed_opts(sampling_ratio=2)
     switches = speed_opts(bf16=bf16, channels_last=True, fuse=False, threaded_roi_align=False)
     return [

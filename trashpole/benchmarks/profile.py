@@ -42,14 +42,14 @@ QUICK = {"size": 64, "warmup": 0, "proposals": 50, "detections": 5}
 def default_contenders() -> List[Contender]:
     """trashpole's R50-FPN in fp32 (exact fusions) and fast, and the peer with the same
     switches as fast; equal work as in the inference benchmark (ROIAlign sampling 2)."""
-    from trashpole.speed import bf16_supported, fp32_opts, speed_opts
+    from trashpole.speed import fp32_opts, precision, speed_opts
 
     ratio2 = speed_opts(sampling_ratio=2)
     return [
         Contender("trashpole fp32", "trashpole", R50_CONFIG, fp32_opts() + ratio2),
         Contender("trashpole fast", "trashpole", R50_CONFIG, fast_opts()),
         Contender(
-            "torchvision switches", "torchvision", bf16=bf16_supported(), channels_last=True
+            "torchvision switches", "torchvision", bf16=precision.bf16_supported(), channels_last=True
         ),
     ]
 

@@ -78,10 +78,10 @@ class TrainContender:
 
 def default_contenders() -> List[TrainContender]:
     """The two torchvision set-ups and trashpole's R50-FPN at default and fast settings."""
-    from trashpole.speed import bf16_supported
+    from trashpole.speed import precision
 
     ratio2 = speed_opts(sampling_ratio=2)
-    bf16 = bf16_supported()
+    bf16 = precision.bf16_supported()
     return [
         TrainContender("torchvision R50-FPN", "torchvision", note="all trainable, BN train"),
         TrainContender("torchvision like d2", "torchvision-d2", note="FrozenBN, FREEZE_AT 2"),
