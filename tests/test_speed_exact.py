@@ -83,7 +83,9 @@ def _random_norms(model: nn.Module) -> None:
                 ("running_mean", -0.2, 0.2), ("running_var", 0.5, 2.0),
             ):  # fmt: skip
                 tensor = getattr(module, name)
-                tensor.data.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
+                tensor.data.copy_(
+                    torch.rand(tensor.shape, generator=generator) * (high - low) + low
+                )
 
 
 def _assert_close_relative(actual: torch.Tensor, expected: torch.Tensor, tolerance: float):
@@ -316,4 +318,3 @@ def test_benchmark_fast_settings_follow_the_cpu(monkeypatch):
     assert not peer.bf16 and peer.channels_last
     monkeypatch.setattr(precision, "bf16_supported", lambda: True)
     assert inference.fast_opts()[:2] == ["TRASHPOLE.INFERENCE.BF16", "True"]
-

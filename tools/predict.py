@@ -60,6 +60,9 @@ def parse_args(argv=None):
     speed.add_argument(
         "--threaded-roi-align", action=switch, default=None, help="ROIAlign over the threads"
     )
+    speed.add_argument(
+        "--compile", action=switch, default=None, help="torch.compile the backbone (slow start)"
+    )
     speed.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
     speed.add_argument(
         "--proposals",
@@ -83,6 +86,7 @@ def speed_opts_of(args) -> list:
         proposals=args.proposals,
         fuse=args.fuse,
         threaded_roi_align=args.threaded_roi_align,
+        compile=args.compile,
     )
 
 

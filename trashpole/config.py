@@ -93,6 +93,10 @@ def add_trashpole_config(cfg: CN) -> None:
     cfg.TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN = True
     # torch intra-op threads for inference; 0 leaves torch's default (one per core).
     cfg.TRASHPOLE.INFERENCE.NUM_THREADS = 0
+    # torch.compile (Inductor, with weight freezing) the backbone + FPN of an inference-only
+    # model. The first image then pays the compilation (tens of seconds; see
+    # docs/performance.md), so it is off by default; worth it for long runs.
+    cfg.TRASHPOLE.INFERENCE.COMPILE = False
 
     cfg.TRASHPOLE.EVAL = CN()
     # Predictions with a lower score are ignored by the trashpole evaluator (mean IoU, accuracy...).

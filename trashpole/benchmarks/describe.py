@@ -31,7 +31,7 @@ def _is_torchvision(model: nn.Module) -> bool:
 
 
 def _resnet_depth(model: nn.Module) -> str:
-    """"R50" and the like, from the residual stages' block types and counts."""
+    """ "R50" and the like, from the residual stages' block types and counts."""
     stages = []
     if _is_torchvision(model):
         body = model.backbone.body
@@ -67,13 +67,18 @@ def describe_model(model: Any) -> Dict[str, Any]:
         (norm modules left, after any folding), ``threaded_roi_align`` (count),
         ``sampling_ratios`` (sorted list of ROIAlign samples per bin; 0 = adaptive),
         ``proposals`` and ``detections`` (at test time), ``train_proposals``,
-        ``trainable_fraction`` (of the parameters) and ``threads`` (torch's, now).
+        ``trainable_fraction`` (of the parameters), ``threads`` (torch's, now) and
+        ``compiled_backbone`` (``torch.compile`` wraps the backbone).
     """
     model = _unwrap(model)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     dtypes = {_DTYPES.get(c.weight.dtype, str(c.weight.dtype)) for c in convs}
     square = [c.weight for c in convs if c.weight.shape[-1] == 3 and c.weight.shape[1] > 1]
-    norms = [m for m in model.modules() if "BatchNorm" in type(m).__name__ or "GroupNorm" in type(m).__name__]
+    norms = [
+        m
+        for m in model.modules()
+        if "BatchNorm" in type(m).__name__ or "GroupNorm" in type(m).__name__
+    ]
     aligns = _roi_aligns(model)
     if _is_torchvision(model):
         proposals = model.rpn._post_nms_top_n
@@ -91,7 +96,9 @@ def describe_model(model: Any) -> Dict[str, Any]:
         "channels_last": bool(square)
         and all(w.is_contiguous(memory_format=torch.channels_last) for w in square)
         and not square[0].is_contiguous(),
-        "fused": dict(Counter(type(m).__name__ for m in model.modules() if "Fused" in type(m).__name__)),
+        "fused": dict(
+            Counter(type(m).__name__ for m in model.modules() if "Fused" in type(m).__name__)
+        ),
         "norm_layers": len(norms),
         "threaded_roi_align": sum(type(m).__name__ == "_ThreadedROIAlign" for m in aligns),
         "sampling_ratios": sorted({int(m.sampling_ratio) for m in aligns}),
@@ -101,6 +108,7 @@ def describe_model(model: Any) -> Dict[str, Any]:
         "trainable_fraction": sum(p.numel() for p in params if p.requires_grad)
         / max(1, sum(p.numel() for p in params)),
         "threads": torch.get_num_threads(),
+        "compiled_backbone": hasattr(model.backbone, "_orig_mod"),
     }
 
 
@@ -149,6 +157,8 @@ def label(setup: Dict[str, Any], seen: Dict[str, Any], training: bool = False) -
     ratios = "/".join("adaptive" if r == 0 else str(r) for r in setup["sampling_ratios"])
     threaded = " threaded" if setup["threaded_roi_align"] else ""
     parts.append(f"ROIAlign {ratios}{threaded}")
+    if setup.get("compiled_backbone"):
+        parts.append("compiled backbone")
     if training:
         parts.append(f"{setup['train_proposals']} prop")
         parts.append(f"{100 * setup['trainable_fraction']:.0f}% trainable")

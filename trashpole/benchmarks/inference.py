@@ -19,8 +19,8 @@ peaks (bf16 or fp32 as the row computed) measured in the same run, the memory on
 needs and the machine (CPU model, ISA flags, torch and oneDNN versions). Results and their
 reading: docs/performance.md."""
 
-import contextlib
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -103,9 +103,12 @@ def default_contenders() -> List[Contender]:
     return [
         Contender("torchvision plain", "torchvision", note="the peer as built"),
         Contender(
-            "torchvision switches", "torchvision", bf16=bf16, channels_last=True,
+            "torchvision switches",
+            "torchvision",
+            bf16=bf16,
+            channels_last=True,
             note="the peer with the generic switches",
-        ),  # fmt: skip
+        ),
         Contender("trashpole plain", "trashpole", R50_CONFIG, fp32_opts(True) + ratio2),
         Contender("trashpole fp32", "trashpole", R50_CONFIG, fp32_opts() + ratio2, note="exact"),
         Contender("trashpole switches", "trashpole", R50_CONFIG, switches + ratio2),
@@ -191,6 +194,24 @@ def _prepare(contender: Contender, image: np.ndarray, size: int, proposals: int,
     raise ValueError(f"unknown contender family {contender.family!r}; use trashpole or torchvision")
 
 
+def compiled_contenders() -> List[Contender]:
+    """trashpole's fast setting with the backbone + FPN compiled (``TRASHPOLE.INFERENCE.COMPILE``),
+    once over trashpole's fused modules and once over detectron2's plain ones (Inductor then
+    folds and fuses by itself); their ``first_call_s`` holds the compilation."""
+    from trashpole.speed import speed_opts
+
+    compiled = fast_opts() + speed_opts(compile=True)
+    return [
+        Contender("trashpole fast compiled", "trashpole", R50_CONFIG, compiled),
+        Contender(
+            "trashpole compiled, Inductor fuses",
+            "trashpole",
+            R50_CONFIG,
+            compiled + speed_opts(fuse=False),
+        ),
+    ]
+
+
 def _observed_run(predict, model) -> Dict[str, Any]:
     """One more call of ``predict``, recording what it computed (:func:`observe_features`)."""
     with observe_features(model) as seen:
@@ -241,6 +262,7 @@ def run(
     proposals: int = 1000,
     detections: int = 100,
     seed: int = 0,
+    compile: bool = False,
 ) -> Dict[str, Any]:
     """
     Time one image through each contender, alternating, and write ``inference_benchmark.json``.
@@ -257,13 +279,16 @@ def run(
         detections: detections that reach the mask head, in every contender (with score
             threshold 0 each image yields exactly this many).
         seed: seed of the image and the random weights.
+        compile: add :func:`compiled_contenders` to the contenders.
 
     Returns:
         dict with ``size``, ``proposals``, ``detections``, ``threads``, ``load_before`` and
         ``load_after`` (load averages), ``machine`` (:func:`machine_info`), ``matmul_peak`` and
         ``contenders``: name -> ``label`` (what ran, read from the model), ``setup``
         (:func:`describe_model`), ``seen`` (:func:`observe_features`), ``median_s``,
-        ``min_s``, ``max_s``, ``times_s``, ``detections``, ``gmac``, ``gflops``,
+        ``first_call_s`` (the first prediction after building: oneDNN's kernel choice, and
+        compilation where there is one), ``min_s``, ``max_s``, ``times_s``, ``detections``,
+        ``gmac``, ``gflops``,
         ``peak_fraction``, ``conv_peak_fraction``, ``peak_rss_mb``, ``extra_rss_mb`` (see
         :func:`measure_memory`) and ``speedup_vs_torchvision`` /
         ``speedup_vs_torchvision_switches`` (the peer's median over this one's).
@@ -271,6 +296,8 @@ def run(
     if threads > 0:
         torch.set_num_threads(threads)
     contenders = list(contenders or default_contenders())
+    if compile:
+        contenders += compiled_contenders()
     image = street_image(size, seed)
     result: Dict[str, Any] = {
         "benchmark": "inference",
@@ -284,6 +311,7 @@ def run(
         "machine": machine_info(),
     }
     prepared = {c.name: _prepare(c, image, size, proposals, detections) for c in contenders}
+    first_call = {name: _seconds(p[0]) for name, p in prepared.items()}
     result["matmul_peak"] = matmul_peak(matmul_size)
     times, memory = time_alternating({n: p[0] for n, p in prepared.items()}, warmup, repeats)
     result["load_after"] = load_average()
@@ -294,6 +322,7 @@ def run(
         row.update(_observed_run(predict, model))
         row["setup"] = describe_model(model)
         row["label"] = label(row["setup"], row["seen"])
+        row["first_call_s"] = first_call[c.name]
         row["times_s"] = times[c.name]
         row.update(summarize(times[c.name]))
         row.update(memory[c.name])
@@ -305,7 +334,15 @@ def run(
     return result
 
 
-def add_ratios(rows: Dict[str, Dict[str, Any]], peak: Dict[str, float]) -> Dict[str, Dict[str, Any]]:
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def add_ratios(
+    rows: Dict[str, Dict[str, Any]], peak: Dict[str, float]
+) -> Dict[str, Dict[str, Any]]:
     """
     Achieved GFLOP/s, fraction of the matmul peak and of the 3x3-conv peak (bf16 ones for rows
     whose features were computed in bf16, as observed), and speed-ups against the peer plain
@@ -315,11 +352,13 @@ def add_ratios(rows: Dict[str, Dict[str, Any]], peak: Dict[str, float]) -> Dict[
     def peer(switched: bool) -> Optional[Dict[str, Any]]:
         return next(
             (
-                r for r in rows.values() if r["family"] == "torchvision"
+                r
+                for r in rows.values()
+                if r["family"] == "torchvision"
                 and bool(r.get("bf16") or r.get("channels_last")) == switched
             ),
             None,
-        )  # fmt: skip
+        )
 
     references = {"": peer(False), "_switches": peer(True)}
     for row in rows.values():

@@ -49,7 +49,10 @@ def default_contenders() -> List[Contender]:
         Contender("trashpole fp32", "trashpole", R50_CONFIG, fp32_opts() + ratio2),
         Contender("trashpole fast", "trashpole", R50_CONFIG, fast_opts()),
         Contender(
-            "torchvision switches", "torchvision", bf16=precision.bf16_supported(), channels_last=True
+            "torchvision switches",
+            "torchvision",
+            bf16=precision.bf16_supported(),
+            channels_last=True,
         ),
     ]
 
@@ -150,8 +153,7 @@ def _top_ops(prof: Any, count: int = 12) -> List[Dict[str, Any]]:
     """The ops with the most self CPU time (name, ms, calls)."""
     averages = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:count]
     return [
-        {"op": e.key, "self_ms": e.self_cpu_time_total / 1000, "calls": e.count}
-        for e in averages
+        {"op": e.key, "self_ms": e.self_cpu_time_total / 1000, "calls": e.count} for e in averages
     ]
 
 

@@ -86,9 +86,12 @@ def default_contenders() -> List[TrainContender]:
         TrainContender("torchvision R50-FPN", "torchvision", note="all trainable, BN train"),
         TrainContender("torchvision like d2", "torchvision-d2", note="FrozenBN, FREEZE_AT 2"),
         TrainContender(
-            "torchvision like d2 switches", "torchvision-d2", bf16=bf16, channels_last=True,
+            "torchvision like d2 switches",
+            "torchvision-d2",
+            bf16=bf16,
+            channels_last=True,
             note="the same generic switches as trashpole fast",
-        ),  # fmt: skip
+        ),
         TrainContender("trashpole R50-FPN", "trashpole", R50_CONFIG, note="detectron2 defaults"),
         TrainContender("trashpole R50 ROIAlign 2", "trashpole", R50_CONFIG, ratio2),
         TrainContender(
@@ -330,11 +333,12 @@ def run(
     ):
         ref = next(
             (
-                rows[c.name] for c in contenders
+                rows[c.name]
+                for c in contenders
                 if c.family == family and (c.bf16 or c.channels_last) == switched
             ),
             None,
-        )  # fmt: skip
+        )
         if ref is not None:
             for row in rows.values():
                 row[f"speedup_vs_torchvision{key}"] = ref["median_s"] / row["median_s"]

@@ -23,7 +23,13 @@ Typical use::
 """
 
 from trashpole.speed.fusion import fuse_conv_activations, fuse_conv_norm
-from trashpole.speed.options import apply_inference_options, fp32_opts, set_test_size, speed_opts
+from trashpole.speed.options import (
+    apply_inference_options,
+    compile_backbone,
+    fp32_opts,
+    set_test_size,
+    speed_opts,
+)
 from trashpole.speed.precision import (
     bf16_supported,
     cast_weights_to_bf16,
@@ -39,6 +45,7 @@ __all__ = [
     "apply_inference_options",
     "bf16_supported",
     "cast_weights_to_bf16",
+    "compile_backbone",
     "cpu_features",
     "fp32_opts",
     "fuse_conv_activations",

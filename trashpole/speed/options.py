@@ -36,6 +36,9 @@ def apply_inference_options(
     - ``TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN`` (inference-only models): spreads ROIAlign's
       boxes over the threads (:func:`thread_roi_align`, bit-identical).
 
+    - ``TRASHPOLE.INFERENCE.COMPILE`` (inference-only models): ``torch.compile`` of the
+      backbone + FPN (:func:`compile_backbone`); the first forward compiles.
+
     With every key off the model runs as detectron2 builds it, in fp32 NCHW.
 
     Args:
@@ -71,6 +74,29 @@ def apply_inference_options(
         precision.install_fp32_guards(model)
         if inference_only:
             precision.cast_weights_to_bf16(model)
+    if inference_only and options.get("COMPILE", False):
+        compile_backbone(model)
+    return model
+
+
+def compile_backbone(model: nn.Module) -> nn.Module:
+    """
+    Replace ``model.backbone`` (ResNet + FPN: the convolutions, ~90% of the multiply-adds) by
+    its ``torch.compile`` (Inductor) version, with Inductor's weight freezing on so that it
+    prepacks the weights and fuses convolutions with their pointwise neighbours, as oneDNN's
+    post-ops do. Shapes are compiled as they come (one graph per input size). The rest of the
+    model (RPN decoding, NMS, ROIAlign, heads, pasting) stays eager: its shapes change with
+    every image. Inference only (no gradients: frozen weights). Sets
+    ``torch._inductor.config.freezing`` process-wide.
+
+    Returns:
+        the model, changed in place.
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    if not hasattr(model.backbone, "_orig_mod"):
+        model.backbone = torch.compile(model.backbone, dynamic=False)
     return model
 
 
@@ -103,6 +129,7 @@ def speed_opts(
     sampling_ratio: int = -1,
     fuse: Optional[bool] = None,
     threaded_roi_align: Optional[bool] = None,
+    compile: Optional[bool] = None,
 ) -> list:
     """
     Config overrides (a flat KEY VALUE list, for ``load_config`` or ``tools/train_net.py``) for
@@ -119,6 +146,7 @@ def speed_opts(
             detectron2's default; -1: leave).
         fuse: ``TRASHPOLE.INFERENCE.FUSE`` (norm folding and fused conv+ReLU(+add)).
         threaded_roi_align: ``TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN``.
+        compile: ``TRASHPOLE.INFERENCE.COMPILE``.
 
     Returns:
         list of str.
@@ -129,6 +157,7 @@ def speed_opts(
         ("CHANNELS_LAST", channels_last),
         ("FUSE", fuse),
         ("THREADED_ROI_ALIGN", threaded_roi_align),
+        ("COMPILE", compile),
     )
     for key, value in flags:
         if value is not None:

@@ -19,7 +19,15 @@ _GUARD_ATTR = "_trashpole_fp32_guards"
 
 
 # the /proc/cpuinfo flags that decide which speed options pay off
-ISA_FLAGS = ("avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+ISA_FLAGS = (
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 @functools.lru_cache(maxsize=None)
