@@ -341,3 +341,10 @@ def test_compile_is_off_by_default_and_wraps_only_the_backbone(tmp_path):
     model = apply_inference_options(build_model(cfg), cfg)
     assert hasattr(model.backbone, "_orig_mod")  # compiled at its first call, not here
     assert not hasattr(model.proposal_generator, "_orig_mod")
+
+
+def test_compile_leaves_the_conv_fusion_to_inductor(tmp_path):
+    cfg = load_config(write_tiny_config(tmp_path), speed_opts(compile=True))
+    model = apply_inference_options(build_model(cfg), cfg)
+    assert model.backbone.bottom_up.stem.conv1.norm is None  # folded
+    assert not [m for m in model.modules() if "Fused" in type(m).__name__]

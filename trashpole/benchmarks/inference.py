@@ -195,21 +195,12 @@ def _prepare(contender: Contender, image: np.ndarray, size: int, proposals: int,
 
 
 def compiled_contenders() -> List[Contender]:
-    """trashpole's fast setting with the backbone + FPN compiled (``TRASHPOLE.INFERENCE.COMPILE``),
-    once over trashpole's fused modules and once over detectron2's plain ones (Inductor then
-    folds and fuses by itself); their ``first_call_s`` holds the compilation."""
+    """trashpole's fast setting with the backbone + FPN compiled (``TRASHPOLE.INFERENCE.COMPILE``:
+    norms folded, Inductor fuses the rest); its ``first_call_s`` holds the compilation."""
     from trashpole.speed import speed_opts
 
     compiled = fast_opts() + speed_opts(compile=True)
-    return [
-        Contender("trashpole fast compiled", "trashpole", R50_CONFIG, compiled),
-        Contender(
-            "trashpole compiled, Inductor fuses",
-            "trashpole",
-            R50_CONFIG,
-            compiled + speed_opts(fuse=False),
-        ),
-    ]
+    return [Contender("trashpole fast compiled", "trashpole", R50_CONFIG, compiled)]
 
 
 def _observed_run(predict, model) -> Dict[str, Any]:

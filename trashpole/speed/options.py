@@ -37,7 +37,8 @@ def apply_inference_options(
       boxes over the threads (:func:`thread_roi_align`, bit-identical).
 
     - ``TRASHPOLE.INFERENCE.COMPILE`` (inference-only models): ``torch.compile`` of the
-      backbone + FPN (:func:`compile_backbone`); the first forward compiles.
+      backbone + FPN (:func:`compile_backbone`); the first forward compiles. Norms are still
+      folded (FUSE), but the conv+ReLU(+add) fusion is left to Inductor.
 
     With every key off the model runs as detectron2 builds it, in fp32 NCHW.
 
@@ -59,6 +60,9 @@ def apply_inference_options(
         if options.FUSE:
             fused = fuse_conv_norm(model)
             logger.debug(f"folded {fused} normalization layers into their convolutions")
+        if options.FUSE and not options.COMPILE:
+            # the hand-fused oneDNN calls have no fake-tensor kernels: torch.compile would break
+            # its graph at every block; Inductor fuses conv+ReLU(+add) itself
             fused = fuse_conv_activations(model)
             logger.debug(f"{fused} convolutions run with their ReLU (and residual add) fused")
         if options.THREADED_ROI_ALIGN:
@@ -74,7 +78,7 @@ def apply_inference_options(
         precision.install_fp32_guards(model)
         if inference_only:
             precision.cast_weights_to_bf16(model)
-    if inference_only and options.get("COMPILE", False):
+    if inference_only and options.COMPILE:
         compile_backbone(model)
     return model
 
