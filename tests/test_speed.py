@@ -348,3 +348,17 @@ def test_compile_leaves_the_conv_fusion_to_inductor(tmp_path):
     model = apply_inference_options(build_model(cfg), cfg)
     assert model.backbone.bottom_up.stem.conv1.norm is None  # folded
     assert not [m for m in model.modules() if "Fused" in type(m).__name__]
+
+
+def test_fp32_copy_of_a_feature_map_is_made_once_per_version():
+    from trashpole.speed.precision import nchw_fp32
+
+    feature = torch.randn(1, 4, 6, 6).to(torch.bfloat16, memory_format=torch.channels_last)
+    first = nchw_fp32(feature)
+    assert first.dtype == torch.float32 and first.is_contiguous()
+    assert torch.equal(first, feature.float())
+    assert nchw_fp32(feature) is first  # the box and mask poolers share the copy
+    feature.add_(1)  # changed in place: a new copy
+    assert torch.equal(nchw_fp32(feature), feature.float())
+    plain = torch.randn(1, 4, 6, 6)
+    assert nchw_fp32(plain) is plain  # already NCHW fp32: no copy

@@ -4,9 +4,10 @@ the rest), for the same contenders and equal work as :mod:`trashpole.benchmarks.
 
 Mask pasting is what runs inside the postprocessing that pastes the masks into the image
 (detectron2's ``detector_postprocess``, torchvision's ``paste_masks_in_image``), found through
-a profiler scope around it; every other category is read from the op's name. Self times are
-summed over all threads (ROIAlign's pool threads included), so their total can exceed the wall
-time of the forward; the shares are of that total. The profiler adds its own overhead: the
+a profiler scope around it; every other category is read from the op's name. torch.profiler
+does not see the threads of trashpole's threaded ROIAlign: its scope in the calling thread
+(``trashpole::roi_align_threaded``) counts their wall time as ROIAlign instead. Self times are
+summed over the threads the profiler sees; the shares are of that total. The profiler adds its own overhead: the
 wall time here is a little above the inference benchmark's."""
 
 import contextlib

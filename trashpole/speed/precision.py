@@ -168,10 +168,32 @@ class _Fp32BoxPredictor(FastRCNNOutputLayers):
             return super().forward(x.float())
 
 
+# attribute of a feature map that holds its NCHW fp32 copy: (version of the source, copy)
+_FP32_COPY_ATTR = "_trashpole_nchw_fp32"
+
+
 def _inputs_to_fp32(module: nn.Module, args: tuple) -> tuple:
-    # ROIAlign's CPU kernel wants NCHW fp32: one copy gives both
-    features = [f.to(dtype=torch.float32, memory_format=torch.contiguous_format) for f in args[0]]
-    return (features,) + tuple(args[1:])
+    return ([nchw_fp32(f) for f in args[0]],) + tuple(args[1:])
+
+
+def nchw_fp32(feature: torch.Tensor) -> torch.Tensor:
+    """
+    ``feature`` as NCHW fp32, which ROIAlign's CPU kernel wants: one copy gives both. The copy is
+    kept on the source tensor (and freed with it), so the box and mask poolers, which sample the
+    same feature maps in one forward, convert each only once; an in-place change of the source
+    (its version counter) makes a new copy.
+
+    Args:
+        feature: Tensor[N, C, H, W] of any float dtype and layout.
+    """
+    if feature.dtype == torch.float32 and feature.is_contiguous():
+        return feature
+    cached = getattr(feature, _FP32_COPY_ATTR, None)
+    if cached is not None and cached[0] == feature._version:
+        return cached[1]
+    copy = feature.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+    setattr(feature, _FP32_COPY_ATTR, (feature._version, copy))
+    return copy
 
 
 def _output_to_fp32(module: nn.Module, args: tuple, output: Any) -> Any:
