@@ -1,6 +1,7 @@
 """tools/benchmark.py --quick end to end, and the measuring tools on hand-made cases."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -36,36 +37,110 @@ def test_quick_inference_benchmark_is_equal_work(quick_results):
     out, stdout = quick_results
     result = json.loads((out / "inference_benchmark.json").read_text())
     rows = result["contenders"]
-    assert {"torchvision R50-FPN", "trashpole R50-FPN", "trashpole R50-FPN fast"} <= set(rows)
+    assert set(rows) == {
+        "torchvision plain", "torchvision switches", "trashpole plain", "trashpole fp32",
+        "trashpole switches", "trashpole fast",
+    }  # fmt: skip
     for row in rows.values():
         # score threshold 0: every contender sends exactly `detections` boxes to the mask head
         assert row["detections"] == result["detections"] == 5
         assert row["median_s"] > 0 and len(row["times_s"]) == result["repeats"]
         assert row["gmac"] > 0
+        assert row["setup"]["arch"] == "R50-FPN"  # one network on both sides, no R18 row
+        assert row["setup"]["sampling_ratios"] == [2] and row["setup"]["proposals"] == 50
+        assert row["label"] in stdout
     # same architecture, same work: the flop counter agrees within a few percent
-    tv, d2 = rows["torchvision R50-FPN"]["gmac"], rows["trashpole R50-FPN"]["gmac"]
+    tv, d2 = rows["torchvision plain"]["gmac"], rows["trashpole plain"]["gmac"]
     assert abs(tv - d2) / tv < 0.1
-    assert rows["torchvision R50-FPN"]["speedup_vs_torchvision"] == 1.0
+    assert rows["torchvision plain"]["speedup_vs_torchvision"] == 1.0
+    assert rows["torchvision switches"]["speedup_vs_torchvision_switches"] == 1.0
     peak = result["matmul_peak"]
     assert peak["fp32_gflops"] > 0 and peak["bf16_gflops"] > 0
-    assert "trashpole R50-FPN fast" in stdout and "peak GFLOP/s" in stdout
+    assert "peak GFLOP/s" in stdout
+
+
+def test_quick_inference_rows_say_what_ran(quick_results):
+    from trashpole.speed import bf16_supported
+
+    out, _ = quick_results
+    result = json.loads((out / "inference_benchmark.json").read_text())
+    rows = result["contenders"]
+    # fp32 rows are fp32 NCHW, read from the model and from the features it computed
+    for name in ("torchvision plain", "trashpole plain", "trashpole fp32"):
+        assert rows[name]["seen"]["feature_dtype"] == "fp32", name
+        assert rows[name]["setup"]["weights_dtype"] == "fp32", name
+        assert not rows[name]["seen"]["feature_channels_last"], name
+        assert rows[name]["label"].split(": ")[1].startswith("fp32, NCHW"), name
+    assert rows["trashpole plain"]["setup"]["fused"] == {}
+    assert "unfused" in rows["trashpole plain"]["label"]
+    assert rows["trashpole fp32"]["setup"]["fused"]["_FusedBottleneckBlock"] == 16
+    # the peer gets the same generic switches as trashpole's fast row
+    dtype = "bf16" if bf16_supported() else "fp32"
+    for name in ("torchvision switches", "trashpole switches", "trashpole fast"):
+        assert rows[name]["seen"]["feature_dtype"] == dtype, name
+        assert rows[name]["seen"]["feature_channels_last"], name
+    assert "bf16 autocast" in rows["torchvision switches"]["label"] or dtype == "fp32"
+    machine = result["machine"]
+    assert {"avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni"} <= set(machine["isa_flags"])
+    assert machine["torch"] == torch.__version__ and machine["onednn"]
+    assert machine["cpu_model"] or not os.path.exists("/proc/cpuinfo")
+
+
+def test_quick_profile_breaks_the_time_down(quick_results):
+    from trashpole.benchmarks.profile import CATEGORIES
+
+    out, stdout = quick_results
+    result = json.loads((out / "profile_benchmark.json").read_text())
+    for row in result["contenders"].values():
+        assert set(row["self_ms"]) == set(CATEGORIES)
+        assert row["self_ms"]["conv"] > 0 and row["self_ms"]["ROIAlign"] > 0
+        assert row["self_ms"]["mask paste"] > 0 and row["self_ms"]["NMS"] > 0
+        assert sum(row["share"].values()) == pytest.approx(1.0)
+    assert "mask paste" in stdout
+
+
+def test_profile_categories():
+    from trashpole.benchmarks.profile import categorize
+
+    assert categorize("mkldnn::_convolution_pointwise") == "conv"
+    assert categorize("aten::mkldnn_convolution") == "conv"
+    assert categorize("torchvision::roi_align") == "ROIAlign"
+    assert categorize("torchvision::nms") == "NMS"
+    assert categorize("aten::addmm") == "linear"
+    assert categorize("aten::copy_") == "copies/casts"
+    assert categorize("aten::zero_") == "fills"
+    assert categorize("aten::sigmoid") == "other"
+    assert categorize("aten::copy_", in_paste=True) == "mask paste"
 
 
 def test_quick_training_benchmark(quick_results):
     out, _ = quick_results
     result = json.loads((out / "training_benchmark.json").read_text())
     rows = result["contenders"]
-    assert {"torchvision R50-FPN", "torchvision like d2", "trashpole R50-FPN"} <= set(rows)
+    assert {"torchvision R50-FPN", "torchvision like d2", "torchvision like d2 switches",
+            "trashpole R50-FPN"} <= set(rows)  # fmt: skip
     for row in rows.values():
         assert row["median_s"] > 0
         assert row["loss"] == row["loss"]  # not NaN
     assert rows["torchvision like d2"]["speedup_vs_torchvision_d2"] == 1.0
+    assert rows["torchvision like d2 switches"]["speedup_vs_torchvision_d2_switches"] == 1.0
+    assert rows["trashpole R50-FPN"]["seen"]["feature_dtype"] == "fp32"
+    assert rows["trashpole R50-FPN"]["label"].split(": ")[1].startswith("fp32, NCHW")
+    assert rows["torchvision like d2 switches"]["seen"]["feature_channels_last"]
 
 
 def test_quick_run_writes_every_suite(quick_results):
     out, _ = quick_results
     combined = json.loads((out / "benchmark.json").read_text())
-    assert set(combined) == {"inference", "training", "data", "evaluation", "report", "tracking"}
+    assert set(combined) == {
+        "inference",
+        "profile",
+        "training",
+        "data",
+        "evaluation",
+        "report",
+        "tracking",
+    }
     assert combined["data"]["num_images"] == 200
     assert (out / "data" / "data_benchmark.json").is_file()
     assert (out / "evaluation_benchmark.json").is_file()
@@ -103,16 +178,22 @@ def test_summarize_and_table():
     assert "s/image" in table and "4.00" in table and "140.0" in table and "50.0" in table
 
 
-def test_peak_fraction_uses_the_bf16_peak_for_bf16_contenders():
-    contenders = [
-        bench.Contender("tv", "torchvision"),
-        bench.Contender("fast", "trashpole", opts=("TRASHPOLE.INFERENCE.BF16", "True")),
-    ]
-    rows = {"tv": {"median_s": 2.0, "gmac": 100.0}, "fast": {"median_s": 1.0, "gmac": 100.0}}
-    rows = bench._add_ratios(rows, {"fp32_gflops": 200.0, "bf16_gflops": 400.0}, contenders)
+def test_peak_fraction_uses_the_peak_of_the_dtype_that_ran():
+    rows = {
+        "tv": {"family": "torchvision", "median_s": 2.0, "gmac": 100.0},
+        "tv sw": {"family": "torchvision", "channels_last": True, "median_s": 1.6, "gmac": 100.0},
+        "fast": {"family": "trashpole", "median_s": 1.0, "gmac": 100.0},
+        "asked bf16": {"family": "trashpole", "median_s": 2.0, "gmac": 100.0},
+    }
+    rows["tv sw"]["seen"] = rows["fast"]["seen"] = {"feature_dtype": "bf16"}
+    rows["asked bf16"]["seen"] = {"feature_dtype": "fp32"}  # asked for, but ran in fp32
+    peak = {"fp32_gflops": 200.0, "bf16_gflops": 400.0}
+    rows = bench.add_ratios(rows, peak)
     assert rows["tv"]["peak_fraction"] == pytest.approx(0.5)  # 100 GFLOP/s of 200
     assert rows["fast"]["peak_fraction"] == pytest.approx(0.5)  # 200 GFLOP/s of 400
+    assert rows["asked bf16"]["peak_fraction"] == pytest.approx(0.5)  # fp32 peak: it ran fp32
     assert rows["fast"]["speedup_vs_torchvision"] == pytest.approx(2.0)
+    assert rows["fast"]["speedup_vs_torchvision_switches"] == pytest.approx(1.6)
 
 
 def test_training_batches_describe_the_same_instances():
@@ -170,12 +251,18 @@ def test_accuracy_of_speed_options_on_a_tiny_run(tmp_path, clean_catalogs):
     (tmp_path / "config.yaml").write_text(cfg.dump())
     torch.manual_seed(0)
     torch.save({"model": build_model(cfg).state_dict()}, tmp_path / "model_final.pth")
-    variants = {"default": [], "channels_last": speed_opts(channels_last=True), "96": ["size=96"]}
+    nchw, nhwc = speed_opts(bf16=False, channels_last=False), speed_opts(False, True)
+    variants = {"fp32 NCHW": nchw, "channels_last": nhwc, "96": nchw + ["size=96"]}
     result = accuracy.run_accuracy(str(tmp_path), str(tmp_path / "out"), "test", variants=variants)
     rows = result["contenders"]
-    assert list(rows) == ["default", "channels_last", "96"]
-    assert rows["default"]["delta_segm_AP"] == 0.0 and rows["default"]["speedup_vs_default"] == 1.0
-    assert rows["channels_last"]["segm/AP"] == pytest.approx(rows["default"]["segm/AP"], abs=1e-6)
+    assert list(rows) == ["fp32 NCHW", "channels_last", "96"]
+    base = rows["fp32 NCHW"]
+    assert base["delta_segm_AP"] == 0.0 and base["speedup_vs_default"] == 1.0
+    # the baseline is fp32 NCHW and the variant NHWC, read from what ran: not the same set-up
+    assert base["seen"]["feature_dtype"] == "fp32" and not base["seen"]["feature_channels_last"]
+    assert rows["channels_last"]["seen"]["feature_channels_last"]
+    assert rows["channels_last"]["segm/AP"] == pytest.approx(base["segm/AP"], abs=1e-6)
     assert all(r["images"] == 1 and r["ms_per_image"] > 0 for r in rows.values())
     assert (tmp_path / "out" / "accuracy_benchmark.json").is_file()
-    assert "channels_last" in accuracy.format_accuracy_table(result)
+    table = accuracy.format_accuracy_table(result)
+    assert "channels_last" in table and "fp32, NCHW" in table

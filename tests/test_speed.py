@@ -203,12 +203,16 @@ def test_set_test_size_keeps_the_ratio(tmp_path):
         set_test_size(cfg, 0)
 
 
-def test_predictor_channels_last_matches_default(tiny_run):
+def test_predictor_channels_last_matches_nchw(tiny_run):
+    from trashpole.benchmarks.describe import describe_model
+
     run, export = tiny_run
     image = cv2.imread(str(export / "test" / "test_000.jpg"))
-    ref = load_predictor(run, score_thresh=0.0)(image)["instances"]
-    fast = load_predictor(run, score_thresh=0.0, opts=speed_opts(channels_last=True))
-    out = fast(image)["instances"]
+    nchw = load_predictor(run, score_thresh=0.0, opts=speed_opts(bf16=False, channels_last=False))
+    nhwc = load_predictor(run, score_thresh=0.0, opts=speed_opts(bf16=False, channels_last=True))
+    # two different set-ups (the config's default is channels_last: both are said explicitly)
+    assert not describe_model(nchw)["channels_last"] and describe_model(nhwc)["channels_last"]
+    ref, out = nchw(image)["instances"], nhwc(image)["instances"]
     assert len(ref) > 0 and len(out) == len(ref)
     torch.testing.assert_close(out.pred_boxes.tensor, ref.pred_boxes.tensor, atol=1e-3, rtol=0)
     torch.testing.assert_close(out.scores, ref.scores, atol=1e-4, rtol=0)
@@ -291,12 +295,32 @@ def test_predict_tool_speed_flags(tiny_run, tmp_path, keep_threads):
     assert counts["images"] == 3
     assert os.path.isfile(tmp_path / "coco.json")
     assert not list((tmp_path / "out").glob("*.jpg"))
-    args = predict_tool["parse_args"](argv)
-    assert speed_opts(args.bf16, args.channels_last, args.threads, args.proposals) == [
+    assert predict_tool["speed_opts_of"](predict_tool["parse_args"](argv)) == [
         "TRASHPOLE.INFERENCE.BF16", "True", "TRASHPOLE.INFERENCE.CHANNELS_LAST", "True",
         "TRASHPOLE.INFERENCE.NUM_THREADS", "1", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
     ]  # fmt: skip
     assert torch.get_num_threads() == 1
+
+
+def test_predict_tool_switches_every_option_off(tiny_run, tmp_path):
+    from trashpole.benchmarks.describe import describe_model
+
+    predict_tool = runpy.run_path(str(REPO / "tools" / "predict.py"))
+    run, export = tiny_run
+    base = ["--run", run, "--input", str(export / "test"), "--output", str(tmp_path)]
+    off = ["--fp32", "--no-channels-last", "--no-fuse", "--no-threaded-roi-align"]
+    opts = predict_tool["speed_opts_of"](predict_tool["parse_args"](base + off))
+    assert opts == [
+        "TRASHPOLE.INFERENCE.BF16", "False", "TRASHPOLE.INFERENCE.CHANNELS_LAST", "False",
+        "TRASHPOLE.INFERENCE.FUSE", "False", "TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN", "False",
+    ]  # fmt: skip
+    no_bf16 = predict_tool["parse_args"](base + ["--no-bf16"])
+    assert predict_tool["speed_opts_of"](no_bf16) == ["TRASHPOLE.INFERENCE.BF16", "False"]
+    assert predict_tool["speed_opts_of"](predict_tool["parse_args"](base)) == []  # config's
+    setup = describe_model(load_predictor(run, opts=opts))  # what the tool builds from them
+    assert setup["weights_dtype"] == "fp32" and not setup["channels_last"]
+    assert setup["fused"] == {} and setup["norm_layers"] > 0
+    assert setup["threaded_roi_align"] == 0
 
 
 def test_uint8_image_roundtrip_through_predict_batch(tiny_run):
@@ -306,3 +330,35 @@ def test_uint8_image_roundtrip_through_predict_batch(tiny_run):
     single = predictor(image)["instances"]
     batch = predictor.predict_batch([image, np.ascontiguousarray(image[:, ::-1])], batch_size=2)
     torch.testing.assert_close(batch[0]["instances"].scores, single.scores)
+
+
+def test_compile_is_off_by_default_and_wraps_only_the_backbone(tmp_path):
+    cfg = load_config(write_tiny_config(tmp_path))
+    assert cfg.TRASHPOLE.INFERENCE.COMPILE is False
+    model = apply_inference_options(build_model(cfg), cfg)
+    assert not hasattr(model.backbone, "_orig_mod")
+    cfg = load_config(write_tiny_config(tmp_path), speed_opts(compile=True))
+    model = apply_inference_options(build_model(cfg), cfg)
+    assert hasattr(model.backbone, "_orig_mod")  # compiled at its first call, not here
+    assert not hasattr(model.proposal_generator, "_orig_mod")
+
+
+def test_compile_leaves_the_conv_fusion_to_inductor(tmp_path):
+    cfg = load_config(write_tiny_config(tmp_path), speed_opts(compile=True))
+    model = apply_inference_options(build_model(cfg), cfg)
+    assert model.backbone.bottom_up.stem.conv1.norm is None  # folded
+    assert not [m for m in model.modules() if "Fused" in type(m).__name__]
+
+
+def test_fp32_copy_of_a_feature_map_is_made_once_per_version():
+    from trashpole.speed.precision import nchw_fp32
+
+    feature = torch.randn(1, 4, 6, 6).to(torch.bfloat16, memory_format=torch.channels_last)
+    first = nchw_fp32(feature)
+    assert first.dtype == torch.float32 and first.is_contiguous()
+    assert torch.equal(first, feature.float())
+    assert nchw_fp32(feature) is first  # the box and mask poolers share the copy
+    feature.add_(1)  # changed in place: a new copy
+    assert torch.equal(nchw_fp32(feature), feature.float())
+    plain = torch.randn(1, 4, 6, 6)
+    assert nchw_fp32(plain) is plain  # already NCHW fp32: no copy

@@ -3,6 +3,7 @@
 Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and a table.
 
     tools/benchmark.py inference            # latency of a 640x640 image vs torchvision
+    tools/benchmark.py profile              # where that time goes, by op category
     tools/benchmark.py training             # s/iteration at batch 2, 640 px, vs torchvision
     tools/benchmark.py data                 # registering and loading a 10,000-image export
     tools/benchmark.py evaluation           # time and memory of the trashpole evaluator
@@ -48,6 +49,9 @@ def parse_args(argv=None):
     )
     p.add_argument("--size", type=int, default=0, help="image side (inference, training, tracking)")
     p.add_argument("--num-images", type=int, default=0, help="images (data, evaluation, report)")
+    p.add_argument(
+        "--compile", action="store_true", help="add a row with the backbone compiled (inference)"
+    )
     p.add_argument("--run", default="output/demo", help="trained run (accuracy)")
     p.add_argument("--split", default="test", help="split to evaluate (accuracy)")
     p.add_argument("--dataset-root", default="", help="export (accuracy; default: the run's)")
@@ -64,8 +68,18 @@ def run_suite(name: str, args) -> dict:
         module = inference if name == "inference" else training
         kwargs = dict(module.QUICK) if args.quick else {}
         kwargs.update({k: v for k, v in (("size", args.size), ("repeats", args.repeats)) if v})
+        if name == "inference" and args.compile:
+            kwargs["compile"] = True
         result = module.run(args.output, threads=args.threads, **kwargs)
         print(measure.format_table(result))
+        return result
+    if name == "profile":
+        from trashpole.benchmarks import profile
+
+        kwargs = dict(profile.QUICK) if args.quick else {}
+        kwargs.update({"size": args.size} if args.size else {})
+        result = profile.run(args.output, threads=args.threads, **kwargs)
+        print(profile.format_profile_table(result))
         return result
     if name == "accuracy":
         from trashpole.benchmarks import accuracy  # (one suite at a time, see above)

@@ -182,7 +182,9 @@ def repack(source: str, dest_dir: str) -> str:
 def install(wheel: str, pip_args=()) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", *pip_args, wheel]
     if subprocess.run(cmd).returncode != 0:
-        raise InstallError(f"pip could not install {os.path.basename(wheel)} (its message is above)")
+        raise InstallError(
+            f"pip could not install {os.path.basename(wheel)} (its message is above)"
+        )
 
 
 def main(argv=None) -> int:

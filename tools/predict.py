@@ -6,14 +6,17 @@ Run a trained trashpole model on images, folders, globs or videos.
     tools/predict.py --run output/demo --input "photos/**/*.jpg" --output out --score 0.6
     tools/predict.py --run output/demo --input datasets/trashpole/test --output out \\
         --coco-json out/coco_results.json \\
-        --coco-images datasets/trashpole/test/_annotations.coco.json --bf16 --channels-last
+        --coco-images datasets/trashpole/test/_annotations.coco.json
+    tools/predict.py --run output/demo --input street.jpg --output out --fp32 --no-channels-last
     tools/predict.py --run output/demo --input walk.mp4 --output out --track   # IDs and counts
     tools/predict.py --run output/demo --input frames/ --output out --track --min-track-frames 3
 
 Photos with GPS EXIF also give detections.geojson and positions.png. --track: see
 trashpole/predict/sequence.py for what the output folder holds (tracks.csv, summary.json...).
 
-Speed on the CPU: see docs/performance.md for what each option costs and gains.
+Speed on the CPU: each option is on or off as the run's config says (TRASHPOLE.INFERENCE) unless
+a flag says otherwise; --fp32 --no-channels-last --no-fuse --no-threaded-roi-align runs the model
+exactly as detectron2 builds it. See docs/performance.md for what each option costs and gains.
 """
 
 import argparse
@@ -60,8 +63,23 @@ def parse_args(argv=None):
         help="frames a track must be detected in to count (default: TRASHPOLE.TRACK.MIN_FRAMES)",
     )
     speed = p.add_argument_group("speed (CPU)")
-    speed.add_argument("--bf16", action="store_true", help="bfloat16 autocast (AVX-512 BF16/AMX)")
-    speed.add_argument("--channels-last", action="store_true", help="NHWC convolutions")
+    switch = argparse.BooleanOptionalAction
+    speed.add_argument(
+        "--bf16", action=switch, default=None, help="bfloat16 (only on CPUs with native bf16)"
+    )
+    speed.add_argument(
+        "--fp32", dest="bf16", action="store_const", const=False, help="same as --no-bf16"
+    )
+    speed.add_argument("--channels-last", action=switch, default=None, help="NHWC convolutions")
+    speed.add_argument(
+        "--fuse", action=switch, default=None, help="fold norms, fuse conv+ReLU(+add) (exact)"
+    )
+    speed.add_argument(
+        "--threaded-roi-align", action=switch, default=None, help="ROIAlign over the threads"
+    )
+    speed.add_argument(
+        "--compile", action=switch, default=None, help="torch.compile the backbone (slow start)"
+    )
     speed.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
     speed.add_argument(
         "--proposals",
@@ -82,11 +100,24 @@ def parse_args(argv=None):
     return args
 
 
+def speed_opts_of(args) -> list:
+    """The config overrides of the speed flags (a flag not given leaves the config's value)."""
+    return speed_opts(
+        bf16=args.bf16,
+        channels_last=args.channels_last,
+        threads=args.threads,
+        proposals=args.proposals,
+        fuse=args.fuse,
+        threaded_roi_align=args.threaded_roi_align,
+        compile=args.compile,
+    )
+
+
 def main(argv=None):
     args = parse_args(argv)
     setup_logger(name="trashpole")
     find_inputs(args.input)  # a wrong --input fails before the model is loaded
-    opts = speed_opts(args.bf16, args.channels_last, args.threads, args.proposals) + list(args.opts)
+    opts = speed_opts_of(args) + list(args.opts)
     predictor = load_predictor(
         args.run, args.weights, args.score, args.device, opts, input_size=args.input_size or None
     )

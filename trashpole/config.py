@@ -81,14 +81,25 @@ def add_trashpole_config(cfg: CN) -> None:
 
     cfg.TRASHPOLE.INFERENCE = CN()
     # Speed options of the predictor and of --eval-only (never of training or of the evaluations
-    # during training); measured in docs/performance.md.
-    # Run under CPU bfloat16 autocast (ignored, with a warning, on CPUs without native bf16).
-    # Segm AP within 0.7 points of fp32 on the synthetic set, 1.6x faster with CHANNELS_LAST.
+    # during training); each can be switched off; measured in docs/performance.md.
+    # Run under CPU bfloat16 autocast with bf16 weights. Used only where the CPU has native bf16
+    # (AVX-512 BF16 or AMX, probed at run time); elsewhere ignored with a warning (emulated bf16
+    # is slower than fp32), so True means "bf16 where the CPU does it natively".
     cfg.TRASHPOLE.INFERENCE.BF16 = True
-    # Convert the model to channels_last memory format for inference.
+    # Convert the model to channels_last (NHWC) memory format, oneDNN's native layout.
     cfg.TRASHPOLE.INFERENCE.CHANNELS_LAST = True
+    # Fold every frozen/eval-mode norm into its convolution and run conv+ReLU(+residual add) as
+    # one oneDNN call (exact up to fp32 rounding; inference-only models).
+    cfg.TRASHPOLE.INFERENCE.FUSE = True
+    # Split ROIAlign's boxes over the torch threads (bit-identical to the serial op) when a level
+    # gets at least 64 boxes.
+    cfg.TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN = True
     # torch intra-op threads for inference; 0 leaves torch's default (one per core).
     cfg.TRASHPOLE.INFERENCE.NUM_THREADS = 0
+    # torch.compile (Inductor, with weight freezing) the backbone + FPN of an inference-only
+    # model. The first image then pays the compilation (tens of seconds; see
+    # docs/performance.md), so it is off by default; worth it for long runs.
+    cfg.TRASHPOLE.INFERENCE.COMPILE = False
 
     cfg.TRASHPOLE.TRACK = CN()
     # Tracking of videos and frame sequences (tools/predict.py --track, trashpole.predict.track).

@@ -1,6 +1,8 @@
 """Timings of trashpole's parts on generated inputs; each module has ``run(out_dir, ...) -> dict``.
 
-- :mod:`.inference`: latency of one image, trashpole's predictor against torchvision's Mask R-CNN;
+- :mod:`.inference`: latency of one image, trashpole's predictor against torchvision's Mask R-CNN
+  (plain and with the same generic switches), each row labelled from what ran (:mod:`.describe`);
+- :mod:`.profile`: where that image's time goes (torch.profiler, by op category);
 - :mod:`.training`: seconds per training iteration, trashpole's recipe against torchvision's;
 - :mod:`.data`: registering and loading a large export;
 - :mod:`.evaluation`: time and memory of the trashpole evaluator;
@@ -11,4 +13,4 @@
 """
 
 # the benchmark modules, as tools/benchmark.py names them
-SUITES = ("inference", "training", "data", "evaluation", "report", "tracking")
+SUITES = ("inference", "profile", "training", "data", "evaluation", "report", "tracking")

@@ -9,7 +9,8 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from trashpole.benchmarks.measure import load_average, write_result
+from trashpole.benchmarks.describe import describe_model, label, observe_features
+from trashpole.benchmarks.measure import load_average, machine_info, write_result
 from trashpole.config import load_config
 from trashpole.engine.setup import derive_from_data, register_datasets
 from trashpole.errors import UserError
@@ -17,6 +18,7 @@ from trashpole.evaluation.evaluate import evaluate_and_report
 from trashpole.predict.predictor import resolve_run
 from trashpole.speed import (
     apply_inference_options,
+    fp32_opts,
     inference_autocast,
     set_test_size,
     speed_opts,
@@ -31,24 +33,26 @@ logger = logging.getLogger(__name__)
 
 def default_variants() -> Dict[str, List[str]]:
     """Speed choices to compare on a trained run: name -> config overrides (run's config first,
-    these after). ``size=N`` entries set the test input size (see :func:`set_test_size`);
-    ``fuse=0`` leaves the model as detectron2 builds it (no norm folding, no fused
-    convolutions, no threaded ROIAlign)."""
+    these after). The first, the baseline of every delta, is fp32 NCHW with the exact fusions;
+    every other variant changes one thing from it (or says what it combines). ``size=N`` entries
+    set the test input size (see :func:`set_test_size`)."""
 
+    fp32 = fp32_opts()
     return {
-        "default (fp32)": [],
-        "no folding/fusion (plain d2)": ["fuse=0"],
-        "channels_last": speed_opts(channels_last=True),
-        "bf16": speed_opts(bf16=True),
+        "fp32 (NCHW, exact fusions)": fp32,
+        "plain detectron2 (fp32, nothing fused)": fp32_opts(plain=True),
+        "channels_last": speed_opts(bf16=False, channels_last=True),
+        "bf16": speed_opts(bf16=True, channels_last=False),
         "bf16 + channels_last": speed_opts(bf16=True, channels_last=True),
-        "1 thread": speed_opts(threads=1),
-        "ROIAlign adaptive (ratio 0)": speed_opts(sampling_ratio=0),
-        "1000 proposals": speed_opts(proposals=1000),
-        "100 proposals": speed_opts(proposals=100),
-        "50 proposals": speed_opts(proposals=50),
-        "input 320": ["size=320"],
-        "input 448": ["size=448"],
-        "bf16 + channels_last + 100 proposals": speed_opts(True, True, proposals=100),
+        "config defaults": [],
+        "1 thread": fp32 + speed_opts(threads=1),
+        "ROIAlign adaptive (ratio 0)": fp32 + speed_opts(sampling_ratio=0),
+        "ROIAlign ratio 2": fp32 + speed_opts(sampling_ratio=2),
+        "1000 proposals": fp32 + speed_opts(proposals=1000),
+        "300 proposals": fp32 + speed_opts(proposals=300),
+        "100 proposals": fp32 + speed_opts(proposals=100),
+        "input 320": fp32 + ["size=320"],
+        "input 448": fp32 + ["size=448"],
     }
 
 
@@ -84,21 +88,19 @@ def evaluate_variant(
 
     Args:
         run_dir: run folder with ``config.yaml`` and ``model_final.pth``.
-        opts: config overrides; ``size=N`` sets the test input size, ``fuse=0`` turns off the
-            folding and fusing of :func:`apply_inference_options`.
+        opts: config overrides; ``size=N`` sets the test input size.
         split: train, valid or test.
         dataset_root: the export (default: the run's ``TRASHPOLE.DATASET_ROOT``).
 
     Returns:
         ``{"bbox/AP", "segm/AP", "segm/AP50", "trashpole/mIoU", "trashpole/F1", "ms_per_image",
-        "images", "threads"}``; the
-        time leaves out the first two images (warm-up), ``images`` counts the timed ones.
+        "images", "threads", "label", "setup", "seen"}``: the time leaves out the first two
+        images (warm-up), ``images`` counts the timed ones; ``label`` says what ran, read from
+        the model (:mod:`trashpole.benchmarks.describe`).
     """
-
     config, weights = resolve_run(run_dir)
     sizes = [int(o[5:]) for o in opts if o.startswith("size=")]
-    fuse = "fuse=0" not in opts
-    cfg = load_config(config, [o for o in opts if not o.startswith(("size=", "fuse="))])
+    cfg = load_config(config, [o for o in opts if not o.startswith("size=")])
     if sizes:
         set_test_size(cfg, sizes[-1])
     if dataset_root:
@@ -112,12 +114,14 @@ def evaluate_variant(
         )
     model = build_model(cfg)
     DetectionCheckpointer(model).load(weights)
-    timed = _TimedModel(apply_inference_options(model, cfg, inference_only=fuse), cfg)
+    timed = _TimedModel(apply_inference_options(model, cfg, inference_only=True), cfg)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             # the evaluation path of training and --eval-only; the model is prepared above and
             # the timing wrapper opens its own autocast, so it is evaluated as given
-            results = evaluate_and_report(cfg, timed, splits[split], tmp, inference_only=False)
+            with observe_features(model) as seen:
+                results = evaluate_and_report(cfg, timed, splits[split], tmp, inference_only=False)
+        setup = describe_model(model)
     finally:
         torch.set_num_threads(threads)  # a "threads" variant must not change the next ones
     return {
@@ -129,6 +133,9 @@ def evaluate_variant(
         "ms_per_image": 1000 * timed.seconds / max(1, timed.images),
         "images": timed.images,
         "threads": int(cfg.TRASHPOLE.INFERENCE.NUM_THREADS) or threads,
+        "label": label(setup, seen),
+        "setup": setup,
+        "seen": dict(seen),
     }
 
 
@@ -141,7 +148,7 @@ def run_accuracy(
 ) -> Dict[str, Any]:
     """
     :func:`evaluate_variant` for every speed choice, with the AP change against the first
-    variant (the fp32 default); writes ``accuracy_benchmark.json``.
+    variant (fp32 in :func:`default_variants`); writes ``accuracy_benchmark.json``.
 
     Args:
         run_dir: a trained run.
@@ -161,6 +168,7 @@ def run_accuracy(
         "run": run_dir,
         "split": split,
         "load_before": load_average(),
+        "machine": machine_info(),
     }
     rows: Dict[str, Dict[str, Any]] = {}
     for name, opts in variants.items():
@@ -189,6 +197,8 @@ def format_accuracy_table(result: Dict[str, Any]) -> str:
             f"{name:<38} {row['ms_per_image']:>7.1f} {row['speedup_vs_default']:>8.2f} "
             f"{row['segm/AP']:>8.2f} {row['delta_segm_AP']:>+6.2f} {row['bbox/AP']:>7.2f}"
         )
+    lines.append("what ran:")
+    lines += [f"  {name}: {row['label']}" for name, row in result["contenders"].items()]
     lines.append(
         f"{result['run']} on {result['split']}; load {result['load_before']} -> "
         f"{result['load_after']}"

@@ -1,16 +1,26 @@
-"""Latency of one 640x640 image: trashpole's predictor (default and fast settings) against
-torchvision's ``maskrcnn_resnet50_fpn``, with random weights, on the same image and threads.
+"""Latency of one 640x640 image: trashpole's predictor against torchvision's
+``maskrcnn_resnet50_fpn`` (the same R50-FPN network), with random weights, on the same image and
+threads.
 
 Equal work: score thresholds are 0 in every contender, so 1000 proposals reach the box head and
-100 detections the mask head in each. Random weights need input normalization to produce
-detections at all, so trashpole's models use ImageNet mean/std here as torchvision does.
+100 detections the mask head in each, and ROIAlign samples 2x2 points per bin everywhere (as
+torchvision does). Random weights need input normalization to produce detections at all, so
+trashpole's models use ImageNet mean/std here as torchvision does.
+
+Equal switches: the peer runs twice, as built (fp32, NCHW) and with the generic PyTorch switches
+that trashpole's fast setting uses (bf16 autocast where the CPU has native bf16, channels_last,
+the same threads); every row has its speed-up against both. Each row's label is read from the
+model that was timed (:mod:`trashpole.benchmarks.describe`), not from the options asked for.
+
 Contenders run in turn (one image each, round after round) after a warm-up, so that a change
 of load on the machine hits all of them alike; the median of the rounds is reported, with the
-GMAC from detectron2's flop counter, the implied fraction of the machine's matmul peak measured
-in the same run, and the memory one prediction needs. Results and their reading:
-docs/performance.md."""
+GMAC from detectron2's flop counter, the implied fraction of the machine's matmul and 3x3-conv
+peaks (bf16 or fp32 as the row computed) measured in the same run, the memory one prediction
+needs and the machine (CPU model, ISA flags, torch and oneDNN versions). Results and their
+reading: docs/performance.md."""
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -19,11 +29,12 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 
+from trashpole.benchmarks.describe import describe_model, label, observe_features
 from trashpole.benchmarks.measure import (
-    CPU_CONFIG,
     R50_CONFIG,
     imagenet_norm_opts,
     load_average,
+    machine_info,
     matmul_peak,
     street_image,
     summarize,
@@ -32,7 +43,7 @@ from trashpole.benchmarks.measure import (
 )
 from trashpole.config import load_config
 from trashpole.predict.predictor import TrashPolePredictor
-from trashpole.speed import bf16_supported, set_test_size, speed_opts
+from trashpole.speed import fp32_opts, precision, set_test_size, speed_opts
 
 logger = logging.getLogger(__name__)
 
@@ -50,56 +61,61 @@ class Contender:
     One model set-up to time.
 
     Attributes:
-        name: label in the table.
+        name: key of the row (its label is read from the timed model).
         family: "trashpole" (a :class:`TrashPolePredictor` built from ``config`` and ``opts``) or
             "torchvision" (``maskrcnn_resnet50_fpn``).
         config: trashpole YAML.
         opts: config overrides (speed options and the like), applied after the run's equal-work
             settings (so a contender may change its proposals).
-        note: what the row is, for the table's reader.
-        input_size: test size of this contender, at most the run's ``size`` (0: ``size``).
+        bf16: torchvision only: forward under CPU bf16 autocast (weights stay fp32).
+        channels_last: torchvision only: the model in channels_last.
+        note: what the row is for, for the table's reader.
     """
 
     name: str
     family: str
     config: str = ""
     opts: Sequence[str] = field(default_factory=tuple)
+    bf16: bool = False
+    channels_last: bool = False
     note: str = ""
-    input_size: int = 0
-
-    @property
-    def bf16(self) -> bool:
-        pairs = dict(zip(self.opts[::2], self.opts[1::2]))
-        return pairs.get("TRASHPOLE.INFERENCE.BF16", "False") == "True"
 
 
 def fast_opts() -> List[str]:
     """The fastest inference settings that keep the work equal (1000 proposals, 100 masks):
-    bf16 autocast (where the CPU has it), channels_last, ROIAlign with 2x2 samples per bin."""
+    bf16 (where the CPU has it natively), channels_last, fused convolutions, threaded ROIAlign
+    with 2x2 samples per bin."""
 
-    return speed_opts(bf16=bf16_supported(), channels_last=True, sampling_ratio=2)
+    return speed_opts(
+        bf16=precision.bf16_supported(),
+        channels_last=True,
+        sampling_ratio=2,
+        fuse=True,
+        threaded_roi_align=True,
+    )
 
 
 def default_contenders() -> List[Contender]:
-    """torchvision's peer, trashpole's R50-FPN (same architecture) and its CPU recipe (R18-FPN with
-    lighter heads), each at default and fast settings; :func:`run` gives them all the same
-    proposals and detections."""
-    fast = fast_opts()
-    shipped = fast + ["MODEL.RPN.POST_NMS_TOPK_TEST", "100"]
+    """torchvision's R50-FPN plain and with the generic switches, and trashpole's R50-FPN (same
+    network) as detectron2 builds it, in fp32 with the exact fusions, with the generic switches
+    only, and fast; all with ROIAlign sampling 2 as torchvision."""
+
+    bf16 = precision.bf16_supported()
+    ratio2 = speed_opts(sampling_ratio=2)
+    switches = speed_opts(bf16=bf16, channels_last=True, fuse=False, threaded_roi_align=False)
     return [
-        Contender("torchvision R50-FPN", "torchvision", note="the peer, fp32"),
-        Contender("trashpole R50-FPN", "trashpole", R50_CONFIG, (), "fp32, d2 defaults"),
-        Contender("trashpole R50-FPN fast", "trashpole", R50_CONFIG, fast, "same net"),
-        Contender("trashpole CPU R18", "trashpole", CPU_CONFIG, (), "CPU recipe, fp32"),
-        Contender("trashpole CPU R18 fast", "trashpole", CPU_CONFIG, fast, "CPU recipe"),
+        Contender("torchvision plain", "torchvision", note="the peer as built"),
         Contender(
-            "trashpole CPU R18 384px 100prop",
-            "trashpole",
-            CPU_CONFIG,
-            shipped,
-            "fast, at the recipe's 384 px and 100 proposals: less work",
-            input_size=384,
+            "torchvision switches",
+            "torchvision",
+            bf16=bf16,
+            channels_last=True,
+            note="the peer with the generic switches",
         ),
+        Contender("trashpole plain", "trashpole", R50_CONFIG, fp32_opts(True) + ratio2),
+        Contender("trashpole fp32", "trashpole", R50_CONFIG, fp32_opts() + ratio2, note="exact"),
+        Contender("trashpole switches", "trashpole", R50_CONFIG, switches + ratio2),
+        Contender("trashpole fast", "trashpole", R50_CONFIG, fast_opts(), note="the default"),
     ]
 
 
@@ -109,7 +125,8 @@ def build_trashpole(
     """
     A trashpole predictor with random weights for timing: ImageNet normalization, score
     threshold 0, test size ``size``, ``proposals`` to the box head and ``detections`` to the
-    mask head.
+    mask head; the contender's opts come last (the speed options are the config's unless they
+    say otherwise).
 
     Returns:
         :class:`trashpole.predict.TrashPolePredictor`.
@@ -120,7 +137,7 @@ def build_trashpole(
     opts += ["MODEL.RPN.POST_NMS_TOPK_TEST", str(proposals)]
     opts += ["TEST.DETECTIONS_PER_IMAGE", str(detections)]
     cfg = load_config(contender.config, opts + list(contender.opts))
-    set_test_size(cfg, min(contender.input_size or size, size))
+    set_test_size(cfg, size)
     cfg.freeze()
     torch.manual_seed(seed)
     return TrashPolePredictor(cfg)
@@ -157,12 +174,14 @@ def _torchvision_input(image_bgr: np.ndarray) -> torch.Tensor:
 
 
 def _prepare(contender: Contender, image: np.ndarray, size: int, proposals: int, detections: int):
-    """(predict function, model or predictor for the flop count, its inputs) of a contender."""
+    """(predict function, model or predictor, its inputs for the flop count) of a contender."""
     if contender.family == "torchvision":
         model = build_torchvision(size, proposals, detections)
+        if contender.channels_last:
+            model.to(memory_format=torch.channels_last)
 
         def predict():
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=contender.bf16):
                 return len(model([_torchvision_input(image)])[0]["boxes"])
 
         return predict, model, [_torchvision_input(image)]
@@ -174,6 +193,21 @@ def _prepare(contender: Contender, image: np.ndarray, size: int, proposals: int,
 
         return predict, predictor, [predictor.preprocess(image)]
     raise ValueError(f"unknown contender family {contender.family!r}; use trashpole or torchvision")
+
+
+def compiled_contenders() -> List[Contender]:
+    """trashpole's fast setting with the backbone + FPN compiled (``TRASHPOLE.INFERENCE.COMPILE``:
+    norms folded, Inductor fuses the rest); its ``first_call_s`` holds the compilation."""
+
+    compiled = fast_opts() + speed_opts(compile=True)
+    return [Contender("trashpole fast compiled", "trashpole", R50_CONFIG, compiled)]
+
+
+def _observed_run(predict, model) -> Dict[str, Any]:
+    """One more call of ``predict``, recording what it computed (:func:`observe_features`)."""
+    with observe_features(model) as seen:
+        detections = predict()
+    return {"detections": detections, "seen": dict(seen)}
 
 
 def count_gmac(model: Any, inputs: list) -> Optional[float]:
@@ -215,6 +249,7 @@ def run(
     proposals: int = 1000,
     detections: int = 100,
     seed: int = 0,
+    compile: bool = False,
 ) -> Dict[str, Any]:
     """
     Time one image through each contender, alternating, and write ``inference_benchmark.json``.
@@ -231,17 +266,25 @@ def run(
         detections: detections that reach the mask head, in every contender (with score
             threshold 0 each image yields exactly this many).
         seed: seed of the image and the random weights.
+        compile: add :func:`compiled_contenders` to the contenders.
 
     Returns:
         dict with ``size``, ``proposals``, ``detections``, ``threads``, ``load_before`` and
-        ``load_after`` (load averages), ``matmul_peak`` and ``contenders``: name ->
-        ``median_s``, ``min_s``, ``max_s``, ``times_s``, ``detections``, ``gmac``, ``gflops``,
-        ``peak_fraction``, ``peak_rss_mb``, ``extra_rss_mb`` (see :func:`measure_memory`) and
-        ``speedup_vs_torchvision`` (torchvision's median over this one).
+        ``load_after`` (load averages), ``machine`` (:func:`machine_info`), ``matmul_peak`` and
+        ``contenders``: name -> ``label`` (what ran, read from the model), ``setup``
+        (:func:`describe_model`), ``seen`` (:func:`observe_features`), ``median_s``,
+        ``first_call_s`` (the first prediction after building: oneDNN's kernel choice, and
+        compilation where there is one), ``min_s``, ``max_s``, ``times_s``, ``detections``,
+        ``gmac``, ``gflops``,
+        ``peak_fraction``, ``conv_peak_fraction``, ``peak_rss_mb``, ``extra_rss_mb`` (see
+        :func:`measure_memory`) and ``speedup_vs_torchvision`` /
+        ``speedup_vs_torchvision_switches`` (the peer's median over this one's).
     """
     if threads > 0:
         torch.set_num_threads(threads)
     contenders = list(contenders or default_contenders())
+    if compile:
+        contenders += compiled_contenders()
     image = street_image(size, seed)
     result: Dict[str, Any] = {
         "benchmark": "inference",
@@ -252,41 +295,67 @@ def run(
         "warmup": warmup,
         "repeats": repeats,
         "load_before": load_average(),
-        "torch": torch.__version__,
+        "machine": machine_info(),
     }
     prepared = {c.name: _prepare(c, image, size, proposals, detections) for c in contenders}
+    first_call = {name: _seconds(p[0]) for name, p in prepared.items()}
     result["matmul_peak"] = matmul_peak(matmul_size)
     times, memory = time_alternating({n: p[0] for n, p in prepared.items()}, warmup, repeats)
+    result["load_after"] = load_average()
     rows: Dict[str, Dict[str, Any]] = {}
     for c in contenders:
         predict, model, inputs = prepared[c.name]
-        row: Dict[str, Any] = {**asdict(c), "opts": list(c.opts), "times_s": times[c.name]}
+        row: Dict[str, Any] = {**asdict(c), "opts": list(c.opts)}
+        row.update(_observed_run(predict, model))
+        row["setup"] = describe_model(model)
+        row["label"] = label(row["setup"], row["seen"])
+        row["first_call_s"] = first_call[c.name]
+        row["times_s"] = times[c.name]
         row.update(summarize(times[c.name]))
         row.update(memory[c.name])
-        row["detections"] = predict()
         row["gmac"] = count_gmac(model, inputs)
         rows[c.name] = row
-    result["load_after"] = load_average()
-    result["contenders"] = _add_ratios(rows, result["matmul_peak"], contenders)
+    result["contenders"] = add_ratios(rows, result["matmul_peak"])
     if out_dir:
         write_result(result, out_dir, "inference_benchmark.json")
     return result
 
 
-def _add_ratios(
-    rows: Dict[str, Dict[str, Any]], peak: Dict[str, float], contenders: Sequence[Contender]
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def add_ratios(
+    rows: Dict[str, Dict[str, Any]], peak: Dict[str, float]
 ) -> Dict[str, Dict[str, Any]]:
-    """Achieved GFLOP/s, fraction of the matmul peak and of the conv peak (the bf16 ones for bf16
-    rows), and speed-up against the torchvision row."""
-    reference = next((rows[c.name] for c in contenders if c.family == "torchvision"), None)
-    for c in contenders:
-        row = rows[c.name]
-        if row["gmac"]:
-            dtype = "bf16" if c.bf16 else "fp32"
+    """
+    Achieved GFLOP/s, fraction of the matmul peak and of the 3x3-conv peak (bf16 ones for rows
+    whose features were computed in bf16, as observed), and speed-ups against the peer plain
+    (the first torchvision row without switches) and with the switches (the first with them).
+    """
+
+    def peer(switched: bool) -> Optional[Dict[str, Any]]:
+        return next(
+            (
+                r
+                for r in rows.values()
+                if r["family"] == "torchvision"
+                and bool(r.get("bf16") or r.get("channels_last")) == switched
+            ),
+            None,
+        )
+
+    references = {"": peer(False), "_switches": peer(True)}
+    for row in rows.values():
+        if row.get("gmac"):
+            dtype = "bf16" if row.get("seen", {}).get("feature_dtype") == "bf16" else "fp32"
             row["gflops"] = 2 * row["gmac"] / row["median_s"]
             row["peak_fraction"] = row["gflops"] / peak[f"{dtype}_gflops"]
             if f"{dtype}_conv_gflops" in peak:
                 row["conv_peak_fraction"] = row["gflops"] / peak[f"{dtype}_conv_gflops"]
-        if reference is not None:
-            row["speedup_vs_torchvision"] = reference["median_s"] / row["median_s"]
+        for key, reference in references.items():
+            if reference is not None:
+                row[f"speedup_vs_torchvision{key}"] = reference["median_s"] / row["median_s"]
     return rows

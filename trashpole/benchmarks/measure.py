@@ -5,6 +5,7 @@ import ctypes
 import gc
 import logging
 import os
+import re
 import statistics
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -17,11 +18,40 @@ from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
-logger = logging.getLogger(__name__)
-
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs")
 R50_CONFIG = os.path.join(REPO_CONFIGS, "mask_rcnn_R_50_FPN_reference.yaml")
 CPU_CONFIG = os.path.join(REPO_CONFIGS, "mask_rcnn_R_18_FPN_cpu_quick.yaml")
+
+
+def onednn_version() -> str:
+    """oneDNN's version as torch's build report states it ("3.12.0"), or "" if absent."""
+    match = re.search(r"(?:oneDNN|MKL-DNN) v([0-9.]+)", torch.__config__.show())
+    return match.group(1) if match else ""
+
+
+def machine_info() -> Dict[str, Any]:
+    """
+    The machine a result was measured on: CPU model and the ISA flags that matter here
+    (AVX-512 BF16, AMX-BF16, AMX-INT8, VNNI), whether oneDNN runs bf16 natively, logical CPUs,
+    torch's CPU capability, and the versions of torch, oneDNN, torchvision and detectron2.
+    """
+    import detectron2
+    import torchvision
+
+    from trashpole.speed import cpu_features
+
+    features = cpu_features()
+    return {
+        "cpu_model": features["model"],
+        "isa_flags": features["flags"],
+        "onednn_bf16": features["onednn_bf16"],
+        "logical_cpus": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "onednn": onednn_version(),
+        "torchvision": torchvision.__version__,
+        "detectron2": detectron2.__version__,
+    }
 
 
 # ImageNet mean and std in detectron2's convention (BGR, 0-255 pixels); torchvision uses the same
@@ -227,26 +257,38 @@ def write_result(result: Dict[str, Any], out_dir: str, name: str) -> str:
 
 
 def format_table(result: Dict[str, Any]) -> str:
-    """The contenders of an inference or training result as a fixed-width text table."""
+    """The contenders of an inference or training result as a fixed-width text table: each row's
+    label (what ran), time, speed-ups against the peer plain and with the same switches, GMAC,
+    fractions of the matmul and conv peaks, memory."""
     per = "s/image" if result.get("benchmark") == "inference" else "s/iter"
-    header = f"{'contender':<32} {per:>8} {'x peer':>7} {'GMAC':>7} {'%peak':>6} {'%conv':>6}"
-    header += f" {'+RSS MB':>8}"
+    plain, switches = "speedup_vs_torchvision", "speedup_vs_torchvision_switches"
+    if result.get("benchmark") == "training":
+        plain, switches = "speedup_vs_torchvision_d2", "speedup_vs_torchvision_d2_switches"
+    header = f"{'contender (what ran)':<100} {per:>8} {'x plain':>7} {'x sw':>6} {'GMAC':>6}"
+    header += f" {'%peak':>6} {'%conv':>6} {'+RSS MB':>8}"
     lines = [header, "-" * len(header)]
     for name, row in result["contenders"].items():
-        speedup = _num(row.get("speedup_vs_torchvision"), 2)
         peak = _num(100 * row.get("peak_fraction", float("nan")), 1)
         conv = _num(100 * row.get("conv_peak_fraction", float("nan")), 1)
         lines.append(
-            f"{name:<32} {row['median_s']:>8.3f} {speedup:>7} {_num(row.get('gmac'), 1):>7} "
+            f"{row.get('label', name):<100} {row['median_s']:>8.3f} {_num(row.get(plain), 2):>7} "
+            f"{_num(row.get(switches), 2):>6} {_num(row.get('gmac'), 1):>6} "
             f"{peak:>6} {conv:>6} {_num(row.get('extra_rss_mb'), 0):>8}"
         )
     peak = result.get("matmul_peak", {})
+    machine = result.get("machine", {})
     lines.append(
         f"peak GFLOP/s: matmul {peak.get('fp32_gflops', 0):.0f} fp32, "
         f"{peak.get('bf16_gflops', 0):.0f} bf16; 3x3 conv {peak.get('fp32_conv_gflops', 0):.0f}"
         f" fp32, {peak.get('bf16_conv_gflops', 0):.0f} bf16; threads {result.get('threads')}; "
         f"load {result.get('load_before')} -> {result.get('load_after')}"
     )
+    if machine:
+        flags = [k for k, v in machine.get("isa_flags", {}).items() if v]
+        lines.append(
+            f"{machine.get('cpu_model')} ({' '.join(flags)}); torch {machine.get('torch')}, "
+            f"oneDNN {machine.get('onednn')}"
+        )
     return "\n".join(lines)
 
 

@@ -6,13 +6,16 @@ recipe and its fast settings, with random weights and the same generated batch f
 - torchvision default: ``maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)``: every
   layer trainable, BatchNorm in train mode (what torchvision does without pretrained weights);
 - torchvision like detectron2: FrozenBatchNorm, stem and first stage frozen (detectron2's
-  ``FREEZE_AT: 2``);
+  ``FREEZE_AT: 2``), plain (fp32, NCHW) and with the generic switches trashpole's fast row
+  uses (bf16 autocast where the CPU has native bf16, channels_last): every row has its speed-up
+  against both;
 - trashpole R50-FPN: ``configs/mask_rcnn_R_50_FPN_reference.yaml`` (detectron2's defaults);
 - trashpole fast: the same plus the speed settings of a contender's ``opts`` and, with
   ``bf16``, the forward under CPU bf16 autocast (losses in fp32, see
   :func:`trashpole.speed.install_fp32_guards`).
 
-Each contender uses its usual optimizer (SGD with momentum for torchvision, the recipe's Adam
+Each row's label is read from the model (:mod:`trashpole.benchmarks.describe`) and from what its
+backbone computed in the last timed step. Each contender uses its usual optimizer (SGD with momentum for torchvision, the recipe's Adam
 for trashpole) with a learning rate of 1e-7, so the weights barely move and every iteration
 does the same work. bf16 training in the trainer itself is
 :class:`trashpole.engine.amp.CPUAutocastTrainer` (``SOLVER.AMP.ENABLED`` on the CPU).
@@ -21,7 +24,7 @@ does the same work. bf16 training in the trainer itself is
 import contextlib
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -29,10 +32,12 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
+from trashpole.benchmarks.describe import describe_model, label, observe_features
 from trashpole.benchmarks.measure import (
     R50_CONFIG,
     imagenet_norm_opts,
     load_average,
+    machine_info,
     matmul_peak,
     street_image,
     summarize,
@@ -41,7 +46,7 @@ from trashpole.benchmarks.measure import (
 )
 from trashpole.config import load_config
 from trashpole.engine.trainer import build_optimizer
-from trashpole.speed import bf16_supported, install_fp32_guards, speed_opts
+from trashpole.speed import install_fp32_guards, precision, speed_opts
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +83,17 @@ def default_contenders() -> List[TrainContender]:
     """The two torchvision set-ups and trashpole's R50-FPN at default and fast settings."""
 
     ratio2 = speed_opts(sampling_ratio=2)
-    bf16 = bf16_supported()
+    bf16 = precision.bf16_supported()
     return [
         TrainContender("torchvision R50-FPN", "torchvision", note="all trainable, BN train"),
         TrainContender("torchvision like d2", "torchvision-d2", note="FrozenBN, FREEZE_AT 2"),
+        TrainContender(
+            "torchvision like d2 switches",
+            "torchvision-d2",
+            bf16=bf16,
+            channels_last=True,
+            note="the same generic switches as trashpole fast",
+        ),
         TrainContender("trashpole R50-FPN", "trashpole", R50_CONFIG, note="detectron2 defaults"),
         TrainContender("trashpole R50 ROIAlign 2", "trashpole", R50_CONFIG, ratio2),
         TrainContender(
@@ -191,8 +203,9 @@ def build_trashpole(contender: TrainContender, opts_first: Sequence[str] = ()) -
 
 def _make_step(
     contender: TrainContender, samples, size: int, seed: int, proposals: int, rois: int
-) -> Callable[[], float]:
-    """A function that runs one training iteration of ``contender`` and returns the loss."""
+) -> Tuple[Callable[[], float], torch.nn.Module]:
+    """(a function that runs one training iteration of ``contender`` and returns the loss, the
+    model it trains)."""
     torch.manual_seed(seed)
     if contender.family == "trashpole":
         opts = ["MODEL.RPN.POST_NMS_TOPK_TRAIN", str(proposals)] if proposals else []
@@ -230,7 +243,7 @@ def _make_step(
         optimizer.step()
         return float(total)
 
-    return step
+    return step, model
 
 
 def run(
@@ -270,7 +283,8 @@ def run(
         dict with ``size``, ``batch``, ``threads``, load averages, ``matmul_peak`` and
         ``contenders``: name -> ``median_s`` (per iteration), ``min_s``, ``max_s``, ``times_s``,
         ``loss`` (of the last iteration), ``peak_rss_mb`` and ``extra_rss_mb`` (of the first
-        iteration), ``speedup_vs_torchvision`` and ``speedup_vs_torchvision_d2``.
+        iteration), ``label``, ``setup`` and ``seen`` (what ran), ``speedup_vs_torchvision``,
+        ``speedup_vs_torchvision_d2`` and ``speedup_vs_torchvision_d2_switches``.
     """
     if threads > 0:
         torch.set_num_threads(threads)
@@ -286,9 +300,10 @@ def run(
         "warmup": warmup,
         "repeats": repeats,
         "load_before": load_average(),
-        "torch": torch.__version__,
+        "machine": machine_info(),
     }
-    steps = {c.name: _make_step(c, samples, size, seed, proposals, rois) for c in contenders}
+    made = {c.name: _make_step(c, samples, size, seed, proposals, rois) for c in contenders}
+    steps = {name: step for name, (step, _) in made.items()}
     result["matmul_peak"] = matmul_peak(matmul_size)
     losses: Dict[str, float] = {}
 
@@ -296,19 +311,36 @@ def run(
         return lambda: losses.__setitem__(name, steps[name]())
 
     times, memory = time_alternating({n: keep_loss(n) for n in steps}, warmup, repeats)
+    result["load_after"] = load_average()
     rows: Dict[str, Dict[str, Any]] = {}
     for c in contenders:
-        row: Dict[str, Any] = {**asdict(c), "opts": list(c.opts), "times_s": times[c.name]}
+        model = made[c.name][1]
+        with observe_features(model) as seen:
+            steps[c.name]()  # one more step, untimed, to see what the backbone computes
+        row: Dict[str, Any] = {**asdict(c), "opts": list(c.opts), "seen": dict(seen)}
+        row["setup"] = describe_model(model)
+        row["label"] = label(row["setup"], row["seen"], training=True)
+        row["times_s"] = times[c.name]
         row.update(summarize(times[c.name]))
         row.update(memory[c.name])
         row["loss"] = losses[c.name]
         rows[c.name] = row
-    for family, key in (("torchvision", ""), ("torchvision-d2", "_d2")):
-        ref = next((rows[c.name] for c in contenders if c.family == family), None)
+    for family, key, switched in (
+        ("torchvision", "", False),
+        ("torchvision-d2", "_d2", False),
+        ("torchvision-d2", "_d2_switches", True),
+    ):
+        ref = next(
+            (
+                rows[c.name]
+                for c in contenders
+                if c.family == family and (c.bf16 or c.channels_last) == switched
+            ),
+            None,
+        )
         if ref is not None:
             for row in rows.values():
                 row[f"speedup_vs_torchvision{key}"] = ref["median_s"] / row["median_s"]
-    result["load_after"] = load_average()
     result["contenders"] = rows
     if out_dir:
         write_result(result, out_dir, "training_benchmark.json")

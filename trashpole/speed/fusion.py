@@ -75,6 +75,12 @@ def _conv_pointwise(
         )
         out += add.to(out.dtype)
         return out.relu_() if unary == "relu" else out
+    return _conv_add_nhwc(conv, x, add, unary)
+
+
+def _conv_add_nhwc(conv: Conv2d, x: torch.Tensor, add: torch.Tensor, unary: str) -> torch.Tensor:
+    """``unary(conv(x) + add)`` for NHWC ``x``: oneDNN's binary post-op, one pass."""
+    geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
     return torch.ops.mkldnn._convolution_pointwise.binary(
         x, add.to(conv.weight.dtype), conv.weight, conv.bias, *geometry, "add", 1.0, unary, [], ""
     )

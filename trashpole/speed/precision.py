@@ -3,7 +3,7 @@ that keep boxes, scores, ROIAlign and mask probabilities in fp32."""
 
 import contextlib
 import functools
-from typing import Any, Iterator, Union
+from typing import Any, Dict, Iterator, Union
 
 import torch
 from detectron2.config import CfgNode
@@ -16,6 +16,46 @@ from torch import nn
 
 # A hook handle list is kept on the model under this name, so the guards are installed only once.
 _GUARD_ATTR = "_trashpole_fp32_guards"
+
+
+# the /proc/cpuinfo flags that decide which speed options pay off
+ISA_FLAGS = (
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_features() -> Dict[str, Any]:
+    """
+    What this CPU offers, probed at run time (the machine may change between runs).
+
+    Returns:
+        ``{"model": str, "flags": {flag: bool for ISA_FLAGS}, "onednn_bf16": bool}``: the CPU
+        model and flags from ``/proc/cpuinfo`` (empty where it is missing), and whether oneDNN
+        runs bf16 natively (:func:`bf16_supported`).
+    """
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not model:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "flags": {name: name in flags for name in ISA_FLAGS},
+        "onednn_bf16": bf16_supported(),
+    }
 
 
 @functools.lru_cache(maxsize=None)
@@ -128,10 +168,32 @@ class _Fp32BoxPredictor(FastRCNNOutputLayers):
             return super().forward(x.float())
 
 
+# attribute of a feature map that holds its NCHW fp32 copy: (version of the source, copy)
+_FP32_COPY_ATTR = "_trashpole_nchw_fp32"
+
+
 def _inputs_to_fp32(module: nn.Module, args: tuple) -> tuple:
-    # ROIAlign's CPU kernel wants NCHW fp32: one copy gives both
-    features = [f.to(dtype=torch.float32, memory_format=torch.contiguous_format) for f in args[0]]
-    return (features,) + tuple(args[1:])
+    return ([nchw_fp32(f) for f in args[0]],) + tuple(args[1:])
+
+
+def nchw_fp32(feature: torch.Tensor) -> torch.Tensor:
+    """
+    ``feature`` as NCHW fp32, which ROIAlign's CPU kernel wants: one copy gives both. The copy is
+    kept on the source tensor (and freed with it), so the box and mask poolers, which sample the
+    same feature maps in one forward, convert each only once; an in-place change of the source
+    (its version counter) makes a new copy.
+
+    Args:
+        feature: Tensor[N, C, H, W] of any float dtype and layout.
+    """
+    if feature.dtype == torch.float32 and feature.is_contiguous():
+        return feature
+    cached = getattr(feature, _FP32_COPY_ATTR, None)
+    if cached is not None and cached[0] == feature._version:
+        return cached[1]
+    copy = feature.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+    setattr(feature, _FP32_COPY_ATTR, (feature._version, copy))
+    return copy
 
 
 def _output_to_fp32(module: nn.Module, args: tuple, output: Any) -> Any:

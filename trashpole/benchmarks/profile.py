@@ -1,0 +1,229 @@
+"""Where the time of one 640x640 inference goes: torch.profiler's self CPU time of every op, by
+category (convolutions, linear layers, ROIAlign, NMS, mask pasting, copies and casts, fills,
+the rest), for the same contenders and equal work as :mod:`trashpole.benchmarks.inference`.
+
+Mask pasting is what runs inside the postprocessing that pastes the masks into the image
+(detectron2's ``detector_postprocess``, torchvision's ``paste_masks_in_image``), found through
+a profiler scope around it; every other category is read from the op's name. torch.profiler
+does not see the threads of trashpole's threaded ROIAlign: its scope in the calling thread
+(``trashpole::roi_align_threaded``) counts their wall time as ROIAlign instead. Self times are
+summed over the threads the profiler sees; the shares are of that total. The profiler adds its own overhead: the
+wall time here is a little above the inference benchmark's."""
+
+import contextlib
+import logging
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import torch
+
+from trashpole.benchmarks.describe import describe_model, label, observe_features
+from trashpole.benchmarks.inference import Contender, _prepare, fast_opts
+from trashpole.benchmarks.measure import (
+    R50_CONFIG,
+    load_average,
+    machine_info,
+    street_image,
+    write_result,
+)
+from trashpole.speed import fp32_opts, precision, speed_opts
+
+logger = logging.getLogger(__name__)
+
+CATEGORIES = ("conv", "linear", "ROIAlign", "NMS", "mask paste", "copies/casts", "fills", "other")
+_PASTE_SCOPE = "trashpole::mask_paste"
+# op names (after "aten::", "mkldnn::"...) by category; "conv" is any name containing "conv"
+_LINEAR = {"addmm", "mm", "bmm", "matmul", "linear", "_mkldnn_linear", "mkldnn_linear"}
+_COPIES = {"copy_", "to", "_to_copy", "contiguous", "clone", "cat", "stack", "index_select"}
+_FILLS = {"zero_", "fill_", "zeros", "zeros_like", "full", "new_zeros", "new_full"}
+
+# arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
+QUICK = {"size": 64, "warmup": 0, "proposals": 50, "detections": 5}
+
+
+def default_contenders() -> List[Contender]:
+    """trashpole's R50-FPN in fp32 (exact fusions) and fast, and the peer with the same
+    switches as fast; equal work as in the inference benchmark (ROIAlign sampling 2)."""
+
+    ratio2 = speed_opts(sampling_ratio=2)
+    return [
+        Contender("trashpole fp32", "trashpole", R50_CONFIG, fp32_opts() + ratio2),
+        Contender("trashpole fast", "trashpole", R50_CONFIG, fast_opts()),
+        Contender(
+            "torchvision switches",
+            "torchvision",
+            bf16=precision.bf16_supported(),
+            channels_last=True,
+        ),
+    ]
+
+
+def categorize(name: str, in_paste: bool = False) -> str:
+    """The category (one of :data:`CATEGORIES`) of a profiler op named ``name``."""
+    if in_paste:
+        return "mask paste"
+    short = name.split("::")[-1]
+    if "roi_align" in short:
+        return "ROIAlign"
+    if "nms" in short:
+        return "NMS"
+    if "conv" in short:
+        return "conv"
+    if short in _LINEAR:
+        return "linear"
+    if short in _COPIES:
+        return "copies/casts"
+    if short in _FILLS:
+        return "fills"
+    return "other"
+
+
+@contextlib.contextmanager
+def _paste_scope(family: str) -> Iterator[None]:
+    """Wrap the library's mask-pasting postprocessing in a profiler scope."""
+    # the module of the family profiled, imported for its own rows only
+    if family == "torchvision":
+        from torchvision.models.detection import transform as module
+
+        attr = "paste_masks_in_image"
+    else:
+        from detectron2.modeling.meta_arch import rcnn as module
+
+        attr = "detector_postprocess"
+    original = getattr(module, attr)
+
+    def scoped(*args, **kwargs):
+        with torch.profiler.record_function(_PASTE_SCOPE):
+            return original(*args, **kwargs)
+
+    setattr(module, attr, scoped)
+    try:
+        yield
+    finally:
+        setattr(module, attr, original)
+
+
+def _in_paste(event: Any) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name == _PASTE_SCOPE:
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def breakdown(events: Sequence[Any]) -> Dict[str, float]:
+    """Self CPU milliseconds by category of a profiler's ``events()``."""
+    totals = {c: 0.0 for c in CATEGORIES}
+    for event in events:
+        if event.name == _PASTE_SCOPE:
+            continue
+        totals[categorize(event.name, _in_paste(event))] += event.self_cpu_time_total / 1000
+    return totals
+
+
+def profile_contender(
+    contender: Contender, size: int, proposals: int, detections: int, warmup: int
+) -> Dict[str, Any]:
+    """Profile one prediction of ``contender`` after ``warmup`` unprofiled ones."""
+    image = street_image(size, 0)
+    predict, model, _ = _prepare(contender, image, size, proposals, detections)
+    for _ in range(warmup):
+        predict()
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with _paste_scope(contender.family), observe_features(model) as seen:
+        with torch.profiler.profile(activities=activities) as prof:
+            start = time.perf_counter()
+            predict()
+            wall = time.perf_counter() - start
+    ms = breakdown(prof.events())
+    total = sum(ms.values())
+    setup = describe_model(model)
+    return {
+        "label": label(setup, seen),
+        "setup": setup,
+        "seen": dict(seen),
+        "wall_s": wall,
+        "self_ms": ms,
+        "total_self_ms": total,
+        "share": {c: v / total for c, v in ms.items()} if total else {},
+        "top_ops": _top_ops(prof),
+    }
+
+
+def _top_ops(prof: Any, count: int = 12) -> List[Dict[str, Any]]:
+    """The ops with the most self CPU time (name, ms, calls)."""
+    averages = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:count]
+    return [
+        {"op": e.key, "self_ms": e.self_cpu_time_total / 1000, "calls": e.count} for e in averages
+    ]
+
+
+def run(
+    out_dir: Optional[str] = None,
+    size: int = 640,
+    warmup: int = 1,
+    threads: int = 0,
+    contenders: Optional[Sequence[Contender]] = None,
+    proposals: int = 1000,
+    detections: int = 100,
+    **unused: Any,
+) -> Dict[str, Any]:
+    """
+    Profile one image through each contender and write ``profile_benchmark.json``.
+
+    Args:
+        out_dir: folder for the JSON (none written if None).
+        size: image side.
+        warmup: unprofiled predictions first.
+        threads: torch threads (0: torch's default).
+        contenders: default :func:`default_contenders`.
+        proposals, detections: equal work, as in the inference benchmark.
+
+    Returns:
+        dict with ``size``, ``threads``, load averages, ``machine`` and ``contenders``: name ->
+        ``label``, ``wall_s``, ``self_ms`` and ``share`` by category, ``total_self_ms``,
+        ``top_ops``.
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
+    result: Dict[str, Any] = {
+        "benchmark": "profile",
+        "size": size,
+        "proposals": proposals,
+        "detections": detections,
+        "threads": torch.get_num_threads(),
+        "load_before": load_average(),
+        "machine": machine_info(),
+    }
+    rows = {}
+    for c in contenders or default_contenders():
+        rows[c.name] = profile_contender(c, size, proposals, detections, warmup)
+    result["load_after"] = load_average()
+    result["contenders"] = rows
+    if out_dir:
+        write_result(result, out_dir, "profile_benchmark.json")
+    return result
+
+
+def format_profile_table(result: Dict[str, Any]) -> str:
+    """Milliseconds and shares by category, one column per contender."""
+    names = list(result["contenders"])
+    header = f"{'category':<14}" + "".join(f" {n[:22]:>22}" for n in names)
+    lines = [header, "-" * len(header)]
+    for category in CATEGORIES + ("total",):
+        cells = []
+        for n in names:
+            row = result["contenders"][n]
+            if category == "total":
+                cells.append(f"{row['total_self_ms']:>9.0f} ms (wall {1000 * row['wall_s']:.0f})")
+            else:
+                ms, share = row["self_ms"][category], row["share"].get(category, 0.0)
+                cells.append(f"{ms:>9.1f} ms {100 * share:>5.1f}%")
+        lines.append(f"{category:<14}" + "".join(f" {c:>22}" for c in cells))
+    lines.append("what ran:")
+    lines += [f"  {n}: {result['contenders'][n]['label']}" for n in names]
+    lines.append(
+        f"threads {result['threads']}; load {result['load_before']} -> {result['load_after']}"
+    )
+    return "\n".join(lines)
