@@ -17,13 +17,8 @@ from typing import Any, Dict, List
 
 import torch
 
-from trashpole.benchmarks.inference import (
-    CPU_CONFIG,
-    Contender,
-    build_trashpole,
-    load_average,
-    write_result,
-)
+from trashpole.benchmarks.inference import Contender, build_trashpole
+from trashpole.benchmarks.measure import CPU_CONFIG, load_average, write_result
 from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import InstanceTracker
 from trashpole.predict.synthetic_video import pan_zoom_video, truth_as_predictions
