@@ -1,31 +1,24 @@
 """write_report, the run comparison (package and tools/compare_runs.py) and the benchmark, on a
 four-image data set of 64x96 pictures made in the test."""
 
-import contextlib
 import importlib.util
-import io
 import json
 import shutil
 import uuid
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
+from box_data import BoxModel, evaluate_and_write, write_box_dataset
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
-from detectron2.evaluation import inference_on_dataset
 from detectron2.structures import Boxes, Instances
 
 from trashpole.benchmarks.evaluation import run as run_benchmark
-from trashpole.config import add_trashpole_config
 from trashpole.evaluation import (
-    build_evaluators,
     compare_runs,
     format_table,
-    write_report,
 )
 from trashpole.evaluation.compare import plot_comparison
 from trashpole.evaluation.notes import accuracy_note
@@ -45,33 +38,7 @@ IMAGES = [
 
 
 def write_dataset(root: Path) -> Path:
-    images, annotations = [], []
-    for i, (gts, _) in enumerate(IMAGES):
-        picture = np.full((H, W, 3), 90, dtype=np.uint8)
-        for cls, x0, y0, x1, y1 in gts:
-            cv2.rectangle(
-                picture, (x0, y0), (x1 - 1, y1 - 1), (40, 200, 40) if cls else (200, 200, 200), -1
-            )
-        cv2.imwrite(str(root / f"{i}.png"), picture)
-        images.append({"id": i + 1, "file_name": f"{i}.png", "height": H, "width": W})
-        for cls, x0, y0, x1, y1 in gts:
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": i + 1,
-                    "category_id": cls + 1,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": (x1 - x0) * (y1 - y0),
-                    "iscrowd": 0,
-                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-                }
-            )
-    categories = [{"id": 1, "name": "pole"}, {"id": 2, "name": "trash-can"}]
-    path = root / "annotations.json"
-    path.write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": categories})
-    )
-    return path
+    return write_box_dataset(root, IMAGES, H, W)
 
 
 def strict_loads(text: str):
@@ -96,46 +63,14 @@ class NothingModel(torch.nn.Module):
         return [{"instances": Instances((H, W), **empty)} for _ in inputs]
 
 
-class FixedModel(torch.nn.Module):
-    """Returns the predictions of IMAGES for each input, by image id."""
-
-    def forward(self, inputs):
-        outputs = []
-        for inp in inputs:
-            preds = IMAGES[inp["image_id"] - 1][1]
-            masks = torch.zeros((len(preds), H, W), dtype=torch.bool)
-            for k, (_, (x0, y0, x1, y1), _) in enumerate(preds):
-                masks[k, y0:y1, x0:x1] = True
-            instances = Instances((H, W))
-            instances.pred_masks = masks
-            instances.pred_boxes = Boxes(
-                torch.tensor([b for _, b, _ in preds], dtype=torch.float32).reshape(-1, 4)
-            )
-            instances.pred_classes = torch.tensor([c for c, _, _ in preds], dtype=torch.int64)
-            instances.scores = torch.tensor([s for _, _, s in preds], dtype=torch.float32)
-            outputs.append({"instances": instances})
-        return outputs
-
-
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     """(results, evaluators, eval folder) after inference_on_dataset and write_report."""
     root = tmp_path_factory.mktemp("data")
     name = f"test_report_{uuid.uuid4().hex[:8]}"
     register_coco_instances(name, {}, str(write_dataset(root)), str(root))
-    loader = [
-        [{k: r[k] for k in ("image_id", "file_name", "height", "width")}]
-        for r in DatasetCatalog.get(name)
-    ]
-    cfg = get_cfg()
-    add_trashpole_config(cfg)
-    cfg.MODEL.MASK_ON = True
-    evaluators = build_evaluators(cfg, name, str(root / "inference"))
-    with contextlib.redirect_stdout(io.StringIO()):
-        results = inference_on_dataset(FixedModel(), loader, evaluators)
-    coco, ours = evaluators._evaluators
     out = root / "run_a" / "eval"
-    write_report(results, ours, str(out), coco_evaluator=coco)
+    results, ours = evaluate_and_write(BoxModel(IMAGES, H, W), name, root / "inference", out)
     yield results, ours, out
     DatasetCatalog.remove(name)
     MetadataCatalog.remove(name)
@@ -212,18 +147,7 @@ def test_report_of_a_model_that_predicts_nothing(tmp_path):
     name = f"test_report_{uuid.uuid4().hex[:8]}"
     register_coco_instances(name, {}, str(write_dataset(tmp_path)), str(tmp_path))
     try:
-        loader = [
-            [{k: r[k] for k in ("image_id", "file_name", "height", "width")}]
-            for r in DatasetCatalog.get(name)
-        ]
-        cfg = get_cfg()
-        add_trashpole_config(cfg)
-        cfg.MODEL.MASK_ON = True
-        evaluators = build_evaluators(cfg, name, str(tmp_path / "inference"))
-        with contextlib.redirect_stdout(io.StringIO()):
-            results = inference_on_dataset(NothingModel(), loader, evaluators)
-        coco, ours = evaluators._evaluators
-        write_report(results, ours, str(tmp_path / "eval"), coco_evaluator=coco)
+        evaluate_and_write(NothingModel(), name, tmp_path / "inference", tmp_path / "eval")
     finally:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)

@@ -3,9 +3,7 @@ test: one image per outcome (all hits, wrong class, missed, false detection, low
 tests load the pages from disk in headless Chromium; they skip without one, except under CI=true,
 where they fail."""
 
-import contextlib
 import importlib.util
-import io
 import json
 import os
 import re
@@ -16,15 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from detectron2.config import get_cfg
+from box_data import BoxModel, evaluate_and_write, write_box_dataset
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
-from detectron2.evaluation import inference_on_dataset
-from detectron2.structures import Boxes, Instances
 
-from trashpole.config import add_trashpole_config
-from trashpole.evaluation import build_evaluators, write_report
 from trashpole.evaluation.browser import HeadlessChromium, find_chromium
 from trashpole.evaluation.html_report import gt_outcome
 from trashpole.evaluation.markdown_html import markdown_to_html
@@ -51,71 +44,14 @@ POLE, CAN = (230, 159, 0), (0, 114, 178)
 
 
 def write_dataset(root: Path) -> Path:
-    images, annotations = [], []
-    for i, (gts, _) in enumerate(IMAGES):
-        picture = np.full((H, W, 3), 90, dtype=np.uint8)
-        for cls, x0, y0, x1, y1 in gts:
-            color = (40, 200, 40) if cls else (200, 200, 200)
-            cv2.rectangle(picture, (x0, y0), (x1 - 1, y1 - 1), color, -1)
-        cv2.imwrite(str(root / f"{i}.png"), picture)
-        images.append({"id": i + 1, "file_name": f"{i}.png", "height": H, "width": W})
-        for cls, x0, y0, x1, y1 in gts:
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": i + 1,
-                    "category_id": cls + 1,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": (x1 - x0) * (y1 - y0),
-                    "iscrowd": 0,
-                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-                }
-            )
-    categories = [{"id": 1, "name": "pole"}, {"id": 2, "name": "trash-can"}]
-    path = root / "annotations.json"
-    path.write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": categories})
-    )
-    return path
-
-
-class FixedModel(torch.nn.Module):
-    """Returns the predictions of IMAGES for each input, by image id."""
-
-    def forward(self, inputs):
-        outputs = []
-        for inp in inputs:
-            preds = IMAGES[inp["image_id"] - 1][1]
-            masks = torch.zeros((len(preds), H, W), dtype=torch.bool)
-            for k, (_, (x0, y0, x1, y1), _) in enumerate(preds):
-                masks[k, y0:y1, x0:x1] = True
-            instances = Instances((H, W))
-            instances.pred_masks = masks
-            instances.pred_boxes = Boxes(
-                torch.tensor([b for _, b, _ in preds], dtype=torch.float32).reshape(-1, 4)
-            )
-            instances.pred_classes = torch.tensor([c for c, _, _ in preds], dtype=torch.int64)
-            instances.scores = torch.tensor([s for _, _, s in preds], dtype=torch.float32)
-            outputs.append({"instances": instances})
-        return outputs
+    return write_box_dataset(root, IMAGES, H, W)
 
 
 def evaluate(name: str, root: Path, out: Path, html: bool = True):
-    """Evaluate FixedModel on data set ``name`` and write the report into ``out``."""
-    loader = [
-        [{k: r[k] for k in ("image_id", "file_name", "height", "width")}]
-        for r in DatasetCatalog.get(name)
-    ]
-    cfg = get_cfg()
-    add_trashpole_config(cfg)
-    cfg.MODEL.MASK_ON = True
-    cfg.TRASHPOLE.EVAL.HTML_REPORT = html
-    evaluators = build_evaluators(cfg, name, str(root / f"inference_{out.name}"))
-    with contextlib.redirect_stdout(io.StringIO()):
-        results = inference_on_dataset(FixedModel(), loader, evaluators)
-    coco, ours = evaluators._evaluators
-    write_report(results, ours, str(out), coco_evaluator=coco)
-    return results, ours
+    """Evaluate the fixed predictions of IMAGES on data set ``name``; the report goes to ``out``."""
+    return evaluate_and_write(
+        BoxModel(IMAGES, H, W), name, root / f"inference_{out.name}", out, html
+    )
 
 
 @pytest.fixture(scope="module")
@@ -369,7 +305,9 @@ def test_run_index_in_browser(run, browser):
     _, run_dir, _, _ = run
     page = browser.open(str(run_dir / "index.html"))
     links = page.evaluate("Array.from(document.links, a => decodeURI(a.pathname))")
-    assert {str(run_dir / p) for p in ("eval/valid/report.html", "eval/test/report.html")} <= set(links)
+    assert {str(run_dir / p) for p in ("eval/valid/report.html", "eval/test/report.html")} <= set(
+        links
+    )
     for link in links:
         assert os.path.isfile(link), link
     assert dict(page.evaluate(LOAD_ALL)) == {"curves.png": 60}
