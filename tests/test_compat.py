@@ -18,6 +18,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from trashpole import compat
+from trashpole.errors import UserError
 
 DATA = Path(__file__).parent / "data"
 OLD_RESUME = DATA / "old_stack_resume.pth"
@@ -160,6 +161,7 @@ def test_a_pth_with_other_objects_needs_the_users_word(tmp_path, monkeypatch):
     torch.save({"model": {}, "extra": compat.UntrustedCheckpointError("x")}, path)
     with pytest.raises(compat.UntrustedCheckpointError, match="TRASHPOLE_TRUST_CHECKPOINTS=1"):
         compat.load_torch_checkpoint(path)
+    assert issubclass(compat.UntrustedCheckpointError, UserError)  # one line on the command line
     monkeypatch.setenv(compat.TRUST_ENV, "1")
     assert str(compat.load_torch_checkpoint(path)["extra"]) == "x"
 

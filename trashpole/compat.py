@@ -22,6 +22,8 @@ from typing import Any, Dict, Iterator
 import numpy as np
 import torch
 
+from trashpole.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 _APPLIED = False
@@ -118,8 +120,9 @@ def _numpy_safe_globals() -> list:
     return found
 
 
-class UntrustedCheckpointError(pickle.UnpicklingError):
-    """A checkpoint holds objects that trashpole does not load without the user's word."""
+class UntrustedCheckpointError(UserError, pickle.UnpicklingError):
+    """A checkpoint holds objects that trashpole does not load without the user's word (a user
+    error: the command line prints it as one line)."""
 
 
 def load_torch_checkpoint(path: str) -> Dict[str, Any]:
