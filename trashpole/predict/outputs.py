@@ -8,11 +8,11 @@ feature, RFC 7946 section 3.2), so every detection is listed and GIS tools still
 """
 
 import csv
-import json
 import logging
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from trashpole.jsonio import dumps
 from trashpole.predict.geo import GpsFix, read_gps
 from trashpole.predict.track import Track
 
@@ -155,7 +155,7 @@ def detection_feature(
 def write_geojson(features: Sequence[Dict], path: str) -> None:
     """Write a FeatureCollection (UTF-8, as RFC 7946 asks)."""
     with open(path, "w", encoding="utf-8") as f:
-        json.dump({"type": "FeatureCollection", "features": list(features)}, f)
+        f.write(dumps({"type": "FeatureCollection", "features": list(features)}, indent=None))
 
 
 def track_rows(
@@ -206,8 +206,3 @@ def write_tracks_csv(rows: Sequence[Dict], path: str) -> None:
         writer = csv.DictWriter(f, fieldnames=TRACK_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def write_json(obj, path: str) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from trashpole.jsonio import write_json
 from trashpole.predict.coco import instances_to_records
 from trashpole.predict.draw import draw_tracked
 from trashpole.predict.inputs import find_inputs, iter_video_frames
@@ -33,7 +34,6 @@ from trashpole.predict.outputs import (
     TRACKS_FILE,
     GeoCollector,
     track_rows,
-    write_json,
     write_tracks_csv,
 )
 from trashpole.predict.predictor import TrashPolePredictor

@@ -27,6 +27,7 @@ import torch
 from detectron2.structures import Boxes, Instances
 
 from trashpole.data.synthetic import CLASS_NAMES, render_scene
+from trashpole.jsonio import dumps
 from trashpole.predict.draw import draw_tracked
 from trashpole.predict.track import (
     count_id_switches,
@@ -238,7 +239,7 @@ def write_video(video: SyntheticVideo, out_dir: str, fps: float = 10.0) -> Tuple
     writer.release()
     truth = [[{k: o[k] for k in ("object", "class_id", "box")} for o in f] for f in video.truth]
     with open(os.path.join(out_dir, "truth.json"), "w") as f:
-        json.dump({"classes": CLASS_NAMES, "frames": truth}, f)
+        f.write(dumps({"classes": CLASS_NAMES, "frames": truth}, indent=None))
     return folder, clip
 
 
@@ -331,7 +332,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     tracked = f"run {args.run} ({args.weights or 'final weights'}, score >= {args.score})"
     score["tracked"] = "true boxes (--oracle)" if args.oracle else tracked
     with open(os.path.join(args.out, "tracking_score.json"), "w") as f:
-        json.dump(score, f, indent=1)
+        f.write(dumps(score, indent=1))
     print(json.dumps(score, indent=1))
     return score
 
