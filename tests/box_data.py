@@ -20,6 +20,7 @@ from detectron2.evaluation import DatasetEvaluators, inference_on_dataset
 from detectron2.structures import Boxes, Instances
 
 from trashpole.config import add_trashpole_config
+from trashpole.evaluation.detail import EvaluationDetail
 from trashpole.evaluation.evaluator import build_evaluator_list
 from trashpole.evaluation.report import write_report
 
@@ -84,7 +85,8 @@ class BoxModel(torch.nn.Module):
 
 def evaluate_and_write(model, name: str, inference_dir: Path, out: Path, html: bool = True):
     """Evaluate ``model`` on the registered data set ``name`` with the COCO and trashpole
-    evaluators and write the report into ``out``; returns (results, the TrashPoleEvaluator)."""
+    evaluators and write the report into ``out``; returns (results, the EvaluationDetail the
+    trashpole evaluator wrote into ``inference_dir``)."""
     loader = [
         [{k: r[k] for k in ("image_id", "file_name", "height", "width")}]
         for r in DatasetCatalog.get(name)
@@ -96,5 +98,5 @@ def evaluate_and_write(model, name: str, inference_dir: Path, out: Path, html: b
     coco, ours = build_evaluator_list(cfg, name, str(inference_dir))
     with contextlib.redirect_stdout(io.StringIO()):
         results = inference_on_dataset(model, loader, DatasetEvaluators([coco, ours]))
-    write_report(results, ours, str(out), coco_evaluator=coco)
-    return results, ours
+    write_report(results, str(inference_dir), str(out))
+    return results, EvaluationDetail.load(str(inference_dir))

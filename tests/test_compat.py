@@ -41,15 +41,17 @@ def _small_model() -> torch.nn.Module:
 def test_importing_trashpole_then_detectron2_prints_no_deprecation():
     proc = _python("import trashpole, detectron2.modeling, detectron2.engine, detectron2.layers")
     assert proc.returncode == 0, proc.stderr
-    assert "FutureWarning" not in proc.stderr and "DeprecationWarning" not in proc.stderr, proc.stderr
+    assert (
+        "FutureWarning" not in proc.stderr and "DeprecationWarning" not in proc.stderr
+    ), proc.stderr
 
 
 def test_import_time_scripting_still_warns_without_trashpole():
     for module in compat.IMPORT_TIME_SCRIPTING:
         proc = _python(f"import {module}")
-        assert "`torch.jit.script` is deprecated" in proc.stderr, (
-            f"importing {module} no longer warns: drop it from compat.IMPORT_TIME_SCRIPTING"
-        )
+        assert (
+            "`torch.jit.script` is deprecated" in proc.stderr
+        ), f"importing {module} no longer warns: drop it from compat.IMPORT_TIME_SCRIPTING"
 
 
 # 2. torch.meshgrid without indexing= (torch warns once a process: each case runs in its own)
@@ -206,7 +208,9 @@ def test_ddp_still_deprecates_broadcast_buffers(tmp_path):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(1, 1), broadcast_buffers=False)
+            torch.nn.parallel.DistributedDataParallel(
+                torch.nn.Linear(1, 1), broadcast_buffers=False
+            )
     finally:
         dist.destroy_process_group()
     assert any("broadcast_buffers" in str(w.message) for w in caught), "not deprecated: drop 5b."
@@ -222,7 +226,9 @@ def test_torchscript_calls_are_quiet_and_still_needed(tmp_path):
     with warnings.catch_warnings(record=True) as plain:
         warnings.simplefilter("always")
         run()
-    assert any("deprecated" in str(w.message) for w in plain), "torch.jit is not deprecated: drop 6."
+    assert any(
+        "deprecated" in str(w.message) for w in plain
+    ), "torch.jit is not deprecated: drop 6."
     with warnings.catch_warnings(record=True) as quiet:
         warnings.simplefilter("always", append=True)
         with compat.torchscript_calls():

@@ -11,7 +11,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 from detectron2.utils import comm
 
-from trashpole.evaluation import TrashPoleEvaluator
+from trashpole.evaluation import EvaluationDetail, TrashPoleEvaluator
 from trashpole.evaluation.matching import (
     GroundTruth,
     masks_to_rles,
@@ -58,14 +58,18 @@ def pred(*items, size: int = SIZE) -> Instances:
     )
 
 
-@pytest.fixture
-def evaluate():
-    """evaluate(images, **kw): images = [(annotations, Instances)]; returns (metrics, evaluator)."""
-    names = []
+class Evaluate:
+    """``evaluate(images, **kw)``: images = [(annotations, Instances)] registered as a data set
+    and evaluated; returns (metrics, the EvaluationDetail the evaluator wrote to its output
+    folder and that is read back from there). ``build(images, **kw)``: the evaluator after
+    ``process``, before ``evaluate``."""
 
-    def _run(images, size=SIZE, **kwargs):
+    def __init__(self, tmp_path):
+        self.tmp_path, self.names = tmp_path, []
+
+    def build(self, images, size=SIZE, **kwargs) -> TrashPoleEvaluator:
         name = f"test_eval_{uuid.uuid4().hex[:8]}"
-        names.append(name)
+        self.names.append(name)
         records = [
             {
                 "file_name": f"/nonexistent/{i}.png",
@@ -79,6 +83,7 @@ def evaluate():
         DatasetCatalog.register(name, lambda: records)
         MetadataCatalog.get(name).thing_classes = list(CLASSES)
         kwargs.setdefault("distributed", False)
+        kwargs.setdefault("output_dir", str(self.tmp_path / name))
         evaluator = TrashPoleEvaluator(name, **kwargs)
         evaluator.reset()
         for i, (_, instances) in enumerate(images):
@@ -86,10 +91,19 @@ def evaluate():
                 {"image_id": i, "file_name": f"/nonexistent/{i}.png", "height": size, "width": size}
             ]
             evaluator.process(inputs, [{"instances": instances}])
-        return evaluator.evaluate()["trashpole"], evaluator
+        return evaluator
 
-    yield _run
-    for name in names:
+    def __call__(self, images, size=SIZE, **kwargs):
+        evaluator = self.build(images, size, **kwargs)
+        metrics = evaluator.evaluate()["trashpole"]
+        return metrics, EvaluationDetail.load(str(self.tmp_path / self.names[-1]))
+
+
+@pytest.fixture
+def evaluate(tmp_path):
+    ev = Evaluate(tmp_path)
+    yield ev
+    for name in ev.names:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
 
@@ -317,31 +331,42 @@ def test_small_hand_computed_iou(evaluate):
     np.testing.assert_array_equal(ev.confusion_matrix, [[2, 0, 0], [0, 0, 0], [0, 0, 0]])
 
 
-def test_gathering_two_ranks_equals_one_process(evaluate, monkeypatch):
+def test_gathering_two_ranks_equals_one_process(evaluate, monkeypatch, tmp_path):
     # Six images with per-image IoU 1, 0.6, 9/23, 0 (missed), 1, 0.6; two "ranks" take three
     # each. gallery_size=1 with 6 images also exercises the pruning of gallery candidates.
     images = [
         ([gt(square(2, 2), POLE)], pred((square(y, x), POLE, 0.9)))
         for y, x in ((2, 2), (2, 3), (3, 3), (10, 10), (2, 2), (2, 3))
     ]
-    single, ev = evaluate(images, gallery_size=1)
+    single, _ = evaluate(images, gallery_size=1)
     states = []
     for part in (images[:3], images[3:]):
-        _, rank_ev = evaluate(part, gallery_size=1)
-        states.append(rank_ev._state())
+        states.append(evaluate.build(part, gallery_size=1)._state())
     # Image ids restart at 0 in each part; shift the second part's to keep them unique.
     for rec in states[1]["records"]:
         rec.image_id += 3
     for item in states[1]["gallery"]:
         item.image_id += 3
-    _, ev = evaluate([], gallery_size=1, distributed=True)  # gathers in evaluate()
+    out = tmp_path / "gathered"
+    ev = evaluate.build([], gallery_size=1, distributed=True, output_dir=str(out))
     monkeypatch.setattr(comm, "all_gather", lambda data, group=None: states)
-    merged = ev.evaluate()["trashpole"]
+    merged = ev.evaluate()["trashpole"]  # gathers in evaluate()
     assert merged["num_images"] == 6
     for key, value in single.items():
         assert merged[key] == pytest.approx(value, nan_ok=True), key
-    assert [g.image_id for g in ev.gallery["worst"]] == [3]
-    assert [g.image_id for g in ev.gallery["best"]] == [0]
+    detail = EvaluationDetail.load(str(out))
+    assert [r.image_id for r in detail.records] == [0, 1, 2, 3, 4, 5]
+    assert [g.image_id for g in detail.gallery["worst"]] == [3]
+    assert [g.image_id for g in detail.gallery["best"]] == [0]
+
+
+def test_not_main_process_writes_nothing(evaluate, monkeypatch, tmp_path):
+    ev = evaluate.build([([gt(square(2, 2), POLE)], pred())], output_dir=str(tmp_path / "r1"))
+    ev._distributed = True
+    monkeypatch.setattr(comm, "all_gather", lambda data, group=None: [data, data])
+    monkeypatch.setattr(comm, "is_main_process", lambda: False)
+    assert ev.evaluate() == {}
+    assert not (tmp_path / "r1").exists()
 
 
 def test_pixel_metrics_hand_drawn(evaluate):
@@ -387,7 +412,7 @@ def test_polygon_ground_truth_matches_rle(evaluate):
 
 
 def test_unknown_image_id_names_the_data_set(evaluate):
-    _, ev = evaluate([([gt(square(0, 0), POLE)], pred())])
+    ev = evaluate.build([([gt(square(0, 0), POLE)], pred())])
     with pytest.raises(KeyError, match="image_id 99 is not in data set"):
         ev.process(
             [{"image_id": 99, "file_name": "x.png", "height": SIZE, "width": SIZE}],

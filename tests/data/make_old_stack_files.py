@@ -28,7 +28,9 @@ def small_model() -> torch.nn.Module:
 def main(folder: str) -> None:
     model = small_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sched = LRMultiplier(optimizer, MultiStepParamScheduler([1.0, 0.1], milestones=[5], num_updates=10), 10)
+    sched = LRMultiplier(
+        optimizer, MultiStepParamScheduler([1.0, 0.1], milestones=[5], num_updates=10), 10
+    )
     for _ in range(3):
         optimizer.zero_grad()
         model(torch.ones(4, 3)).sum().backward()

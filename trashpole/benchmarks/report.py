@@ -24,8 +24,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 
 from trashpole.data.synthetic import render_scene
-from trashpole.evaluation import TrashPoleEvaluator, write_report
+from trashpole.evaluation import EvaluationDetail, TrashPoleEvaluator, write_report
 from trashpole.evaluation.browser import BrowserError, HeadlessChromium, find_chromium
+from trashpole.evaluation.evaluator import records_by_image_id
 from trashpole.evaluation.html_report import FILES_DIR, write_html_report
 from trashpole.evaluation.matching import masks_to_rles
 
@@ -115,19 +116,24 @@ def _prediction(instances: list, size: int, rng: np.random.Generator) -> Instanc
     )
 
 
-def _evaluate(name: str, folder: str, num_images: int, unique: int, size: int, seed: int):
-    """(evaluator, results) of the synthetic evaluation, registered as data set ``name``."""
+def _evaluate(
+    name: str, folder: str, inference_dir: str, num_images: int, unique: int, size: int, seed: int
+) -> Dict[str, Any]:
+    """The results of the synthetic evaluation, registered as data set ``name``; the evaluator
+    writes its detail into ``inference_dir``."""
     scenes = _scenes(folder, min(unique, num_images), size, seed)
     records = [_record(i, scenes[i % len(scenes)], size) for i in range(num_images)]
     DatasetCatalog.register(name, lambda: records)
     MetadataCatalog.get(name).thing_classes = list(CLASS_NAMES)
     rng = np.random.default_rng(seed + 1)
-    evaluator = TrashPoleEvaluator(name, distributed=False, keep_predictions=True)
+    evaluator = TrashPoleEvaluator(
+        name, distributed=False, output_dir=inference_dir, keep_predictions=True
+    )
     for record, k in zip(records, range(num_images)):
         inputs = [{key: record[key] for key in ("image_id", "file_name", "height", "width")}]
         prediction = _prediction(scenes[k % len(scenes)][1], size, rng)
         evaluator.process(inputs, [{"instances": prediction}])
-    return evaluator, evaluator.evaluate()
+    return evaluator.evaluate()
 
 
 def _disk_usage(report_dir: str, num_images: int) -> Dict[str, Any]:
@@ -240,17 +246,19 @@ def run(
     name = f"trashpole_benchmark_report_{uuid.uuid4().hex[:8]}"
     try:
         t0 = time.perf_counter()
-        evaluator, results = _evaluate(
-            name, os.path.join(work, "data"), num_images, unique, size, seed
+        inference_dir = os.path.join(work, "inference")
+        results = _evaluate(
+            name, os.path.join(work, "data"), inference_dir, num_images, unique, size, seed
         )
         evaluate_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        write_report(results, evaluator, report_dir)
+        write_report(results, inference_dir, report_dir)
         report_s = time.perf_counter() - t0
         with open(os.path.join(report_dir, "report.md")) as f:
             markdown = f.read()
         t0 = time.perf_counter()  # the HTML part again, alone
-        write_html_report(results, evaluator, report_dir, markdown)
+        detail, truth = EvaluationDetail.load(inference_dir), records_by_image_id(name)
+        write_html_report(results, detail, truth, report_dir, markdown)
         html_s = time.perf_counter() - t0
         report: Dict[str, Any] = {
             "num_images": num_images,

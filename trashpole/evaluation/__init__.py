@@ -5,12 +5,14 @@ report and a run comparison. Metric definitions: :mod:`trashpole.evaluation.metr
 """
 
 from .compare import compare_runs, format_table, load_run, plot_comparison
-from .evaluator import GalleryItem, TrashPoleEvaluator, build_evaluators
+from .detail import EvaluationDetail, GalleryItem
+from .evaluator import TrashPoleEvaluator, build_evaluators
 from .matching import ImageResult
 from .metrics import METRIC_DESCRIPTIONS
 from .report import write_report
 
 __all__ = [
+    "EvaluationDetail",
     "GalleryItem",
     "ImageResult",
     "METRIC_DESCRIPTIONS",

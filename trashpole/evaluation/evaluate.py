@@ -69,7 +69,9 @@ def evaluate_and_report(
     if report_dir is None:
         report_dir = eval_dir(cfg.OUTPUT_DIR, split_name(cfg, dataset_name))
     data_loader = build_detection_test_loader(cfg, dataset_name)
-    evaluators = build_evaluator_list(cfg, dataset_name, os.path.join(report_dir, "inference"))
+    # the evaluators write their files here; the report is made from them
+    inference_dir = os.path.join(report_dir, "inference")
+    evaluators = build_evaluator_list(cfg, dataset_name, inference_dir)
     if inference_only:
         model = apply_inference_options(model, cfg, inference_only=True)
     with inference_autocast(cfg if inference_only else False):
@@ -77,8 +79,7 @@ def evaluate_and_report(
     if not comm.is_main_process():
         return results
     if len(evaluators) == 2:
-        coco_eval, tp_eval = evaluators
-        write_report(results, tp_eval, report_dir, coco_evaluator=coco_eval)
+        write_report(results, inference_dir, report_dir)
         logger.info(f"Evaluation report of {dataset_name}: {os.path.join(report_dir, 'report.md')}")
     else:  # a box-only model: COCO box AP is all there is
         undefined = undefined_reasons(results, cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST)

@@ -9,7 +9,6 @@ The metric definitions are in :mod:`trashpole.evaluation.metrics`.
 import json
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -18,50 +17,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 
-from trashpole.jsonio import write_json
-
+from .detail import EvaluationDetail, GalleryItem, select_gallery
 from .matching import RLE, ImageResult, evaluate_image, ground_truth_from_record
 from .metrics import ap50_metrics, flatten_records, instance_metrics, pixel_metrics, pr_curves
 
 logger = logging.getLogger(__name__)
 
 TASK = "trashpole"
-
-
-@dataclass
-class GalleryItem:
-    """
-    One image kept for the report's gallery: its predictions above the score threshold as RLEs.
-
-    Attributes:
-        image_id: the image's id in the data set.
-        rank_key: per-image mean IoU as a fraction (see ``ImageResult.rank_key``).
-        num_false: false detections in the image, to break ties.
-        rles, classes, scores: the kept predictions.
-    """
-
-    image_id: Any
-    rank_key: float
-    num_false: int
-    rles: List[RLE]
-    classes: List[int]
-    scores: List[float]
-
-
-def _worst_first(item: GalleryItem) -> tuple:
-    return (item.rank_key, -item.num_false, str(item.image_id))
-
-
-def _best_first(item: GalleryItem) -> tuple:
-    return (-item.rank_key, item.num_false, str(item.image_id))
-
-
-def select_gallery(items: List[GalleryItem], size: int) -> Dict[str, List[GalleryItem]]:
-    """The ``size`` worst and best images by per-image mean IoU: {"worst": [...], "best": [...]}."""
-    return {
-        "worst": sorted(items, key=_worst_first)[:size],
-        "best": sorted(items, key=_best_first)[:size],
-    }
 
 
 class TrashPoleEvaluator(DatasetEvaluator):
@@ -74,12 +36,10 @@ class TrashPoleEvaluator(DatasetEvaluator):
     image size. ``evaluate`` gathers all ranks and returns, on the main process,
     ``{"trashpole": {metric: value}}`` with rates in percent (0-100) and integer counts.
 
-    After ``evaluate`` the main process also holds, for :func:`trashpole.evaluation.write_report`:
-    ``results``, ``records`` (list of ``ImageResult``), ``confusion_matrix`` (ndarray[K + 1, K + 1]
-    of instances), ``pixel_confusion_matrix`` (ndarray[K + 1, K + 1] of pixels), ``pr_curves``
-    and ``gallery`` ({"worst", "best"} lists of ``GalleryItem``). Labels are ``class_names`` plus
-    "background", last. With ``keep_predictions`` it also holds ``predictions`` (image id ->
-    ``GalleryItem`` of every image, for report.html); otherwise ``predictions`` is None.
+    With an ``output_dir``, ``evaluate`` also writes what the report needs beyond the metrics
+    (per-image records, confusion matrices, PR curves, the galleries' masks; every image's masks
+    with ``keep_predictions``) to ``output_dir/trashpole_results.json``, read back with
+    :meth:`trashpole.evaluation.EvaluationDetail.load`. The evaluator itself keeps no results.
     """
 
     def __init__(
@@ -99,7 +59,8 @@ class TrashPoleEvaluator(DatasetEvaluator):
             score_thresh: predictions with a lower score are not counted (PR curves use all).
             iou_thresh: mask IoU a matched pair needs to be a hit (accuracy, P/R/F1, confusion).
             distributed: gather the statistics of all ranks in ``evaluate``.
-            output_dir: if set, ``evaluate`` writes ``trashpole_results.json`` there.
+            output_dir: if set, ``evaluate`` writes ``trashpole_results.json`` there (the
+                report's input, see :mod:`trashpole.evaluation.detail`).
             gallery_size: worst and best images to keep masks of, for the report.
             keep_predictions: keep the predicted masks (RLE) of every image, not only of the
                 gallery's, so that the report can draw every image (report.html).
@@ -112,7 +73,7 @@ class TrashPoleEvaluator(DatasetEvaluator):
         self._distributed = distributed
         self._output_dir = output_dir
         # Loading the dicts first also fills metadata that loaders set lazily (load_coco_json).
-        self._gt_records = self._index_by_image_id(dataset_name)
+        self._gt_records = records_by_image_id(dataset_name)
         meta = MetadataCatalog.get(dataset_name)
         if not meta.get("thing_classes"):
             raise ValueError(
@@ -121,24 +82,6 @@ class TrashPoleEvaluator(DatasetEvaluator):
             )
         self.class_names: List[str] = list(meta.thing_classes)
         self.reset()
-
-    @staticmethod
-    def _index_by_image_id(dataset_name: str) -> Dict[Any, dict]:
-        records: Dict[Any, dict] = {}
-        for record in DatasetCatalog.get(dataset_name):
-            image_id = record["image_id"]
-            if image_id in records:
-                raise ValueError(
-                    f"data set {dataset_name!r}: image_id {image_id!r} is used by both "
-                    f"{records[image_id]['file_name']} and {record['file_name']}; image ids "
-                    "must be unique"
-                )
-            records[image_id] = record
-        return records
-
-    def gt_record(self, image_id: Any) -> dict:
-        """The data set dict of ``image_id`` (ground truth as registered)."""
-        return self._gt_records[image_id]
 
     def reset(self) -> None:
         k = len(self.class_names)
@@ -249,40 +192,61 @@ class TrashPoleEvaluator(DatasetEvaluator):
         """
         Returns:
             on the main process ``{"trashpole": {metric: value}}`` (rates in percent, counts as
-            ints, NaN where undefined); ``{}`` on other ranks.
+            ints, NaN where undefined); ``{}`` on other ranks. With an ``output_dir`` the main
+            process also writes the detail file (:class:`EvaluationDetail`).
+        """
+        detail = self.detail()
+        if detail is None:
+            return {}
+        if not detail.records:
+            logger.warning("TrashPoleEvaluator on %s received no images", self.dataset_name)
+        self._log_summary(detail.metrics)
+        if self._output_dir:
+            logger.info("wrote %s", detail.save(self._output_dir))
+        return {TASK: dict(detail.metrics)}
+
+    def detail(self) -> Optional[EvaluationDetail]:
+        """
+        Gather every rank's statistics and compute the metrics and what the report draws.
+        A collective call in a distributed run (every rank must make it).
+
+        Returns:
+            the :class:`EvaluationDetail` on the main process, None on the others.
         """
         if self._distributed:
             comm.synchronize()
             states = comm.all_gather(self._state())
             if not comm.is_main_process():
-                return {}
+                return None
         else:
             states = [self._state()]
 
-        self.records = flatten_records([s["records"] for s in states])
-        if not self.records:
-            logger.warning("TrashPoleEvaluator on %s received no images", self.dataset_name)
-        metrics, self.confusion_matrix = instance_metrics(
-            self.records, self.class_names, self.iou_thresh
-        )
-        self.pixel_confusion_matrix = sum(s["pixel_cm"] for s in states)
-        self.pr_curves = pr_curves(
+        records = flatten_records([s["records"] for s in states])
+        metrics, confusion = instance_metrics(records, self.class_names, self.iou_thresh)
+        pixel_confusion = sum(s["pixel_cm"] for s in states)
+        curves = pr_curves(
             np.concatenate([s["pr_scores"] for s in states]),
             np.concatenate([s["pr_classes"] for s in states]),
             np.concatenate([s["pr_tp"] for s in states]),
             sum(s["pr_num_gt"] for s in states),
             self.class_names,
         )
-        metrics.update(ap50_metrics(self.pr_curves))
-        metrics.update(pixel_metrics(self.pixel_confusion_matrix, self.class_names))
+        metrics.update(ap50_metrics(curves))
+        metrics.update(pixel_metrics(pixel_confusion, self.class_names))
         items = [item for s in states for item in s["gallery"]]
-        self.gallery = select_gallery(items, self.gallery_size)
-        self.predictions = {x.image_id: x for x in items} if self.keep_predictions else None
-        self.results = {TASK: metrics}
-        self._log_summary(metrics)
-        if self._output_dir:
-            self._dump(os.path.join(self._output_dir, "trashpole_results.json"))
-        return {TASK: dict(metrics)}
+        return EvaluationDetail(
+            dataset_name=self.dataset_name,
+            class_names=list(self.class_names),
+            score_thresh=self.score_thresh,
+            iou_thresh=self.iou_thresh,
+            metrics=metrics,
+            records=records,
+            confusion_matrix=confusion,
+            pixel_confusion_matrix=pixel_confusion,
+            pr_curves=curves,
+            gallery=select_gallery(items, self.gallery_size),
+            predictions={x.image_id: x for x in items} if self.keep_predictions else None,
+        )
 
     def _log_summary(self, m: Dict[str, float]) -> None:
         logger.info(
@@ -297,25 +261,20 @@ class TrashPoleEvaluator(DatasetEvaluator):
             self.score_thresh,
         )
 
-    def summary(self) -> dict:
-        """JSON-friendly dict of settings, results and both confusion matrices (after evaluate)."""
-        labels = self.class_names + ["background"]
-        return {
-            "dataset": self.dataset_name,
-            "score_thresh": self.score_thresh,
-            "iou_thresh": self.iou_thresh,
-            "class_names": self.class_names,
-            "results": self.results,
-            "confusion_matrix": {"labels": labels, "matrix": self.confusion_matrix.tolist()},
-            "pixel_confusion_matrix": {
-                "labels": labels,
-                "matrix": self.pixel_confusion_matrix.tolist(),
-            },
-        }
 
-    def _dump(self, path: str) -> None:
-        write_json(self.summary(), path)
-        logger.info("wrote %s", path)
+def records_by_image_id(dataset_name: str) -> Dict[Any, dict]:
+    """The data set dicts of ``dataset_name`` by ``image_id`` (ids must be unique)."""
+    records: Dict[Any, dict] = {}
+    for record in DatasetCatalog.get(dataset_name):
+        image_id = record["image_id"]
+        if image_id in records:
+            raise ValueError(
+                f"data set {dataset_name!r}: image_id {image_id!r} is used by both "
+                f"{records[image_id]['file_name']} and {record['file_name']}; image ids "
+                "must be unique"
+            )
+        records[image_id] = record
+    return records
 
 
 def _check_coco_categories(dataset_name: str) -> None:

@@ -28,7 +28,8 @@ from detectron2.data import MetadataCatalog
 
 from trashpole.visualization import class_colors
 
-from .evaluator import TASK, GalleryItem, TrashPoleEvaluator
+from .detail import EvaluationDetail, GalleryItem
+from .evaluator import TASK
 from .html_panels import (
     CROWD_COLOR,
     OUTCOME_COLORS,
@@ -136,9 +137,9 @@ def worst_first(records: Sequence[ImageResult]) -> List[int]:
     )
 
 
-def _class_colors(evaluator: TrashPoleEvaluator) -> List[Sequence[int]]:
-    meta = MetadataCatalog.get(evaluator.dataset_name)
-    n = len(evaluator.class_names)
+def _class_colors(detail: EvaluationDetail) -> List[Sequence[int]]:
+    meta = MetadataCatalog.get(detail.dataset_name)
+    n = len(detail.class_names)
     return list(meta.get("thing_colors") or class_colors(n))
 
 
@@ -172,8 +173,8 @@ def _truth_layers(record: dict, gt: List[list], names: Sequence[str], colors) ->
 
 
 def _draw_image(
-    evaluator: TrashPoleEvaluator,
-    image_id: Any,
+    detail: EvaluationDetail,
+    record: dict,
     gt: List[list],
     prediction: Optional[GalleryItem],
     colors: Sequence[Sequence[int]],
@@ -183,8 +184,8 @@ def _draw_image(
     Write the photo and both overlays of one image (see :mod:`.html_panels`).
 
     Args:
-        evaluator: the evaluated evaluator (ground truth, class names).
-        image_id: the image.
+        detail: the evaluation (class names).
+        record: the image's data set dict (ground truth).
         gt: its ground-truth instances as in :func:`image_entry` ([class, IoU, predicted
             class, outcome], non-crowd annotations in order).
         prediction: its kept predictions, or None.
@@ -194,10 +195,9 @@ def _draw_image(
     Returns:
         (height, width) of the pictures.
     """
-    record = evaluator.gt_record(image_id)
     height, width = int(record["height"]), int(record["width"])
     size = panel_size(height, width)
-    names = evaluator.class_names
+    names = detail.class_names
     truth = draw_overlay(size, *_truth_layers(record, gt, names, colors))
     # predictions drawn lowest score first, so that the best ones end on top
     pred = prediction or GalleryItem(None, 0.0, 0, [], [], [])
@@ -321,7 +321,8 @@ previous, <kbd>Enter</kbd> enlarge, <kbd>Esc</kbd> close, <kbd>m</kbd> masks on/
 
 def write_html_report(
     results: Dict[str, Dict[str, float]],
-    evaluator: TrashPoleEvaluator,
+    detail: EvaluationDetail,
+    ground_truth: Dict[Any, dict],
     output_dir: str,
     markdown: str,
 ) -> str:
@@ -330,15 +331,16 @@ def write_html_report(
 
     Args:
         results: the evaluation results (``trashpole`` and, when run, COCO ``bbox``/``segm``).
-        evaluator: an evaluated TrashPoleEvaluator that kept every image's predictions
-            (``keep_predictions=True``).
+        detail: an evaluation that kept every image's predictions (a TrashPoleEvaluator
+            built with ``keep_predictions=True``).
+        ground_truth: the data set dicts by image id.
         output_dir: the report folder, which already holds report.md and its plots.
         markdown: the text of report.md, whose tables and explanations the page shows.
 
     Returns:
         the path of report.html.
     """
-    predictions = getattr(evaluator, "predictions", None)
+    predictions = detail.predictions
     if predictions is None:
         raise ValueError(
             "report.html needs every image's predictions: build the TrashPoleEvaluator with "
@@ -347,35 +349,36 @@ def write_html_report(
     files = os.path.join(output_dir, FILES_DIR)
     shutil.rmtree(files, ignore_errors=True)
     os.makedirs(files)
-    colors = _class_colors(evaluator)
-    records = evaluator.records
+    colors = _class_colors(detail)
+    records = detail.records
     images = []
     for k, result in enumerate(records):
         prediction = predictions.get(result.image_id)
-        entry = image_entry(result, evaluator.iou_thresh, prediction)
+        entry = image_entry(result, detail.iou_thresh, prediction)
         prefix = os.path.join(files, f"{k:05d}")
-        size = _draw_image(evaluator, result.image_id, entry["gt"], prediction, colors, prefix)
+        record = ground_truth[result.image_id]
+        size = _draw_image(detail, record, entry["gt"], prediction, colors, prefix)
         entry.update(pic=f"{FILES_DIR}/{k:05d}", w=size[1], h=size[0])
         images.append(entry)
     for rank, k in enumerate(worst_first(records)):
         images[k]["rank"] = rank
     m = results.get(TASK, {})
     data = {
-        "dataset": evaluator.dataset_name,
-        "classes": list(evaluator.class_names),
+        "dataset": detail.dataset_name,
+        "classes": list(detail.class_names),
         "colors": ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in colors],
-        "iou_thresh": evaluator.iou_thresh,
-        "score_thresh": evaluator.score_thresh,
+        "iou_thresh": detail.iou_thresh,
+        "score_thresh": detail.score_thresh,
         "problems": PROBLEMS,
         "images": images,
     }
     summary = (
         f"{len(images)} images, {m.get('num_gt', 0)} objects, {m.get('num_pred', 0)} predictions "
-        f"with score &ge; {evaluator.score_thresh:g}; a hit is a match with mask IoU &ge; "
-        f'{evaluator.iou_thresh:g}. Files: <a href="report.md">report.md</a>, '
+        f"with score &ge; {detail.score_thresh:g}; a hit is a match with mask IoU &ge; "
+        f'{detail.iou_thresh:g}. Files: <a href="report.md">report.md</a>, '
         '<a href="metrics.json">metrics.json</a>, <a href="per_image.json">per_image.json</a>.'
     )
-    title = f"Evaluation report: {evaluator.dataset_name}"
+    title = f"Evaluation report: {detail.dataset_name}"
     path = os.path.join(output_dir, "report.html")
     with open(path, "w", encoding="utf-8") as f:
         f.write(_page(title, summary, results, _metrics_section(markdown), data))

@@ -4,7 +4,8 @@ The evaluation report: ``metrics.json``, ``per_image.json``, ``report.md``,
 when the evaluator kept every image's predictions, ``report.html`` (:mod:`.html_report`).
 
 Call :func:`write_report` on the main process after ``inference_on_dataset`` with the
-evaluators of :func:`trashpole.evaluation.build_evaluators`.
+evaluators of :func:`trashpole.evaluation.build_evaluators`: it reads what they wrote into their
+``output_dir`` (``trashpole_results.json`` and COCOEvaluator's ``coco_instances_results.json``).
 """
 
 import contextlib
@@ -29,7 +30,8 @@ from pycocotools.cocoeval import COCOeval
 from trashpole.jsonio import to_jsonable, write_json
 from trashpole.visualization import class_colors
 
-from .evaluator import TASK, GalleryItem, TrashPoleEvaluator
+from .detail import EvaluationDetail, GalleryItem
+from .evaluator import TASK, records_by_image_id
 from .html_report import write_html_report
 from .matching import AP_IOU
 from .metrics import COCO_DESCRIPTIONS, METRIC_DESCRIPTIONS
@@ -153,32 +155,32 @@ def _pixel_section(m: Dict[str, float], class_names: Sequence[str]) -> List[str]
 
 
 def _markdown(
-    results: Dict[str, Dict[str, float]], evaluator: TrashPoleEvaluator, pictures: List[str]
+    results: Dict[str, Dict[str, float]], detail: EvaluationDetail, pictures: List[str]
 ) -> str:
     m = results[TASK]
-    names = evaluator.class_names
+    names = detail.class_names
     lines = [
-        f"# Evaluation report: {evaluator.dataset_name}",
+        f"# Evaluation report: {detail.dataset_name}",
         "",
         f"{_fmt(m['num_images'])} images, {_fmt(m['num_gt'])} objects, "
-        f"{_fmt(m['num_pred'])} predictions with score >= {evaluator.score_thresh:g}. "
+        f"{_fmt(m['num_pred'])} predictions with score >= {detail.score_thresh:g}. "
         "All numbers are in `metrics.json`, per-image ones in `per_image.json`.",
         "",
-        HOW_TO_READ.format(score=evaluator.score_thresh, iou=evaluator.iou_thresh),
+        HOW_TO_READ.format(score=detail.score_thresh, iou=detail.iou_thresh),
     ]
     lines += _coco_section(results, names)
-    lines += _instance_section(m, names, evaluator.iou_thresh)
+    lines += _instance_section(m, names, detail.iou_thresh)
     note = accuracy_note(m)
     lines += [note, ""] if note else []
-    lines += _confusion_section(evaluator.confusion_matrix, names + ["background"])
+    lines += _confusion_section(detail.confusion_matrix, names + ["background"])
     lines += _pixel_section(m, names)
     lines += ["## Pictures", ""] + [f"- [{p}]({p})" for p in pictures] + [""]
-    lines += _undefined_section(_undefined(results, evaluator))
+    lines += _undefined_section(_undefined(results, detail))
     return "\n".join(lines)
 
 
-def _undefined(results: Dict[str, Dict[str, Any]], evaluator: TrashPoleEvaluator) -> Dict:
-    return undefined_reasons(results, score=evaluator.score_thresh, iou=evaluator.iou_thresh)
+def _undefined(results: Dict[str, Dict[str, Any]], detail: EvaluationDetail) -> Dict:
+    return undefined_reasons(results, score=detail.score_thresh, iou=detail.iou_thresh)
 
 
 def _undefined_section(reasons: Dict[str, str]) -> List[str]:
@@ -251,21 +253,21 @@ def coco_pr_curves(
 
 
 def plot_pr_curves(
-    evaluator: TrashPoleEvaluator, path: str, coco_precision: Optional[Dict] = None
+    detail: EvaluationDetail, path: str, coco_precision: Optional[Dict] = None
 ) -> None:
     """
     Save per-class mask precision-recall curves at IoU 0.5 as a PNG.
 
     Args:
-        evaluator: an evaluated TrashPoleEvaluator (uses ``pr_curves``).
+        detail: the evaluation (uses ``pr_curves``, ``class_names``, ``score_thresh``).
         path: output file.
         coco_precision: optional name -> ndarray[101] from :func:`coco_pr_curves`, drawn dashed.
     """
-    names = evaluator.class_names
+    names = detail.class_names
     fig = Figure(figsize=(4.5 * len(names), 4.2))
     axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
-        curve = evaluator.pr_curves[name]
+        curve = detail.pr_curves[name]
         recall, precision, thresholds = curve["recall"], curve["precision"], curve["thresholds"]
         if curve["num_gt"] and len(recall):
             # Start the curve at recall 0, as COCO's interpolation does.
@@ -275,14 +277,14 @@ def plot_pr_curves(
                 where="post",
                 label=f"ours, AP50 {_fmt(curve['AP50'])}",
             )
-            at = np.flatnonzero(thresholds >= evaluator.score_thresh)
+            at = np.flatnonzero(thresholds >= detail.score_thresh)
             if len(at):
                 ax.plot(
                     recall[at[-1]],
                     precision[at[-1]],
                     "o",
                     color="C3",
-                    label=f"operating point (score >= {evaluator.score_thresh:g})",
+                    label=f"operating point (score >= {detail.score_thresh:g})",
                 )
         if coco_precision is not None and name in coco_precision:
             p = coco_precision[name]
@@ -317,10 +319,10 @@ def _read_rgb(file_name: str, height: int, width: int) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _gallery_metadata(evaluator: TrashPoleEvaluator) -> Metadata:
-    meta = MetadataCatalog.get(evaluator.dataset_name)
-    colors = meta.get("thing_colors") or class_colors(len(evaluator.class_names))
-    return Metadata(thing_classes=list(evaluator.class_names), thing_colors=list(colors))
+def _gallery_metadata(detail: EvaluationDetail) -> Metadata:
+    meta = MetadataCatalog.get(detail.dataset_name)
+    colors = meta.get("thing_colors") or class_colors(len(detail.class_names))
+    return Metadata(thing_classes=list(detail.class_names), thing_colors=list(colors))
 
 
 def _draw_truth(vis: Visualizer, record: dict, meta: Metadata) -> np.ndarray:
@@ -341,8 +343,7 @@ def _draw_truth(vis: Visualizer, record: dict, meta: Metadata) -> np.ndarray:
     return vis.output.get_image()
 
 
-def _draw_pair(evaluator: TrashPoleEvaluator, item: GalleryItem, meta: Metadata) -> tuple:
-    record = evaluator.gt_record(item.image_id)
+def _draw_pair(record: dict, item: GalleryItem, meta: Metadata) -> tuple:
     h, w = int(record["height"]), int(record["width"])
     image = _read_rgb(record["file_name"], h, w)
     scale = min(1.0, GALLERY_WIDTH / max(w, 1))
@@ -361,12 +362,19 @@ def _draw_pair(evaluator: TrashPoleEvaluator, item: GalleryItem, meta: Metadata)
     return gt_panel, pred_panel
 
 
-def plot_gallery(evaluator: TrashPoleEvaluator, items: List[GalleryItem], title: str, path: str):
+def plot_gallery(
+    detail: EvaluationDetail,
+    ground_truth: Dict[Any, dict],
+    items: List[GalleryItem],
+    title: str,
+    path: str,
+):
     """
     Save ground truth (left) next to prediction (right) for the given images as one PNG.
 
     Args:
-        evaluator: an evaluated TrashPoleEvaluator (ground truth, class names).
+        detail: the evaluation (per-image records, class names).
+        ground_truth: the data set dicts by image id.
         items: gallery images, in display order.
         title: figure title.
         path: output file.
@@ -378,15 +386,15 @@ def plot_gallery(evaluator: TrashPoleEvaluator, items: List[GalleryItem], title:
         ax.text(0.5, 0.5, f"{title}: no images", ha="center", va="center")
         fig.savefig(path, dpi=100)
         return
-    meta = _gallery_metadata(evaluator)
-    records = {r.image_id: r for r in evaluator.records}
-    panels = [_draw_pair(evaluator, item, meta) for item in items]
+    meta = _gallery_metadata(detail)
+    records = {r.image_id: r for r in detail.records}
+    panels = [_draw_pair(ground_truth[item.image_id], item, meta) for item in items]
     aspect = max(p[0].shape[0] / p[0].shape[1] for p in panels)
     fig = Figure(figsize=(10, 5 * aspect * len(items) + 0.8))
     axes = fig.subplots(len(items), 2, squeeze=False)
     for row, (item, (gt_panel, pred_panel)) in enumerate(zip(items, panels)):
         rec = records[item.image_id]
-        counts = rec.to_dict(evaluator.iou_thresh)
+        counts = rec.to_dict(detail.iou_thresh)
         name = os.path.basename(rec.file_name)
         n_gt = counts["num_gt"]
         axes[row, 0].imshow(gt_panel)
@@ -406,14 +414,14 @@ def plot_gallery(evaluator: TrashPoleEvaluator, items: List[GalleryItem], title:
     fig.savefig(path, dpi=100)
 
 
-def _metrics_json(results: Dict[str, Any], evaluator: TrashPoleEvaluator) -> Dict[str, Any]:
-    summary = evaluator.summary()
+def _metrics_json(results: Dict[str, Any], detail: EvaluationDetail) -> Dict[str, Any]:
+    summary = detail.summary()
     summary["results"] = results
     summary["pr_curves"] = {
         name: {"AP50": c["AP50"], "num_gt": c["num_gt"], "num_predictions": len(c["recall"])}
-        for name, c in evaluator.pr_curves.items()
+        for name, c in detail.pr_curves.items()
     }
-    summary["undefined"] = _undefined(results, evaluator)
+    summary["undefined"] = _undefined(results, detail)
     summary["definitions"] = {
         "units": "rates in percent (0-100), counts as integers, null where undefined",
         **METRIC_DESCRIPTIONS,
@@ -422,15 +430,13 @@ def _metrics_json(results: Dict[str, Any], evaluator: TrashPoleEvaluator) -> Dic
     return to_jsonable(summary)
 
 
-def _coco_precision(evaluator: TrashPoleEvaluator, coco_evaluator) -> Optional[Dict]:
+def _coco_precision(detail: EvaluationDetail, results_json: str) -> Optional[Dict]:
     """COCO's curves for the PR plot, when COCOEvaluator wrote its detections file."""
-    out_dir = getattr(coco_evaluator, "_output_dir", None)
-    results_json = os.path.join(out_dir, "coco_instances_results.json") if out_dir else None
-    if not results_json or not os.path.isfile(results_json):
-        logger.info("no COCO detections file next to COCOEvaluator; PR plot shows ours only")
+    if not os.path.isfile(results_json):
+        logger.info("no COCO detections file (%s); PR plot shows ours only", results_json)
         return None
     try:
-        return coco_pr_curves(evaluator.dataset_name, results_json, evaluator.class_names)
+        return coco_pr_curves(detail.dataset_name, results_json, detail.class_names)
     except Exception as e:  # the plot is a cross-check; the report must still be written
         logger.warning("COCO PR curves unavailable (%s); PR plot shows ours only", e)
         return None
@@ -438,57 +444,57 @@ def _coco_precision(evaluator: TrashPoleEvaluator, coco_evaluator) -> Optional[D
 
 def write_report(
     results: Dict[str, Dict[str, float]],
-    evaluator: TrashPoleEvaluator,
+    evaluation_dir: str,
     output_dir: str,
-    coco_evaluator=None,
 ) -> None:
     """
-    Write the evaluation report into ``output_dir`` (callers pass ``<run>/eval``). Does nothing
-    on a process other than the main one.
+    Write the evaluation report into ``output_dir`` from what the evaluators wrote into
+    ``evaluation_dir``. Does nothing on a process other than the main one.
 
     Args:
         results: the dict returned by ``inference_on_dataset`` (``bbox``/``segm`` from COCO and
-            ``trashpole``); the trashpole part is taken from ``evaluator`` when missing.
-        evaluator: the TrashPoleEvaluator that produced the results, after ``evaluate``.
+            ``trashpole``); the trashpole part is taken from the detail file when missing.
+        evaluation_dir: the evaluators' ``output_dir``: TrashPoleEvaluator's
+            ``trashpole_results.json`` (required) and, when there, COCOEvaluator's
+            ``coco_instances_results.json``, whose mask precision at IoU 0.5 is drawn in
+            ``pr_curves.png`` for comparison.
         output_dir: folder for the files (created).
-        coco_evaluator: optional COCOEvaluator of the same run; when it had an ``output_dir``,
-            COCO's own mask precision at IoU 0.5 is drawn in ``pr_curves.png`` for comparison.
 
-    ``report.html`` (every image browsable) is written too when ``evaluator`` was built with
-    ``keep_predictions=True``, as :func:`build_evaluators` does by ``TRASHPOLE.EVAL.HTML_REPORT``.
+    ``report.html`` (every image browsable) is written too when the evaluator kept every
+    image's predictions (``keep_predictions=True``, as :func:`build_evaluators` sets from
+    ``TRASHPOLE.EVAL.HTML_REPORT``).
     """
     if not comm.is_main_process():
         return
-    if not hasattr(evaluator, "results"):
-        raise RuntimeError(
-            "write_report needs an evaluated TrashPoleEvaluator: run inference_on_dataset (or "
-            "evaluator.evaluate()) first"
-        )
+    detail = EvaluationDetail.load(evaluation_dir)
+    ground_truth = records_by_image_id(detail.dataset_name)
     results = dict(results)
-    results.setdefault(TASK, evaluator.results[TASK])
+    results.setdefault(TASK, detail.metrics)
     os.makedirs(output_dir, exist_ok=True)
-    write_json(_metrics_json(results, evaluator), os.path.join(output_dir, "metrics.json"))
-    records = [r.to_dict(evaluator.iou_thresh) for r in evaluator.records]
+    write_json(_metrics_json(results, detail), os.path.join(output_dir, "metrics.json"))
+    records = [r.to_dict(detail.iou_thresh) for r in detail.records]
     write_json(records, os.path.join(output_dir, "per_image.json"), indent=1)
 
-    labels = evaluator.class_names + ["background"]
     plot_confusion_matrix(
-        evaluator.confusion_matrix, labels, os.path.join(output_dir, "confusion_matrix.png")
+        detail.confusion_matrix, detail.labels, os.path.join(output_dir, "confusion_matrix.png")
     )
-    coco_precision = _coco_precision(evaluator, coco_evaluator) if coco_evaluator else None
-    plot_pr_curves(evaluator, os.path.join(output_dir, "pr_curves.png"), coco_precision)
+    coco_json = os.path.join(evaluation_dir, "coco_instances_results.json")
+    plot_pr_curves(
+        detail, os.path.join(output_dir, "pr_curves.png"), _coco_precision(detail, coco_json)
+    )
     for which in ("worst", "best"):
         plot_gallery(
-            evaluator,
-            evaluator.gallery[which],
+            detail,
+            ground_truth,
+            detail.gallery[which],
             f"{which} images by per-image mean IoU (truth left, prediction right)",
             os.path.join(output_dir, f"gallery_{which}.png"),
         )
     pictures = ["confusion_matrix.png", "pr_curves.png", "gallery_worst.png", "gallery_best.png"]
-    html = getattr(evaluator, "predictions", None) is not None
-    markdown = _markdown(results, evaluator, pictures + (["report.html"] if html else []))
+    html = detail.predictions is not None
+    markdown = _markdown(results, detail, pictures + (["report.html"] if html else []))
     with open(os.path.join(output_dir, "report.md"), "w") as f:
         f.write(markdown)
     if html:
-        write_html_report(results, evaluator, output_dir, markdown)
+        write_html_report(results, detail, ground_truth, output_dir, markdown)
     logger.info("wrote the evaluation report to %s", output_dir)
