@@ -20,8 +20,8 @@ from trashpole.evaluation import (
     compare_runs,
     format_table,
 )
-from trashpole.evaluation.compare import plot_comparison
 from trashpole.evaluation.notes import accuracy_note
+from trashpole.visualization.charts import plot_comparison
 
 H, W = 64, 96
 REPO = Path(__file__).resolve().parents[1]

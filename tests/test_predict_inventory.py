@@ -19,9 +19,10 @@ from tiny_model import REPO, write_tiny_config
 
 from trashpole.config import load_config
 from trashpole.predict import load_predictor, predict_paths
-from trashpole.predict.draw import draw_tracked, track_color
 from trashpole.predict.outputs import TRACK_COLUMNS
 from trashpole.predict.synthetic_video import pan_zoom_video
+from trashpole.visualization import track_color
+from trashpole.visualization.overlays import draw_tracked
 
 # a random model at score 0 gives 100 detections an image; drawing them is most of the time
 FEW = ["TEST.DETECTIONS_PER_IMAGE", "8"]

@@ -13,7 +13,8 @@ import logging
 import sys
 
 from trashpole.cli import add_debug_flag, run_tool
-from trashpole.evaluation.compare import compare_runs, format_table, plot_comparison
+from trashpole.evaluation.compare import compare_runs, format_table
+from trashpole.visualization.charts import plot_comparison
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -14,11 +14,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from matplotlib import colormaps
-from matplotlib.figure import Figure
 from tabulate import tabulate
 
 from trashpole.jsonio import write_json
+from trashpole.visualization.charts import plot_labels
 
 from .geometry import segmentation_area
 from .register import SplitLoader
@@ -204,93 +203,3 @@ def format_summary(summary: Dict[str, Any]) -> str:
             if len(messages) > MAX_LISTED:
                 lines.append(f"    ... and {len(messages) - MAX_LISTED} more in data_summary.json")
     return "\n".join(lines)
-
-
-def plot_labels(
-    instances: Dict[str, np.ndarray],
-    classes: List[str],
-    path: str,
-    colors: Optional[List[Tuple[int, int, int]]] = None,
-) -> None:
-    """Draw the label plots into ``path`` (PNG): instances per class and split, box centres,
-    box width/height, and mask sizes against COCO's small/medium/large limits.
-
-    Args:
-        instances: {split: ndarray[N, 7]} as made by :func:`_rows`.
-        classes: class names by contiguous id.
-        path: output file.
-        colors: RGB 0..255 per class (None: matplotlib's cycle).
-    """
-    # A bare Figure (no pyplot) leaves matplotlib's global backend and figure list alone.
-
-    rows = np.concatenate(list(instances.values())) if instances else np.zeros((0, 7))
-    rows = rows[rows[:, 6] == 0]
-    cmap = colormaps["tab10"]
-    palette = [
-        np.asarray(colors[i]) / 255.0 if colors and i < len(colors) else cmap(i % 10)
-        for i in range(len(classes))
-    ]
-    fig = Figure(figsize=(11, 9))
-    axes = fig.subplots(2, 2)
-    _plot_class_counts(axes[0, 0], instances, classes)
-    _plot_centres(fig, axes[0, 1], rows)
-    _plot_box_shapes(axes[1, 0], rows, classes, palette)
-    _plot_sizes(axes[1, 1], rows, classes, palette)
-    fig.suptitle(f"Labels of {', '.join(instances)} ({len(rows)} instances, crowd excluded)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def _plot_class_counts(ax, instances: Dict[str, np.ndarray], classes: List[str]) -> None:
-    x = np.arange(len(classes))
-    width = 0.8 / max(1, len(instances))
-    for i, (name, rows) in enumerate(instances.items()):
-        solid = rows[rows[:, 6] == 0]
-        counts = [int((solid[:, 0] == c).sum()) for c in range(len(classes))]
-        bars = ax.bar(x + i * width, counts, width, label=name)
-        ax.bar_label(bars, fontsize=8)
-    ax.set_xticks(x + width * (len(instances) - 1) / 2, classes)
-    ax.set_ylabel("instances")
-    ax.set_title("Instances per class")
-    ax.legend(fontsize=8)
-
-
-def _plot_centres(fig, ax, rows: np.ndarray) -> None:
-    _, _, _, image = ax.hist2d(
-        rows[:, 2], rows[:, 3], bins=25, range=[[0, 1], [0, 1]], cmap="Blues"
-    )
-    fig.colorbar(image, ax=ax, label="instances")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(1, 0)  # image coordinates: y grows downwards
-    ax.set_xlabel("box centre x / image width")
-    ax.set_ylabel("box centre y / image height")
-    ax.set_title("Box centres")
-
-
-def _plot_box_shapes(ax, rows: np.ndarray, classes: List[str], palette) -> None:
-    for c, cname in enumerate(classes):
-        mine = rows[rows[:, 0] == c]
-        ax.scatter(mine[:, 4], mine[:, 5], s=6, alpha=0.5, color=palette[c], label=cname)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("box width / image width")
-    ax.set_ylabel("box height / image height")
-    ax.set_title("Box shapes")
-    ax.legend(fontsize=8, markerscale=2)
-
-
-def _plot_sizes(ax, rows: np.ndarray, classes: List[str], palette) -> None:
-    sides = np.sqrt(np.maximum(rows[:, 1], 1.0))
-    top = max(2048.0, float(sides.max()) if len(sides) else 0.0)
-    bins = np.geomspace(1, top, 40)
-    data = [sides[rows[:, 0] == c] for c in range(len(classes))]
-    ax.hist(data, bins=bins, stacked=True, color=palette, label=classes)
-    ax.set_xscale("log")
-    for limit in (32, 96):
-        ax.axvline(limit, color="k", linestyle="--", linewidth=1)
-    for name, lo, hi in (("small", 1, 32), ("medium", 32, 96), ("large", 96, top)):
-        ax.text(np.sqrt(lo * hi), ax.get_ylim()[1] * 0.97, name, fontsize=9, ha="center", va="top")
-    ax.set_xlabel("sqrt(mask area) in pixels")
-    ax.set_ylabel("instances")
-    ax.set_title("Object sizes (COCO limits 32, 96)")
-    ax.legend(fontsize=8)

@@ -11,39 +11,11 @@ from typing import List, Optional
 import numpy as np
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
-from detectron2.data.detection_utils import convert_image_to_rgb, read_image
-from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
+from trashpole.visualization.overlays import draw_mapped, draw_record
+
 logger = logging.getLogger(__name__)
-
-
-def draw_record(record: dict, metadata) -> np.ndarray:
-    """Draw one dataset dict's annotations on its image.
-
-    Args:
-        record: a detectron2 dataset dict (``file_name`` and ``annotations``).
-        metadata: the data set's metadata (``thing_classes``, optional ``thing_colors``).
-
-    Returns:
-        ndarray[H, W, 3] of uint8, RGB.
-    """
-    image = read_image(record["file_name"], format="RGB")
-    visualizer = Visualizer(image, metadata=metadata, scale=_scale(image))
-    annotations = record.get("annotations", [])
-    # Visualizer takes masks from all annotations or from none, so box-only records (loaded for
-    # MODEL.MASK_ON False) are drawn in a second pass on the same canvas
-    with_mask = [a for a in annotations if "segmentation" in a]
-    box_only = [a for a in annotations if "segmentation" not in a]
-    drawn = visualizer.draw_dataset_dict({**record, "annotations": with_mask})
-    if box_only:
-        drawn = visualizer.draw_dataset_dict({**record, "annotations": box_only})
-    return drawn.get_image()
-
-
-def _scale(image: np.ndarray, min_side: int = 512) -> float:
-    """Enlarge small images so that labels stay readable."""
-    return max(1.0, min_side / max(image.shape[:2]))
 
 
 def build_train_mapper(cfg: Optional[CfgNode] = None) -> DatasetMapper:
@@ -59,34 +31,6 @@ def build_train_mapper(cfg: Optional[CfgNode] = None) -> DatasetMapper:
         cfg = get_cfg()
         cfg.MODEL.MASK_ON = True
     return DatasetMapper(cfg, is_train=True)
-
-
-def draw_mapped(mapped: dict, metadata, image_format: str) -> np.ndarray:
-    """Draw the output of a train ``DatasetMapper``: the augmented image and its instances.
-
-    Args:
-        mapped: the mapper's output, with ``image`` (Tensor[C, H, W]) and ``instances``
-            (``gt_boxes``, ``gt_classes``, optional ``gt_masks``).
-        metadata: the data set's metadata.
-        image_format: ``cfg.INPUT.FORMAT`` (e.g. ``"BGR"``).
-
-    Returns:
-        ndarray[H, W, 3] of uint8, RGB.
-    """
-    image = convert_image_to_rgb(mapped["image"].permute(1, 2, 0), image_format)
-    visualizer = Visualizer(image, metadata=metadata, scale=_scale(image))
-    instances = mapped["instances"]
-    names = metadata.get("thing_classes", None)
-    classes = instances.gt_classes.tolist()
-    labels = [names[c] if names else str(c) for c in classes]
-    colors = metadata.get("thing_colors", None)
-    drawn = visualizer.overlay_instances(
-        boxes=instances.gt_boxes,
-        masks=instances.gt_masks if instances.has("gt_masks") else None,
-        labels=labels,
-        assigned_colors=[np.asarray(colors[c]) / 255.0 for c in classes] if colors else None,
-    )
-    return drawn.get_image()
 
 
 def visualize_dataset(

@@ -4,7 +4,9 @@ accuracy, precision/recall/F1, confusion matrix, mask AP50 curves, pixel metrics
 report and a run comparison. Metric definitions: :mod:`trashpole.evaluation.metrics`.
 """
 
-from .compare import compare_runs, format_table, load_run, plot_comparison
+from trashpole.visualization.charts import plot_comparison
+
+from .compare import compare_runs, format_table, load_run
 from .detail import EvaluationDetail, GalleryItem
 from .evaluator import TrashPoleEvaluator, build_evaluators
 from .matching import ImageResult

@@ -7,13 +7,13 @@ by :func:`trashpole.evaluation.write_report`) and, when present, the training lo
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from trashpole.errors import MissingFileError, UserError
 from trashpole.evaluation.evaluate import EVAL_FOLDER, eval_dir
+from trashpole.visualization.charts import number_text
 
 logger = logging.getLogger(__name__)
 
@@ -117,14 +117,6 @@ def compare_runs(
     return runs
 
 
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "n/a"
-    if isinstance(value, int):
-        return str(value)
-    return f"{float(value):.2f}"
-
-
 def format_table(runs: List[Dict[str, Any]]) -> str:
     """
     Plain-text table, one row per metric (evaluation first, then training log), one column per
@@ -138,51 +130,14 @@ def format_table(runs: List[Dict[str, Any]]) -> str:
     """
     keys = list(runs[0]["values"]) if runs else []
     train_keys = sorted({k for r in runs for k in r["train"]})
-    rows = [[k] + [_cell(r["values"].get(k)) for r in runs] for k in keys]
-    rows += [[f"train: {k}"] + [_cell(r["train"].get(k)) for r in runs] for k in train_keys]
+    rows = [[k] + [number_text(r["values"].get(k)) for r in runs] for k in keys]
+    rows += [[f"train: {k}"] + [number_text(r["train"].get(k)) for r in runs] for k in train_keys]
     header = ["metric"] + [r["name"] for r in runs]
     widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     return "\n".join(lines)
-
-
-def plot_comparison(runs: List[Dict[str, Any]], path: str, title: Optional[str] = None) -> None:
-    """
-    Grouped bar plot: one group per metric, one bar per run (missing values are left out).
-
-    Args:
-        runs: from :func:`compare_runs`.
-        path: output PNG.
-        title: figure title.
-    """
-    keys = list(runs[0]["values"]) if runs else []
-    width = 0.8 / max(len(runs), 1)
-    fig = Figure(figsize=(max(6, 1.3 * len(keys) + 2), 4.5))
-    ax = fig.subplots()
-    x = np.arange(len(keys))
-    for i, run in enumerate(runs):
-        values = [run["values"].get(k) for k in keys]
-        heights = [v if isinstance(v, (int, float)) and np.isfinite(v) else 0.0 for v in values]
-        bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, heights, width, label=run["name"])
-        for bar, v in zip(bars, values):
-            ax.annotate(
-                _cell(v),
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                ha="center",
-                va="bottom",
-                fontsize=7,
-            )
-    ax.set_xticks(x, keys, rotation=25, ha="right")
-    ax.set_ylabel("percent")
-    ax.set_ylim(0, 105)
-    ax.set_title(title or "Evaluation of runs")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
 
 
 def headline(run_dir: str) -> str:
@@ -209,5 +164,5 @@ def headline(run_dir: str) -> str:
         run = load_run(run_dir, split=split)
         report = os.path.join(eval_dir(run_dir, split), "report.md")
         lines.append(f"{run['eval'].get('dataset', split)} ({report}):")
-        lines.append("  " + ", ".join(f"{k} {_cell(v)}" for k, v in run["values"].items()))
+        lines.append("  " + ", ".join(f"{k} {number_text(v)}" for k, v in run["values"].items()))
     return "\n".join(lines)

@@ -27,10 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from detectron2.data import MetadataCatalog
 
 from trashpole.visualization import class_colors
-
-from .detail import EvaluationDetail, GalleryItem
-from .evaluator import TASK
-from .html_panels import (
+from trashpole.visualization.panels import (
     CROWD_COLOR,
     OUTCOME_COLORS,
     draw_overlay,
@@ -38,6 +35,9 @@ from .html_panels import (
     read_photo,
     write_image_files,
 )
+
+from .detail import EvaluationDetail, GalleryItem
+from .evaluator import TASK
 from .markdown_html import markdown_to_html
 from .matching import ImageResult, segmentation_to_rle
 
@@ -181,7 +181,7 @@ def _draw_image(
     prefix: str,
 ) -> Tuple[int, int]:
     """
-    Write the photo and both overlays of one image (see :mod:`.html_panels`).
+    Write the photo and both overlays of one image (see :mod:`trashpole.visualization.panels`).
 
     Args:
         detail: the evaluation (class names).

@@ -15,22 +15,17 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-import cv2
 import numpy as np
-import pycocotools.mask as mask_util
 from detectron2.data import MetadataCatalog
-from detectron2.data.catalog import Metadata
-from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils import comm
-from detectron2.utils.visualizer import ColorMode, Visualizer
-from matplotlib.figure import Figure
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from trashpole.jsonio import to_jsonable, write_json
-from trashpole.visualization import class_colors
+from trashpole.visualization.charts import number_text, plot_confusion_matrix, plot_pr_curves
+from trashpole.visualization.overlays import plot_gallery
 
-from .detail import EvaluationDetail, GalleryItem
+from .detail import EvaluationDetail
 from .evaluator import TASK, records_by_image_id
 from .html_report import write_html_report
 from .matching import AP_IOU
@@ -40,7 +35,6 @@ from .undefined import undefined_reasons
 
 logger = logging.getLogger(__name__)
 
-GALLERY_WIDTH = 480  # pixels of one gallery panel
 
 HOW_TO_READ = """\
 ## How to read this
@@ -75,18 +69,12 @@ AP written as 0.021 elsewhere may be a fraction (2.1 %) or a percent (0.021 %).
 """
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "n/a"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return f"{float(value):.2f}"
-
-
 def _table(header: Sequence[str], rows: List[Sequence[Any]]) -> List[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        lines.append("| " + " | ".join(v if isinstance(v, str) else _fmt(v) for v in row) + " |")
+        lines.append(
+            "| " + " | ".join(v if isinstance(v, str) else number_text(v) for v in row) + " |"
+        )
     return lines
 
 
@@ -114,7 +102,7 @@ def _instance_section(m: Dict[str, float], class_names: Sequence[str], iou: floa
     rows.append(["accuracy", m.get("accuracy")] + ["-"] * len(class_names))
     rows[-1].append(METRIC_DESCRIPTIONS["accuracy"])
     counts = ", ".join(
-        f"{k} {_fmt(m.get(k))}"
+        f"{k} {number_text(m.get(k))}"
         for k in ("num_gt", "num_pred", "num_matched", "hits", "TP", "FP", "FN", "num_ignored")
     )
     lines = [f"## Instance metrics (hit: mask IoU >= {iou:g})", ""]
@@ -162,8 +150,8 @@ def _markdown(
     lines = [
         f"# Evaluation report: {detail.dataset_name}",
         "",
-        f"{_fmt(m['num_images'])} images, {_fmt(m['num_gt'])} objects, "
-        f"{_fmt(m['num_pred'])} predictions with score >= {detail.score_thresh:g}. "
+        f"{number_text(m['num_images'])} images, {number_text(m['num_gt'])} objects, "
+        f"{number_text(m['num_pred'])} predictions with score >= {detail.score_thresh:g}. "
         "All numbers are in `metrics.json`, per-image ones in `per_image.json`.",
         "",
         HOW_TO_READ.format(score=detail.score_thresh, iou=detail.iou_thresh),
@@ -189,33 +177,6 @@ def _undefined_section(reasons: Dict[str, str]) -> List[str]:
     lines = ["## Undefined values", "", "Shown as `n/a` above and `null` in `metrics.json`:", ""]
     lines += [f"- `{key}`: {reason}" for key, reason in reasons.items()]
     return lines + [""]
-
-
-def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: str) -> None:
-    """
-    Save the instance confusion matrix as a PNG, colored by row share, annotated with counts.
-
-    Args:
-        cm: ndarray[L, L] of counts, rows true, columns predicted.
-        labels: L names.
-        path: output file.
-    """
-    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig = Figure(figsize=(1.4 * len(labels) + 2, 1.2 * len(labels) + 1.5))
-    ax = fig.subplots()
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            color = "white" if share[i, j] > 0.6 else "black"
-            text = f"{cm[i, j]}\n{100 * share[i, j]:.0f}%" if cm[i].sum() else str(cm[i, j])
-            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=10)
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("Instance confusion (count, share of row)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def coco_pr_curves(
@@ -250,168 +211,6 @@ def coco_pr_curves(
         name: coco_eval.eval["precision"][0, :, cat_ids.index(to_dataset[c]), 0, -1]
         for c, name in enumerate(class_names)
     }
-
-
-def plot_pr_curves(
-    detail: EvaluationDetail, path: str, coco_precision: Optional[Dict] = None
-) -> None:
-    """
-    Save per-class mask precision-recall curves at IoU 0.5 as a PNG.
-
-    Args:
-        detail: the evaluation (uses ``pr_curves``, ``class_names``, ``score_thresh``).
-        path: output file.
-        coco_precision: optional name -> ndarray[101] from :func:`coco_pr_curves`, drawn dashed.
-    """
-    names = detail.class_names
-    fig = Figure(figsize=(4.5 * len(names), 4.2))
-    axes = fig.subplots(1, len(names), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        curve = detail.pr_curves[name]
-        recall, precision, thresholds = curve["recall"], curve["precision"], curve["thresholds"]
-        if curve["num_gt"] and len(recall):
-            # Start the curve at recall 0, as COCO's interpolation does.
-            ax.step(
-                np.r_[0.0, recall],
-                np.r_[precision[0], precision],
-                where="post",
-                label=f"ours, AP50 {_fmt(curve['AP50'])}",
-            )
-            at = np.flatnonzero(thresholds >= detail.score_thresh)
-            if len(at):
-                ax.plot(
-                    recall[at[-1]],
-                    precision[at[-1]],
-                    "o",
-                    color="C3",
-                    label=f"operating point (score >= {detail.score_thresh:g})",
-                )
-        if coco_precision is not None and name in coco_precision:
-            p = coco_precision[name]
-            ok = p > -1
-            coco_ap = 100 * p[ok].mean() if ok.any() else float("nan")
-            ax.plot(
-                np.linspace(0, 1, 101)[ok],
-                p[ok],
-                "--",
-                color="C2",
-                label=f"COCO segm, AP50 {_fmt(coco_ap)}",
-            )
-        ax.set_xlim(0, 1.02)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
-        ax.set_title(f"{name} ({curve['num_gt']} objects), mask IoU >= {AP_IOU:g}")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="lower left", fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "no objects or predictions", ha="center", transform=ax.transAxes)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def _read_rgb(file_name: str, height: int, width: int) -> np.ndarray:
-    image = cv2.imread(file_name, cv2.IMREAD_COLOR)
-    if image is None:
-        logger.warning("gallery: cannot read %s; drawing on a gray canvas", file_name)
-        return np.full((height, width, 3), 128, dtype=np.uint8)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _gallery_metadata(detail: EvaluationDetail) -> Metadata:
-    meta = MetadataCatalog.get(detail.dataset_name)
-    colors = meta.get("thing_colors") or class_colors(len(detail.class_names))
-    return Metadata(thing_classes=list(detail.class_names), thing_colors=list(colors))
-
-
-def _draw_truth(vis: Visualizer, record: dict, meta: Metadata) -> np.ndarray:
-    """Ground truth in exact class colors (draw_dataset_dict would jitter them)."""
-    annos = record.get("annotations", [])
-    if not annos:
-        return vis.output.get_image()
-    names = meta.thing_classes
-    vis.overlay_instances(
-        masks=[a["segmentation"] for a in annos],
-        boxes=[BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos],
-        labels=[names[a["category_id"]] + (" crowd" if a.get("iscrowd", 0) else "") for a in annos],
-        assigned_colors=[
-            tuple(c / 255 for c in meta.thing_colors[a["category_id"]]) for a in annos
-        ],
-        alpha=0.5,
-    )
-    return vis.output.get_image()
-
-
-def _draw_pair(record: dict, item: GalleryItem, meta: Metadata) -> tuple:
-    h, w = int(record["height"]), int(record["width"])
-    image = _read_rgb(record["file_name"], h, w)
-    scale = min(1.0, GALLERY_WIDTH / max(w, 1))
-    gt_panel = _draw_truth(Visualizer(image, meta, scale=scale), record, meta)
-    instances = Instances((h, w))
-    masks = mask_util.decode(item.rles) if item.rles else np.zeros((h, w, 0), dtype=np.uint8)
-    instances.pred_masks = masks.transpose(2, 0, 1).astype(bool)
-    boxes = mask_util.toBbox(item.rles) if item.rles else np.zeros((0, 4))
-    instances.pred_boxes = Boxes(
-        BoxMode.convert(np.asarray(boxes), BoxMode.XYWH_ABS, BoxMode.XYXY_ABS)
-    )
-    instances.pred_classes = np.asarray(item.classes, dtype=np.int64)
-    instances.scores = np.asarray(item.scores, dtype=np.float32)
-    pred_vis = Visualizer(image, meta, scale=scale, instance_mode=ColorMode.SEGMENTATION)
-    pred_panel = pred_vis.draw_instance_predictions(instances, jittering=False).get_image()
-    return gt_panel, pred_panel
-
-
-def plot_gallery(
-    detail: EvaluationDetail,
-    ground_truth: Dict[Any, dict],
-    items: List[GalleryItem],
-    title: str,
-    path: str,
-):
-    """
-    Save ground truth (left) next to prediction (right) for the given images as one PNG.
-
-    Args:
-        detail: the evaluation (per-image records, class names).
-        ground_truth: the data set dicts by image id.
-        items: gallery images, in display order.
-        title: figure title.
-        path: output file.
-    """
-    if not items:
-        fig = Figure(figsize=(6, 1.5))
-        ax = fig.subplots()
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"{title}: no images", ha="center", va="center")
-        fig.savefig(path, dpi=100)
-        return
-    meta = _gallery_metadata(detail)
-    records = {r.image_id: r for r in detail.records}
-    panels = [_draw_pair(ground_truth[item.image_id], item, meta) for item in items]
-    aspect = max(p[0].shape[0] / p[0].shape[1] for p in panels)
-    fig = Figure(figsize=(10, 5 * aspect * len(items) + 0.8))
-    axes = fig.subplots(len(items), 2, squeeze=False)
-    for row, (item, (gt_panel, pred_panel)) in enumerate(zip(items, panels)):
-        rec = records[item.image_id]
-        counts = rec.to_dict(detail.iou_thresh)
-        name = os.path.basename(rec.file_name)
-        n_gt = counts["num_gt"]
-        axes[row, 0].imshow(gt_panel)
-        axes[row, 0].set_title(f"truth: {name} ({n_gt} objects)", fontsize=9)
-        axes[row, 1].imshow(pred_panel)
-        quality = f"image mIoU {100 * item.rank_key:.1f}" if n_gt else "no objects in truth"
-        axes[row, 1].set_title(
-            f"prediction: {quality}, {len(item.classes)} shown, TP {counts['TP']}, "
-            f"FP {counts['FP']}",
-            fontsize=9,
-        )
-        for ax in axes[row]:
-            ax.axis("off")
-    fig.suptitle(title)
-    # leave the top 0.8 inch to the title so that it does not cover the first row's titles
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.8 / fig.get_figheight()))
-    fig.savefig(path, dpi=100)
 
 
 def _metrics_json(results: Dict[str, Any], detail: EvaluationDetail) -> Dict[str, Any]:
@@ -479,9 +278,8 @@ def write_report(
         detail.confusion_matrix, detail.labels, os.path.join(output_dir, "confusion_matrix.png")
     )
     coco_json = os.path.join(evaluation_dir, "coco_instances_results.json")
-    plot_pr_curves(
-        detail, os.path.join(output_dir, "pr_curves.png"), _coco_precision(detail, coco_json)
-    )
+    coco_precision = _coco_precision(detail, coco_json)
+    plot_pr_curves(detail, os.path.join(output_dir, "pr_curves.png"), coco_precision, AP_IOU)
     for which in ("worst", "best"):
         plot_gallery(
             detail,

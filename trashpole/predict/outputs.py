@@ -102,7 +102,9 @@ class GeoCollector:
         write_geojson(self.features, os.path.join(output_dir, GEOJSON_FILE))
         points = self._points if points is None else points
         if points:
-            from trashpole.predict.draw import plot_positions  # matplotlib only when plotting
+            from trashpole.visualization.charts import (
+                plot_positions,  # matplotlib only when plotting
+            )
 
             plot_positions(points, os.path.join(output_dir, POSITIONS_PLOT))
         summary = self.summary()

@@ -17,10 +17,10 @@ from trashpole.predict.coco import (
     read_coco_ids,
     records_to_coco,
 )
-from trashpole.predict.draw import draw_predictions
 from trashpole.predict.inputs import find_inputs, iter_video_frames
 from trashpole.predict.outputs import GeoCollector
 from trashpole.predict.predictor import TrashPolePredictor
+from trashpole.visualization.overlays import draw_predictions
 
 logger = logging.getLogger(__name__)
 

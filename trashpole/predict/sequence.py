@@ -27,7 +27,6 @@ from tqdm import tqdm
 
 from trashpole.jsonio import write_json
 from trashpole.predict.coco import instances_to_records
-from trashpole.predict.draw import draw_tracked
 from trashpole.predict.inputs import find_inputs, iter_video_frames
 from trashpole.predict.outputs import (
     SUMMARY_FILE,
@@ -38,6 +37,7 @@ from trashpole.predict.outputs import (
 )
 from trashpole.predict.predictor import TrashPolePredictor
 from trashpole.predict.track import TRACKER_NAME, InstanceTracker, count_objects
+from trashpole.visualization.overlays import draw_tracked
 
 logger = logging.getLogger(__name__)
 

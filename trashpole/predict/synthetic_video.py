@@ -28,12 +28,12 @@ from detectron2.structures import Boxes, Instances
 
 from trashpole.data.synthetic import CLASS_NAMES, render_scene
 from trashpole.jsonio import dumps
-from trashpole.predict.draw import draw_tracked
 from trashpole.predict.track import (
     count_id_switches,
     match_to_truth,
     track_predictions,
 )
+from trashpole.visualization.overlays import draw_tracked
 
 logger = logging.getLogger(__name__)
 

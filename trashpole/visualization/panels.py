@@ -7,13 +7,13 @@ masks can be hidden).
 
 import logging
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
-from .matching import RLE
+RLE = Dict[str, Any]  # a pycocotools compressed RLE: {"size": [h, w], "counts": bytes}
 
 logger = logging.getLogger(__name__)
 
