@@ -266,3 +266,42 @@ def test_accuracy_of_speed_options_on_a_tiny_run(tmp_path, clean_catalogs):
     assert (tmp_path / "out" / "accuracy_benchmark.json").is_file()
     table = accuracy.format_accuracy_table(result)
     assert "channels_last" in table and "fp32, NCHW" in table
+
+
+def _variant_row(segm: float, base_segm: float, ms: float, base_ms: float) -> dict:
+    return {
+        "opts": [],
+        "label": "what ran",
+        "setup": {},
+        "seen": {},
+        "threads": 2,
+        "segm/AP": segm,
+        "segm/AP50": segm + 20,
+        "bbox/AP": segm + 1,
+        "delta_segm_AP": segm - base_segm,
+        "delta_bbox_AP": segm - base_segm,
+        "ms_per_image": ms,
+        "speedup_vs_default": base_ms / ms,
+        "images": 20,
+    }
+
+
+def test_accuracy_over_two_seeds_hand_worked():
+    # run A: fp32 30.0 AP at 100 ms, bf16 30.5 at 50 ms; run B: fp32 20.0 at 120 ms, bf16 19.0
+    # at 40 ms. Over the two: bf16 changes AP by (+0.5 - 1.0) / 2 = -0.25, at most -1.0, and is
+    # (2 + 3) / 2 = 2.5x faster.
+    run_a = {"fp32": _variant_row(30.0, 30.0, 100, 100), "bf16": _variant_row(30.5, 30.0, 50, 100)}
+    run_b = {"fp32": _variant_row(20.0, 20.0, 120, 120), "bf16": _variant_row(19.0, 20.0, 40, 120)}
+    rows = accuracy._over_runs([run_a, run_b])
+    bf16 = rows["bf16"]
+    assert bf16["delta_segm_AP_per_run"] == [0.5, -1.0]
+    assert bf16["delta_segm_AP"] == pytest.approx(-0.25)
+    assert bf16["delta_segm_AP_farthest"] == -1.0
+    assert bf16["segm/AP"] == pytest.approx(24.75)
+    assert bf16["speedup_vs_default"] == pytest.approx(2.5)
+    assert bf16["ms_per_image"] == pytest.approx(45.0) and bf16["images"] == 40
+    assert rows["fp32"]["delta_segm_AP"] == 0.0 and rows["fp32"]["speedup_vs_default"] == 1.0
+    table = accuracy.format_accuracy_table(
+        {"runs": ["a", "b"], "split": "test", "load_before": 0, "load_after": 0, "contenders": rows}
+    )
+    assert "+0.50 -1.00" in table and "means over a, b" in table

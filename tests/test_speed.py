@@ -362,3 +362,14 @@ def test_fp32_copy_of_a_feature_map_is_made_once_per_version():
     assert torch.equal(nchw_fp32(feature), feature.float())
     plain = torch.randn(1, 4, 6, 6)
     assert nchw_fp32(plain) is plain  # already NCHW fp32: no copy
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_trainer_threads_roi_align_by_its_key(tmp_path, threaded):
+    from trashpole.engine.trainer import Trainer
+
+    opts = ["TRASHPOLE.TRAIN.THREADED_ROI_ALIGN", str(threaded)]
+    model = Trainer.build_model(load_config(write_tiny_config(tmp_path), opts))
+    kinds = [type(m).__name__ for m in model.modules() if "ROIAlign" in type(m).__name__]
+    # 4 FPN levels in the box pooler and 4 in the mask pooler
+    assert kinds == ["_ThreadedROIAlign" if threaded else "ROIAlign"] * 8

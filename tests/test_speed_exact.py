@@ -125,6 +125,62 @@ def test_threaded_roi_align_is_bit_identical_in_the_model(tmp_path, keep_threads
     assert torch.equal(actual.pred_masks, expected.pred_masks)
 
 
+def _roi_align_case(num_rois: int, dtype: torch.dtype):
+    """Features of 3 images (the last one without boxes) and ``num_rois`` boxes on the first two."""
+    generator = torch.Generator().manual_seed(1)
+    features = torch.randn(3, 16, 40, 40, generator=generator).to(dtype)
+    xy = torch.rand(num_rois, 2, generator=generator) * 30
+    wh = torch.rand(num_rois, 2, generator=generator) * 10 + 1
+    image = torch.randint(0, 2, (num_rois, 1), generator=generator).float()
+    upstream = torch.randn(num_rois, 16, 7, 7, generator=generator).to(dtype)
+    return features, torch.cat([image, xy, xy + wh], 1), upstream
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_threaded_roi_align_training_is_bit_identical(keep_threads, monkeypatch, bf16):
+    # forward split by box, backward split by image: output and the features' gradient equal
+    # the serial op's, in fp32 and under bf16 autocast (bf16 features, as in bf16 training)
+    from detectron2.layers import ROIAlign
+
+    torch.set_num_threads(2)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    features, rois, upstream = _roi_align_case(150, dtype)
+
+    def run(align):
+        x = features.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = align(x, rois)
+        out.backward(upstream)
+        return out.detach(), x.grad
+
+    plain = ROIAlign((7, 7), 0.5, 2)
+    expected_out, expected_grad = run(plain)
+    splits = []
+    original = threads._split_by_image
+    monkeypatch.setattr(threads, "_split_by_image", lambda r, n: splits.append(n) or original(r, n))
+    thread_roi_align(nn.Sequential(plain))
+    out, grad = run(plain)
+    assert splits == [3]  # the threaded backward ran, over the 3 images
+    assert out.dtype == expected_out.dtype == dtype and grad.dtype == dtype
+    assert torch.equal(out, expected_out)
+    assert torch.equal(grad, expected_grad)
+    assert grad[2].abs().sum() == 0 and grad[0].abs().sum() > 0  # image 2 has no boxes
+
+
+def test_threaded_roi_align_training_with_one_image_is_the_serial_op(keep_threads, monkeypatch):
+    from detectron2.layers import ROIAlign
+
+    torch.set_num_threads(2)
+    features, rois, upstream = _roi_align_case(100, torch.float32)
+    features, rois = features[:1].clone().requires_grad_(True), rois.clone()
+    rois[:, 0] = 0
+    align = ROIAlign((7, 7), 0.5, 2)
+    thread_roi_align(nn.Sequential(align))
+    monkeypatch.setattr(threads, "_split_by_image", lambda r, n: pytest.fail("split one image"))
+    align(features, rois).backward(upstream)
+    assert features.grad.shape == features.shape
+
+
 def test_threaded_roi_align_is_bit_identical_per_level(keep_threads):
     from detectron2.layers import ROIAlign
 

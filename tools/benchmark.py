@@ -11,6 +11,7 @@ Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and 
     tools/benchmark.py tracking             # ms/frame of tracking vs prediction (30 frames)
     tools/benchmark.py all --quick          # everything shrunk to a smoke test (~1 min)
     tools/benchmark.py accuracy --run output/demo   # AP and speed of each speed option
+    tools/benchmark.py accuracy --run RUN_A RUN_B   # ... over two trained seeds
 
 Time on an idle machine: the tables print the load average before and after each run.
 """
@@ -52,7 +53,12 @@ def parse_args(argv=None):
     p.add_argument(
         "--compile", action="store_true", help="add a row with the backbone compiled (inference)"
     )
-    p.add_argument("--run", default="output/demo", help="trained run (accuracy)")
+    p.add_argument(
+        "--run",
+        nargs="+",
+        default=["output/demo"],
+        help="trained run(s) (accuracy; several: the same recipe trained with other seeds)",
+    )
     p.add_argument("--split", default="test", help="split to evaluate (accuracy)")
     p.add_argument("--dataset-root", default="", help="export (accuracy; default: the run's)")
     add_debug_flag(p)

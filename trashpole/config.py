@@ -101,6 +101,12 @@ def add_trashpole_config(cfg: CN) -> None:
     # docs/performance.md), so it is off by default; worth it for long runs.
     cfg.TRASHPOLE.INFERENCE.COMPILE = False
 
+    cfg.TRASHPOLE.TRAIN = CN()
+    # Speed options of training (the trainer's model; bit-identical, so on by default).
+    # Split ROIAlign over the torch threads in training: the forward by box, the backward (which
+    # torchvision runs on one core) by image, for batches of two images or more.
+    cfg.TRASHPOLE.TRAIN.THREADED_ROI_ALIGN = True
+
     cfg.TRASHPOLE.TRACK = CN()
     # Tracking of videos and frame sequences (tools/predict.py --track, trashpole.predict.track).
     # Box IoU (0-1) with an object's box in the previous frame at which a detection of the same

@@ -3,7 +3,7 @@
 import logging
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -44,6 +44,7 @@ def default_variants() -> Dict[str, List[str]]:
         "channels_last": speed_opts(bf16=False, channels_last=True),
         "bf16": speed_opts(bf16=True, channels_last=False),
         "bf16 + channels_last": speed_opts(bf16=True, channels_last=True),
+        "bf16 + channels_last + compile": speed_opts(bf16=True, channels_last=True, compile=True),
         "config defaults": [],
         "1 thread": fp32 + speed_opts(threads=1),
         "ROIAlign adaptive (ratio 0)": fp32 + speed_opts(sampling_ratio=0),
@@ -139,40 +140,13 @@ def evaluate_variant(
     }
 
 
-def run_accuracy(
-    run_dir: str,
-    out_dir: Optional[str] = None,
-    split: str = "test",
-    dataset_root: str = "",
-    variants: Optional[Dict[str, List[str]]] = None,
-) -> Dict[str, Any]:
-    """
-    :func:`evaluate_variant` for every speed choice, with the AP change against the first
-    variant (fp32 in :func:`default_variants`); writes ``accuracy_benchmark.json``.
-
-    Args:
-        run_dir: a trained run.
-        out_dir: folder for the JSON (none written if None).
-        split: the split to evaluate.
-        dataset_root: the export (default: the run's).
-        variants: name -> opts; default :func:`default_variants`.
-
-    Returns:
-        dict with ``run``, ``split``, load averages and ``contenders``: name -> the metrics of
-        :func:`evaluate_variant` plus ``opts``, ``median_s`` (seconds per image),
-        ``delta_segm_AP``, ``delta_bbox_AP`` and ``speedup_vs_default``.
-    """
-    variants = dict(variants or default_variants())
-    result: Dict[str, Any] = {
-        "benchmark": "accuracy",
-        "run": run_dir,
-        "split": split,
-        "load_before": load_average(),
-        "machine": machine_info(),
-    }
+def _rows_of_run(
+    run_dir: str, variants: Dict[str, List[str]], split: str, dataset_root: str
+) -> Dict[str, Dict[str, Any]]:
+    """:func:`evaluate_variant` of every variant on one run, with the changes against the first."""
     rows: Dict[str, Dict[str, Any]] = {}
     for name, opts in variants.items():
-        logger.info(f"speed option {name!r}: {opts}")
+        logger.info(f"{run_dir}: speed option {name!r}: {opts}")
         rows[name] = {"opts": list(opts), **evaluate_variant(run_dir, opts, split, dataset_root)}
         rows[name]["median_s"] = rows[name]["ms_per_image"] / 1000
     base = next(iter(rows.values()))
@@ -180,27 +154,101 @@ def run_accuracy(
         row["delta_segm_AP"] = row["segm/AP"] - base["segm/AP"]
         row["delta_bbox_AP"] = row["bbox/AP"] - base["bbox/AP"]
         row["speedup_vs_default"] = base["ms_per_image"] / row["ms_per_image"]
+    return rows
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values))
+
+
+def _over_runs(per_run: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
+    """One row per variant from the rows of several runs: means of the metrics, time and
+    speed-up, every run's AP change, and the change farthest from 0. Set-up and label are the
+    first run's (every run builds the same set-up from the same options)."""
+    rows = {}
+    for name, first in per_run[0].items():
+        mine = [run[name] for run in per_run]
+        deltas = [r["delta_segm_AP"] for r in mine]
+        rows[name] = {
+            **{k: first[k] for k in ("opts", "label", "setup", "seen", "threads")},
+            **{
+                k: _mean([r[k] for r in mine])
+                for k in ("segm/AP", "segm/AP50", "bbox/AP", "delta_segm_AP", "delta_bbox_AP")
+            },
+            **{k: _mean([r[k] for r in mine]) for k in ("ms_per_image", "speedup_vs_default")},
+            "images": sum(r["images"] for r in mine),
+            "delta_segm_AP_per_run": deltas,
+            "delta_segm_AP_farthest": max(deltas, key=abs),
+        }
+        rows[name]["median_s"] = rows[name]["ms_per_image"] / 1000
+    return rows
+
+
+def run_accuracy(
+    run_dirs: Union[str, Sequence[str]],
+    out_dir: Optional[str] = None,
+    split: str = "test",
+    dataset_root: str = "",
+    variants: Optional[Dict[str, List[str]]] = None,
+) -> Dict[str, Any]:
+    """
+    :func:`evaluate_variant` for every speed choice on one or more trained runs (say, the same
+    recipe trained with two seeds), with the AP change against the first variant (fp32 in
+    :func:`default_variants`) on each run; writes ``accuracy_benchmark.json``.
+
+    Args:
+        run_dirs: a trained run, or several.
+        out_dir: folder for the JSON (none written if None).
+        split: the split to evaluate.
+        dataset_root: the export (default: each run's).
+        variants: name -> opts; default :func:`default_variants`.
+
+    Returns:
+        dict with ``runs`` (the run folders), ``split``, load averages, ``per_run`` (one
+        ``{variant: row}`` per run: the metrics of :func:`evaluate_variant` plus ``opts``,
+        ``median_s`` (seconds per image), ``delta_segm_AP``, ``delta_bbox_AP`` and
+        ``speedup_vs_default``) and ``contenders``: the same rows over the runs (means, with
+        ``delta_segm_AP_per_run`` and ``delta_segm_AP_farthest``).
+    """
+    runs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
+    for run in runs:  # a missing run fails now, not after the other runs' sweeps
+        resolve_run(run)
+    variants = dict(variants or default_variants())
+    result: Dict[str, Any] = {
+        "benchmark": "accuracy",
+        "runs": runs,
+        "split": split,
+        "load_before": load_average(),
+        "machine": machine_info(),
+    }
+    per_run = [_rows_of_run(run, variants, split, dataset_root) for run in runs]
     result["load_after"] = load_average()
-    result["contenders"] = rows
+    result["per_run"] = per_run
+    result["contenders"] = _over_runs(per_run)
     if out_dir:
         write_result(result, out_dir, "accuracy_benchmark.json")
     return result
 
 
 def format_accuracy_table(result: Dict[str, Any]) -> str:
-    """The variants of :func:`run_accuracy` as a fixed-width text table."""
+    """The variants of :func:`run_accuracy` as a fixed-width text table (means over the runs,
+    and each run's segm AP change when there are several)."""
+    several = len(result["runs"]) > 1
     header = f"{'speed option':<38} {'ms/img':>7} {'speed-up':>8} {'segm AP':>8} {'dAP':>6}"
-    header += f" {'box AP':>7}"
+    header += f" {'box AP':>7}" + ("  dAP per run" if several else "")
     lines = [header, "-" * len(header)]
     for name, row in result["contenders"].items():
-        lines.append(
+        line = (
             f"{name:<38} {row['ms_per_image']:>7.1f} {row['speedup_vs_default']:>8.2f} "
             f"{row['segm/AP']:>8.2f} {row['delta_segm_AP']:>+6.2f} {row['bbox/AP']:>7.2f}"
         )
+        if several:
+            line += "  " + " ".join(f"{d:+.2f}" for d in row["delta_segm_AP_per_run"])
+        lines.append(line)
     lines.append("what ran:")
     lines += [f"  {name}: {row['label']}" for name, row in result["contenders"].items()]
+    what = "means over " + ", ".join(result["runs"]) if several else result["runs"][0]
     lines.append(
-        f"{result['run']} on {result['split']}; load {result['load_before']} -> "
-        f"{result['load_after']}"
+        f"{what} on {result['split']}; load {result['load_before']} -> {result['load_after']}"
     )
     return "\n".join(lines)

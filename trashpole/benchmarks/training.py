@@ -45,7 +45,7 @@ from trashpole.benchmarks.measure import (
     write_result,
 )
 from trashpole.config import load_config
-from trashpole.engine.trainer import build_optimizer
+from trashpole.engine.trainer import build_optimizer, prepare_training_model
 from trashpole.speed import install_fp32_guards, precision, speed_opts
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,13 @@ def default_contenders() -> List[TrainContender]:
             channels_last=True,
             note="the same generic switches as trashpole fast",
         ),
-        TrainContender("trashpole R50-FPN", "trashpole", R50_CONFIG, note="detectron2 defaults"),
+        TrainContender(
+            "trashpole R50-FPN",
+            "trashpole",
+            R50_CONFIG,
+            ["TRASHPOLE.TRAIN.THREADED_ROI_ALIGN", "False"],
+            note="detectron2 defaults, serial ROIAlign",
+        ),
         TrainContender("trashpole R50 ROIAlign 2", "trashpole", R50_CONFIG, ratio2),
         TrainContender(
             "trashpole R50 fast", "trashpole", R50_CONFIG, ratio2, bf16, True, "bf16 + NHWC"
@@ -197,7 +203,7 @@ def build_trashpole(contender: TrainContender, opts_first: Sequence[str] = ()) -
     opts = imagenet_norm_opts() + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
     opts += ["MODEL.ROI_HEADS.NUM_CLASSES", "2", "SOLVER.BASE_LR", str(LR)]
     cfg = load_config(contender.config, opts + list(opts_first) + list(contender.opts))
-    model = build_model(cfg)
+    model = prepare_training_model(cfg, build_model(cfg))  # as the trainer builds it
     return model, build_optimizer(cfg, model)
 
 

@@ -26,9 +26,17 @@ from trashpole.engine.writers import StrictJSONWriter
 from trashpole.errors import UserError
 from trashpole.evaluation import build_evaluators
 from trashpole.evaluation.evaluate import evaluate_and_report
-from trashpole.speed import bf16_supported
+from trashpole.speed import bf16_supported, thread_roi_align
 
 logger = logging.getLogger(__name__)
+
+
+def prepare_training_model(cfg, model: torch.nn.Module) -> torch.nn.Module:
+    """The trainer's speed options on a built model, in place (``TRASHPOLE.TRAIN``): ROIAlign
+    spread over the threads (bit-identical; torchvision runs its backward on one core)."""
+    if cfg.TRASHPOLE.TRAIN.THREADED_ROI_ALIGN:
+        thread_roi_align(model)
+    return model
 
 
 def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -87,6 +95,10 @@ class Trainer(DefaultTrainer):
                 self._trainer = CPUAutocastTrainer(t.model, t.data_loader, t.optimizer)
             else:
                 logger.warning("SOLVER.AMP.ENABLED: this CPU has no native bf16; training in fp32")
+
+    @classmethod
+    def build_model(cls, cfg):
+        return prepare_training_model(cfg, super().build_model(cfg))
 
     @classmethod
     def build_optimizer(cls, cfg, model):
