@@ -1,5 +1,6 @@
 """tools/benchmark.py --quick end to end, and the measuring tools on hand-made cases."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from trashpole.benchmarks.training import (
     torchvision_batch,
 )
 from trashpole.engine.amp import CPUAutocastTrainer, autocast_forward
+from trashpole.errors import MissingFileError
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +307,41 @@ def test_accuracy_over_two_seeds_hand_worked():
         {"runs": ["a", "b"], "split": "test", "load_before": 0, "load_after": 0, "contenders": rows}
     )
     assert "+0.50 -1.00" in table and "means over a, b" in table
+
+
+def _fake_checkout(folder, seconds_per_iter: float):
+    """A checkout whose .venv/bin/python 'trains' by writing detectron2-style metrics.json lines
+    with the given iteration time into the OUTPUT_DIR of its command line."""
+    (folder / ".venv" / "bin").mkdir(parents=True)
+    python = folder / ".venv" / "bin" / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        'while [ "$1" != "OUTPUT_DIR" ]; do shift; done\n'
+        f"for t in 9.0 {seconds_per_iter} {seconds_per_iter} {seconds_per_iter * 2}; do\n"
+        '  echo "{\\"iteration\\": 19, \\"time\\": $t}" >> "$2/metrics.json"\n'
+        "done\n"
+    )
+    python.chmod(0o755)
+    return str(folder)
+
+
+def test_time_training_alternates_checkouts(tmp_path):
+    # per run: windows 9.0 (warm-up, left out), t, t, 2t -> median t; old t = 2.0, new t = 0.5
+    spec = importlib.util.spec_from_file_location(
+        "time_training", REPO / "tools" / "time_training.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    old = _fake_checkout(tmp_path / "old", 2.0)
+    new = _fake_checkout(tmp_path / "new", 0.5)
+    (tmp_path / "data").mkdir()
+    out = tmp_path / "t.json"
+    argv = ["--checkout", old, "--checkout", new, "--data", str(tmp_path / "data")]
+    result = tool.main(argv + ["--rounds", "2", "--output", str(out)])
+    assert [[r["s_per_iter"] for r in rnd] for rnd in result["rounds"]] == [[2.0, 0.5]] * 2
+    assert result["rounds"][0][0]["windows"] == [2.0, 2.0, 4.0]
+    assert result["median_s_per_iter"] == [2.0, 0.5]
+    assert result["speedup_vs_first"] == [1.0, 4.0]
+    assert json.loads(out.read_text())["speedup_vs_first"] == [1.0, 4.0]
+    with pytest.raises(MissingFileError, match="no .venv/bin/python"):
+        tool.main(["--checkout", str(tmp_path), "--data", str(tmp_path / "data")])
