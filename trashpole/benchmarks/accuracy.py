@@ -161,6 +161,18 @@ def _mean(values: Sequence[float]) -> float:
     return float(sum(values) / len(values))
 
 
+# the row values that are averaged over runs
+_AVERAGED = (
+    "segm/AP",
+    "segm/AP50",
+    "bbox/AP",
+    "delta_segm_AP",
+    "delta_bbox_AP",
+    "ms_per_image",
+    "speedup_vs_default",
+)
+
+
 def _over_runs(per_run: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
     """One row per variant from the rows of several runs: means of the metrics, time and
     speed-up, every run's AP change, and the change farthest from 0. Set-up and label are the
@@ -171,11 +183,7 @@ def _over_runs(per_run: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Dict[str, 
         deltas = [r["delta_segm_AP"] for r in mine]
         rows[name] = {
             **{k: first[k] for k in ("opts", "label", "setup", "seen", "threads")},
-            **{
-                k: _mean([r[k] for r in mine])
-                for k in ("segm/AP", "segm/AP50", "bbox/AP", "delta_segm_AP", "delta_bbox_AP")
-            },
-            **{k: _mean([r[k] for r in mine]) for k in ("ms_per_image", "speedup_vs_default")},
+            **{k: _mean([r[k] for r in mine]) for k in _AVERAGED},
             "images": sum(r["images"] for r in mine),
             "delta_segm_AP_per_run": deltas,
             "delta_segm_AP_farthest": max(deltas, key=abs),
