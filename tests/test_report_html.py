@@ -160,6 +160,8 @@ def test_html_report_off(run, tmp_path):
     root, _, _, name = run
     _, evaluator = evaluate(name, root, tmp_path / "eval", html=False)
     assert evaluator.predictions is None and len(evaluator.gallery["worst"]) == 5
+    # report.md's galleries rank the images as the page's "worst first" sort (ids from 1)
+    assert [g.image_id for g in evaluator.gallery["worst"]] == [k + 1 for k in WORST_FIRST]
     assert (tmp_path / "eval" / "report.md").is_file()
     assert not (tmp_path / "eval" / "report.html").exists()
     assert not (tmp_path / "eval" / "report_files").exists()

@@ -70,8 +70,14 @@ def _counts_text(counts: Any) -> str:
     return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
 
 
+def worst_first_key(rank_key: float, num_false: int, image_id: Any) -> tuple:
+    """The galleries' order, the same in report.md and report.html: lowest per-image mean IoU
+    first, more false detections first among equals, then by image id."""
+    return (rank_key, -num_false, str(image_id))
+
+
 def _worst_first(item: GalleryItem) -> tuple:
-    return (item.rank_key, -item.num_false, str(item.image_id))
+    return worst_first_key(item.rank_key, item.num_false, item.image_id)
 
 
 def _best_first(item: GalleryItem) -> tuple:

@@ -36,7 +36,7 @@ from trashpole.visualization.panels import (
     write_image_files,
 )
 
-from .detail import EvaluationDetail, GalleryItem
+from .detail import EvaluationDetail, GalleryItem, worst_first_key
 from .evaluator import TASK
 from .markdown_html import markdown_to_html
 from .matching import ImageResult, segmentation_to_rle
@@ -129,10 +129,8 @@ def worst_first(records: Sequence[ImageResult]) -> List[int]:
     false detections first among equals, then by image id."""
     return sorted(
         range(len(records)),
-        key=lambda k: (
-            records[k].rank_key(),
-            -len(records[k].false_classes),
-            str(records[k].image_id),
+        key=lambda k: worst_first_key(
+            records[k].rank_key(), len(records[k].false_classes), records[k].image_id
         ),
     )
 
