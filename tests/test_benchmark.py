@@ -19,7 +19,7 @@ from trashpole.benchmarks.training import (
     torchvision_batch,
 )
 from trashpole.engine.amp import CPUAutocastTrainer, autocast_forward
-from trashpole.errors import MissingFileError
+from trashpole.errors import MissingFileError, UserError
 
 
 @pytest.fixture(scope="module")
@@ -311,11 +311,13 @@ def test_accuracy_over_two_seeds_hand_worked():
 
 def _fake_checkout(folder, seconds_per_iter: float):
     """A checkout whose .venv/bin/python 'trains' by writing detectron2-style metrics.json lines
-    with the given iteration time into the OUTPUT_DIR of its command line."""
+    with the given iteration time into the OUTPUT_DIR of its command line; each command line is
+    appended to ``folder``/calls.txt."""
     (folder / ".venv" / "bin").mkdir(parents=True)
     python = folder / ".venv" / "bin" / "python"
     python.write_text(
         "#!/bin/sh\n"
+        f'echo "$@" >> {folder / "calls.txt"}\n'
         'while [ "$1" != "OUTPUT_DIR" ]; do shift; done\n'
         f"for t in 9.0 {seconds_per_iter} {seconds_per_iter} {seconds_per_iter * 2}; do\n"
         '  echo "{\\"iteration\\": 19, \\"time\\": $t}" >> "$2/metrics.json"\n'
@@ -345,3 +347,20 @@ def test_time_training_alternates_checkouts(tmp_path):
     assert json.loads(out.read_text())["speedup_vs_first"] == [1.0, 4.0]
     with pytest.raises(MissingFileError, match="no .venv/bin/python"):
         tool.main(["--checkout", str(tmp_path), "--data", str(tmp_path / "data")])
+    # one checkout with and without an override: the override ends the variant's command lines
+    calls = tmp_path / "new" / "calls.txt"
+    calls.unlink()
+    argv = ["--checkout", new, "--checkout", f"{new} TRASHPOLE.TRAIN.CHANNELS_LAST True"]
+    result = tool.main(argv + ["--data", str(tmp_path / "data"), "--output", str(out)])
+    assert [c["opts"] for c in result["checkouts"]] == [
+        [],
+        ["TRASHPOLE.TRAIN.CHANNELS_LAST", "True"],
+    ]
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 4  # 2 rounds x 2 variants, alternating
+    assert [line.endswith("TRASHPOLE.TRAIN.CHANNELS_LAST True") for line in lines] == [
+        False,
+        True,
+    ] * 2
+    with pytest.raises(UserError, match="KEY VALUE pairs"):
+        tool.main(["--checkout", f"{new} SEED", "--data", str(tmp_path / "data")])

@@ -14,6 +14,7 @@ from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from detectron2.modeling import build_model
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
 from tiny_model import REPO, write_tiny_config
 from torch import nn
 
@@ -373,3 +374,39 @@ def test_trainer_threads_roi_align_by_its_key(tmp_path, threaded):
     kinds = [type(m).__name__ for m in model.modules() if "ROIAlign" in type(m).__name__]
     # 4 FPN levels in the box pooler and 4 in the mask pooler
     assert kinds == ["_ThreadedROIAlign" if threaded else "ROIAlign"] * 8
+
+
+def test_trainer_channels_last_by_its_key_trains_like_nchw(tmp_path):
+    from trashpole.benchmarks.training import detectron2_batch, synthetic_samples
+    from trashpole.engine.trainer import Trainer
+
+    batch = detectron2_batch(synthetic_samples(64, num_images=2))
+    losses, grads = {}, {}
+    for channels_last in (False, True):
+        cfg = load_config(
+            write_tiny_config(tmp_path), ["TRASHPOLE.TRAIN.CHANNELS_LAST", str(channels_last)]
+        )
+        torch.manual_seed(0)
+        model = Trainer.build_model(cfg)
+        convs = [p for p in model.parameters() if p.dim() == 4]
+        nhwc = [p.is_contiguous(memory_format=torch.channels_last) for p in convs]
+        nchw = [p.is_contiguous() for p in convs]
+        if channels_last:  # every conv weight NHWC (1x1 kernels are both)
+            assert all(nhwc) and not all(nchw)
+        else:
+            assert all(nchw) and not all(nhwc)
+        model.train()
+        torch.manual_seed(1)  # the same proposals and RoIs sampled
+        with EventStorage():
+            loss_dict = model(batch)
+        total = sum(loss_dict.values())
+        total.backward()
+        losses[channels_last] = {k: float(v.detach()) for k, v in loss_dict.items()}
+        grads[channels_last] = model.backbone.bottom_up.stem.conv1.weight.grad.contiguous()
+    assert losses[True].keys() == losses[False].keys() and len(losses[True]) == 5
+    for k, v in losses[False].items():
+        assert losses[True][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+    # the same gradient up to the order of the additions
+    assert torch.allclose(
+        grads[True], grads[False], rtol=1e-3, atol=1e-5 * grads[False].abs().max()
+    )

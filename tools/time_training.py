@@ -5,6 +5,11 @@ rounds on the same machine in one run: what `make demo` training costs before an
 
     tools/time_training.py --checkout /tmp/old --checkout . --rounds 2 \\
         --output docs/benchmarks/demo_training_time.json
+    tools/time_training.py --checkout . --checkout ". TRASHPOLE.TRAIN.CHANNELS_LAST True"
+
+A checkout may carry config overrides after its path (one argument, split like a shell line):
+they go after the recipe's and this tool's own, so one checkout can be timed with and without
+an option.
 
 Each checkout trains with its own ``.venv`` (``make venv``) and its own ``tools/train_net.py`` and
 recipe, on the same data, with the same seed, for ``--epochs`` epochs without evaluations during
@@ -18,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -27,21 +33,25 @@ from typing import Any, Dict, List, Sequence
 
 from trashpole.benchmarks.measure import load_average, machine_info, write_result
 from trashpole.cli import add_debug_flag, run_tool
-from trashpole.errors import MissingFileError
+from trashpole.errors import MissingFileError, UserError
 
 logger = logging.getLogger("trashpole.time_training")
 
 CONFIG = "configs/mask_rcnn_R_18_FPN_cpu_quick.yaml"
 
 
-def _checkout_info(path: str) -> Dict[str, str]:
+def _checkout_info(spec: str) -> Dict[str, Any]:
+    """``spec``: a checkout's path, then any config overrides (KEY VALUE pairs)."""
+    path, *opts = shlex.split(spec)
+    if len(opts) % 2:
+        raise UserError(f"--checkout {spec!r}: overrides come in KEY VALUE pairs after the path")
     python = os.path.join(path, ".venv", "bin", "python")
     if not os.path.isfile(python):
         raise MissingFileError(f"{path}: no .venv/bin/python; run 'make venv' in that checkout")
     rev = subprocess.run(
         ["git", "-C", path, "log", "-1", "--format=%h %s"], capture_output=True, text=True
     ).stdout.strip()
-    return {"path": os.path.abspath(path), "python": python, "commit": rev}
+    return {"path": os.path.abspath(path), "python": python, "commit": rev, "opts": opts}
 
 
 def _iteration_times(metrics_json: str) -> List[float]:
@@ -55,14 +65,14 @@ def _iteration_times(metrics_json: str) -> List[float]:
     return times[1:]
 
 
-def train_once(checkout: Dict[str, str], data: str, epochs: int, seed: int) -> Dict[str, Any]:
+def train_once(checkout: Dict[str, Any], data: str, epochs: int, seed: int) -> Dict[str, Any]:
     """Train the demo recipe of ``checkout`` for ``epochs`` epochs; its s/iteration and wall."""
     with tempfile.TemporaryDirectory() as out:
         opts = ["OUTPUT_DIR", out, "SEED", str(seed), "SOLVER.EPOCHS", str(epochs)]
         opts += ["SOLVER.STEP_EPOCHS", f"({epochs},)", "TEST.EVAL_PERIOD_EPOCHS", "0"]
         opts += ["TRASHPOLE.VAL_LOSS", "False"]
         cmd = [checkout["python"], "tools/train_net.py", "--config-file", CONFIG]
-        cmd += ["--dataset-root", os.path.abspath(data)] + opts
+        cmd += ["--dataset-root", os.path.abspath(data)] + opts + list(checkout["opts"])
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=checkout["path"], capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -70,6 +80,11 @@ def train_once(checkout: Dict[str, str], data: str, epochs: int, seed: int) -> D
             raise RuntimeError(f"{checkout['path']}: training failed:\n{proc.stderr[-3000:]}")
         times = _iteration_times(os.path.join(out, "metrics.json"))
     return {"s_per_iter": statistics.median(times), "windows": times, "wall_s": wall}
+
+
+def _name(info: Dict[str, Any]) -> str:
+    opts = " ".join(info["opts"])
+    return f"{info['commit']} ({info['path']}{' ' + opts if opts else ''})"
 
 
 def run(checkouts: Sequence[str], data: str, rounds: int, epochs: int, seed: int) -> Dict[str, Any]:
@@ -88,7 +103,7 @@ def run(checkouts: Sequence[str], data: str, rounds: int, epochs: int, seed: int
     for r in range(rounds):
         row = []
         for info in infos:
-            logger.info(f"round {r + 1}/{rounds}: {info['path']} ({info['commit']})")
+            logger.info(f"round {r + 1}/{rounds}: {_name(info)}")
             row.append(train_once(info, data, epochs, seed))
             logger.info(f"  {row[-1]['s_per_iter']:.3f} s/iter, {row[-1]['wall_s']:.0f} s")
         result["rounds"].append(row)
@@ -108,7 +123,8 @@ def main(argv=None) -> Dict[str, Any]:
         "--checkout",
         action="append",
         required=True,
-        help="a checkout (repeat; first is the baseline)",
+        help="a checkout's path, optionally followed by config overrides (repeat; first is the "
+        "baseline)",
     )
     p.add_argument("--data", default="datasets/trashpole", help="the export to train on")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds")
@@ -128,7 +144,7 @@ def main(argv=None) -> Dict[str, Any]:
     for info, m, s in zip(
         result["checkouts"], result["median_s_per_iter"], result["speedup_vs_first"]
     ):
-        print(f"{m:.3f} s/iter  {s:.2f}x  {info['commit']}  ({info['path']})")
+        print(f"{m:.3f} s/iter  {s:.2f}x  {_name(info)}")
     print(f"load {result['load_before']} -> {result['load_after']}; written {args.output}")
     return result
 

@@ -106,6 +106,10 @@ def add_trashpole_config(cfg: CN) -> None:
     # Split ROIAlign over the torch threads in training: the forward by box, the backward (which
     # torchvision runs on one core) by image, for batches of two images or more.
     cfg.TRASHPOLE.TRAIN.THREADED_ROI_ALIGN = True
+    # Weights (hence activations) of the training model in channels_last (NHWC), oneDNN's native
+    # layout. Not bit-identical to NCHW (the convolutions add in another order), so off here; the
+    # CPU recipe says whether it turns it on, and why (docs/performance.md).
+    cfg.TRASHPOLE.TRAIN.CHANNELS_LAST = False
 
     cfg.TRASHPOLE.TRACK = CN()
     # Tracking of videos and frame sequences (tools/predict.py --track, trashpole.predict.track).
