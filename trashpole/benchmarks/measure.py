@@ -10,11 +10,14 @@ import statistics
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import detectron2
 import numpy as np
 import torch
+import torchvision
 from torch.nn import functional as F
 
 from trashpole.jsonio import write_json
+from trashpole.speed import cpu_features
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +38,6 @@ def machine_info() -> Dict[str, Any]:
     (AVX-512 BF16, AMX-BF16, AMX-INT8, VNNI), whether oneDNN runs bf16 natively, logical CPUs,
     torch's CPU capability, and the versions of torch, oneDNN, torchvision and detectron2.
     """
-    import detectron2
-    import torchvision
-
-    from trashpole.speed import cpu_features
-
     features = cpu_features()
     return {
         "cpu_model": features["model"],
