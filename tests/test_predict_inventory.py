@@ -5,7 +5,8 @@ frames (tracks.csv, summary.json, overlays), and photos placed by their GPS EXIF
 import csv
 import json
 import os
-import sys
+import runpy
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -44,12 +45,8 @@ def tiny_run(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def predict_tool():
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import predict
-    finally:
-        sys.path.pop(0)
-    return predict
+    """tools/predict.py's functions (``main``, ``parse_args``), loaded through runpy."""
+    return SimpleNamespace(**runpy.run_path(str(REPO / "tools" / "predict.py")))
 
 
 def read_csv(path):
