@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from detectron2.structures import PolygonMasks, polygons_to_bitmask
 from tiny_model import REPO, write_tiny_config
 
 from trashpole.benchmarks import accuracy
@@ -101,6 +102,56 @@ def test_quick_profile_breaks_the_time_down(quick_results):
     assert "mask paste" in stdout
 
 
+def test_quick_training_profile_splits_an_iteration(quick_results):
+    from trashpole.benchmarks.profile_training import CATEGORIES
+
+    out, stdout = quick_results
+    result = json.loads((out / "profile_training_benchmark.json").read_text())
+    rows = result["contenders"]
+    assert set(rows) == {"demo recipe R18", "trashpole R50 fast", "torchvision like d2 switches"}
+    assert rows["demo recipe R18"]["setup"]["arch"] == "R18-FPN"
+    assert rows["demo recipe R18"]["masks"] == "polygons"
+    assert rows["trashpole R50 fast"]["masks"] == "bitmasks"
+    assert rows["trashpole R50 fast"]["setup"]["arch"] == "R50-FPN"
+    for row in rows.values():
+        assert set(row["self_ms"]) == set(CATEGORIES)
+        # the backward of the convolutions and of ROIAlign count in their categories
+        assert row["self_ms"]["conv"] > 0 and row["self_ms"]["ROIAlign"] > 0
+        assert row["self_ms"]["optimizer"] > 0
+        assert sum(row["share"].values()) == pytest.approx(1.0)
+        assert set(row["phase_s"]) == {"forward", "backward", "optimizer"}
+        assert 0 < sum(row["phase_s"].values()) <= row["wall_s"]
+        assert row["loss"] == row["loss"]  # not NaN
+        assert row["seen"]["feature_channels_last"]
+        assert (row["size"], row["batch"]) == (64, 1)
+        assert row["label"] in stdout
+    ops = [op["op"] for op in rows["torchvision like d2 switches"]["top_ops"]]
+    assert any("convolution_backward" in op for op in ops), ops
+
+
+def test_training_profile_counts_ops_by_scope():
+    """Ops inside the optimizer's scope count as optimizer time whatever their name; the scope's
+    own self time is left out; other ops by name."""
+    from trashpole.benchmarks.profile import breakdown
+    from trashpole.benchmarks.profile_training import CATEGORIES
+
+    class Event:
+        def __init__(self, name, self_us, parent=None):
+            self.name, self.self_cpu_time_total, self.cpu_parent = name, self_us, parent
+
+    scope = Event("trashpole::train_optimizer", 500)
+    events = [
+        Event("aten::convolution_backward", 3000),
+        Event("aten::copy_", 1000),
+        scope,
+        Event("aten::_foreach_add_", 2000, scope),
+        Event("aten::copy_", 250, Event("aten::mul", 0, scope)),
+    ]
+    ms = breakdown(events, CATEGORIES, {"trashpole::train_optimizer": "optimizer"})
+    assert ms == {**{c: 0.0 for c in CATEGORIES}, "conv": 3.0, "copies/casts": 1.0,
+                  "optimizer": 2.25}  # fmt: skip
+
+
 def test_profile_categories():
     from trashpole.benchmarks.profile import categorize
 
@@ -137,6 +188,7 @@ def test_quick_run_writes_every_suite(quick_results):
     assert set(combined) == {
         "inference",
         "profile",
+        "profile-training",
         "training",
         "data",
         "evaluation",
@@ -209,6 +261,12 @@ def test_training_batches_describe_the_same_instances():
         torch.testing.assert_close(d["instances"].gt_boxes.tensor, target["boxes"])
         assert (target["labels"] == d["instances"].gt_classes + 1).all()
         assert (target["masks"].bool() == d["instances"].gt_masks.tensor).all()
+    # the polygon batch (the demo recipe's profile) rasterizes to the same pixels
+    for d, p in zip(d2, detectron2_batch(samples, polygons=True)):
+        polygons = p["instances"].gt_masks
+        assert isinstance(polygons, PolygonMasks) and len(polygons) == 4
+        for bitmask, polygon in zip(d["instances"].gt_masks.tensor, polygons.polygons):
+            assert (torch.from_numpy(polygons_to_bitmask(polygon, 64, 64)) == bitmask).all()
 
 
 def test_autocast_forward_wraps_only_the_forward():

@@ -4,6 +4,7 @@ Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and 
 
     tools/benchmark.py inference            # latency of a 640x640 image vs torchvision
     tools/benchmark.py profile              # where that time goes, by op category
+    tools/benchmark.py profile-training     # where a training iteration's time goes
     tools/benchmark.py training             # s/iteration at batch 2, 640 px, vs torchvision
     tools/benchmark.py data                 # registering and loading a 10,000-image export
     tools/benchmark.py evaluation           # time and memory of the trashpole evaluator
@@ -86,6 +87,14 @@ def run_suite(name: str, args) -> dict:
         kwargs.update({"size": args.size} if args.size else {})
         result = profile.run(args.output, threads=args.threads, **kwargs)
         print(profile.format_profile_table(result))
+        return result
+    if name == "profile-training":
+        from trashpole.benchmarks import profile_training  # (one suite at a time, see above)
+
+        kwargs = dict(profile_training.QUICK, quick=True) if args.quick else {}
+        kwargs.update({"size": args.size} if args.size else {})
+        result = profile_training.run(args.output, threads=args.threads, **kwargs)
+        print(profile_training.format_table(result))
         return result
     if name == "accuracy":
         from trashpole.benchmarks import accuracy  # (one suite at a time, see above)

@@ -3,6 +3,8 @@
 - :mod:`.inference`: latency of one image, trashpole's predictor against torchvision's Mask R-CNN
   (plain and with the same generic switches), each row labelled from what ran (:mod:`.describe`);
 - :mod:`.profile`: where that image's time goes (torch.profiler, by op category);
+- :mod:`.profile_training`: where a training iteration's time goes (the same, for forward,
+  backward and optimizer step);
 - :mod:`.training`: seconds per training iteration, trashpole's recipe against torchvision's;
 - :mod:`.data`: registering and loading a large export;
 - :mod:`.evaluation`: time and memory of the trashpole evaluator;
@@ -13,4 +15,13 @@
 """
 
 # the benchmark modules, as tools/benchmark.py names them
-SUITES = ("inference", "profile", "training", "data", "evaluation", "report", "tracking")
+SUITES = (
+    "inference",
+    "profile",
+    "profile-training",
+    "training",
+    "data",
+    "evaluation",
+    "report",
+    "tracking",
+)

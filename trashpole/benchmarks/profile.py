@@ -103,22 +103,39 @@ def _paste_scope(family: str) -> Iterator[None]:
         setattr(module, attr, original)
 
 
-def _in_paste(event: Any) -> bool:
+def _scope_category(event: Any, scopes: Dict[str, str]) -> Optional[str]:
+    """The category of the innermost of ``scopes`` (scope name -> category) that encloses
+    ``event``, or None."""
     parent = event.cpu_parent
     while parent is not None:
-        if parent.name == _PASTE_SCOPE:
-            return True
+        if parent.name in scopes:
+            return scopes[parent.name]
         parent = parent.cpu_parent
-    return False
+    return None
 
 
-def breakdown(events: Sequence[Any]) -> Dict[str, float]:
-    """Self CPU milliseconds by category of a profiler's ``events()``."""
-    totals = {c: 0.0 for c in CATEGORIES}
+def breakdown(
+    events: Sequence[Any],
+    categories: Sequence[str] = CATEGORIES,
+    scopes: Optional[Dict[str, str]] = None,
+) -> Dict[str, float]:
+    """
+    Self CPU milliseconds by category of a profiler's ``events()``.
+
+    Args:
+        events: the profiler's events.
+        categories: the categories to sum into (an op's category from :func:`categorize`).
+        scopes: profiler scope name -> category: every op inside the scope counts in that
+            category, whatever its name (default: the mask pasting scope); the scopes' own
+            self time is left out.
+    """
+    scopes = {_PASTE_SCOPE: "mask paste"} if scopes is None else scopes
+    totals = {c: 0.0 for c in categories}
     for event in events:
-        if event.name == _PASTE_SCOPE:
+        if event.name in scopes:
             continue
-        totals[categorize(event.name, _in_paste(event))] += event.self_cpu_time_total / 1000
+        category = _scope_category(event, scopes) or categorize(event.name)
+        totals[category] += event.self_cpu_time_total / 1000
     return totals
 
 

@@ -23,13 +23,14 @@ does the same work. bf16 training in the trainer itself is
 
 import contextlib
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
 from trashpole.benchmarks.describe import describe_model, label, observe_features
@@ -68,6 +69,8 @@ class TrainContender:
         bf16: forward under CPU bf16 autocast.
         channels_last: weights (hence activations) in channels_last.
         note: for the reader of the table.
+        polygon_masks: ground-truth masks as polygons (family trashpole), as the trainer reads a
+            polygon export (Roboflow's, the demo's), instead of bitmasks.
     """
 
     name: str
@@ -77,6 +80,7 @@ class TrainContender:
     bf16: bool = False
     channels_last: bool = False
     note: str = ""
+    polygon_masks: bool = False
 
 
 def default_contenders() -> List[TrainContender]:
@@ -142,15 +146,23 @@ def synthetic_samples(size: int, num_images: int = 2, seed: int = 0) -> List[Dic
     return samples
 
 
-def detectron2_batch(samples: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The samples as a detectron2 training batch (what the DatasetMapper would give)."""
+def detectron2_batch(
+    samples: Sequence[Dict[str, Any]], polygons: bool = False
+) -> List[Dict[str, Any]]:
+    """The samples as a detectron2 training batch (what the DatasetMapper would give), with the
+    masks as ``BitMasks``, or with ``polygons`` as ``PolygonMasks`` (the samples' masks are their
+    boxes, so both describe the same pixels)."""
     batch = []
     for s in samples:
         height, width = s["image"].shape[:2]
         instances = Instances((height, width))
         instances.gt_boxes = Boxes(torch.from_numpy(s["boxes"]))
         instances.gt_classes = torch.from_numpy(s["classes"])
-        instances.gt_masks = BitMasks(torch.from_numpy(s["masks"]))
+        if polygons:
+            corners = [[[x0, y0, x1, y0, x1, y1, x0, y1]] for x0, y0, x1, y1 in s["boxes"]]
+            instances.gt_masks = PolygonMasks(corners)
+        else:
+            instances.gt_masks = BitMasks(torch.from_numpy(s["masks"]))
         image = torch.from_numpy(s["image"].transpose(2, 0, 1).astype(np.float32))
         batch.append({"image": image, "height": height, "width": width, "instances": instances})
     return batch
@@ -209,7 +221,7 @@ def build_trashpole(contender: TrainContender, opts_first: Sequence[str] = ()) -
 
 def _make_step(
     contender: TrainContender, samples, size: int, seed: int, proposals: int, rois: int
-) -> Tuple[Callable[[], float], torch.nn.Module]:
+) -> Tuple[Callable[..., float], torch.nn.Module]:
     """(a function that runs one training iteration of ``contender`` and returns the loss, the
     model it trains)."""
     torch.manual_seed(seed)
@@ -217,7 +229,7 @@ def _make_step(
         opts = ["MODEL.RPN.POST_NMS_TOPK_TRAIN", str(proposals)] if proposals else []
         opts += ["MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", str(rois)] if rois else []
         model, optimizer = build_trashpole(contender, opts)
-        inputs = (detectron2_batch(samples),)
+        inputs = (detectron2_batch(samples, contender.polygon_masks),)
     elif contender.family in ("torchvision", "torchvision-d2"):
         kwargs = {"rpn_post_nms_top_n_train": proposals} if proposals else {}
         kwargs.update({"box_batch_size_per_image": rois} if rois else {})
@@ -240,16 +252,46 @@ def _make_step(
     # detectron2's losses log into an EventStorage; torchvision needs none
     storage = EventStorage if contender.family == "trashpole" else contextlib.nullcontext
 
-    def step() -> float:
-        optimizer.zero_grad()
-        with storage(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=contender.bf16):
-            losses = model(*inputs)
-        total = sum(losses.values())
-        total.backward()
-        optimizer.step()
+    def step(phases: Optional[Dict[str, float]] = None) -> float:
+        # with ``phases``: the wall seconds of each phase are added to it, and each phase runs
+        # in a profiler scope (PHASE_SCOPES; free when no profiler is recording)
+        clock = _PhaseClock(phases)
+        with clock("forward"):
+            optimizer.zero_grad()
+            with storage(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=contender.bf16):
+                losses = model(*inputs)
+            total = sum(losses.values())
+        with clock("backward"):
+            total.backward()
+        with clock("optimizer"):
+            optimizer.step()
         return float(total)
 
     return step, model
+
+
+# the profiler scope of each phase of a training iteration (see _make_step)
+PHASE_SCOPES = {
+    phase: f"trashpole::train_{phase}" for phase in ("forward", "backward", "optimizer")
+}
+
+
+class _PhaseClock:
+    """``with clock(phase):`` adds the block's wall seconds to ``phases[phase]`` (if ``phases``
+    is a dict) and runs it in the phase's profiler scope."""
+
+    def __init__(self, phases: Optional[Dict[str, float]]):
+        self.phases = phases
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        if self.phases is None:
+            yield
+            return
+        start = time.perf_counter()
+        with torch.profiler.record_function(PHASE_SCOPES[phase]):
+            yield
+        self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - start
 
 
 def run(
