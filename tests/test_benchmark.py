@@ -179,6 +179,11 @@ def test_quick_training_benchmark(quick_results):
     assert rows["torchvision like d2 switches"]["speedup_vs_torchvision_d2_switches"] == 1.0
     assert rows["trashpole R50-FPN"]["seen"]["feature_dtype"] == "fp32"
     assert rows["trashpole R50-FPN"]["label"].split(": ")[1].startswith("fp32, NCHW")
+    # detectron2 as built copies a bitmask per RoI; trashpole's fast row and torchvision index
+    assert "bitmask targets copied" in rows["trashpole R50-FPN"]["label"]
+    assert "bitmask targets copied" in rows["trashpole R50 fast copied masks"]["label"]
+    assert "bitmask targets indexed" in rows["trashpole R50 fast"]["label"]
+    assert "bitmask targets indexed" in rows["torchvision like d2 switches"]["label"]
     assert rows["torchvision like d2 switches"]["seen"]["feature_channels_last"]
 
 

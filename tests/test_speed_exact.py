@@ -374,3 +374,71 @@ def test_benchmark_fast_settings_follow_the_cpu(monkeypatch):
     assert not peer.bf16 and peer.channels_last
     monkeypatch.setattr(precision, "bf16_supported", lambda: True)
     assert inference.fast_opts()[:2] == ["TRASHPOLE.INFERENCE.BF16", "True"]
+
+
+def test_indexed_gt_masks_behave_like_the_copies_they_replace():
+    from detectron2.structures import BitMasks
+
+    from trashpole.speed import IndexedBitMasks
+
+    torch.manual_seed(0)
+    base = torch.rand(5, 40, 48) > 0.6
+    base[2] = False  # an empty mask
+    indexed, copied = IndexedBitMasks.of(BitMasks(base)), BitMasks(base)
+    # the ROI heads' indexing: by matched target, then by foreground, then slices and ints
+    items = [torch.tensor([0, 3, 3, 1, 4, 2, 0, 4]), torch.tensor([1, 0, 1, 1, 0, 1, 1, 1]) > 0]
+    for item in items + [slice(1, 4), 2]:
+        indexed, copied = indexed[item], copied[item]
+        assert isinstance(indexed, IndexedBitMasks) and indexed.base is base
+        assert len(indexed) == len(copied) and torch.equal(indexed.tensor, copied.tensor)
+        assert torch.equal(indexed.nonempty(), copied.nonempty())
+    indexed, copied = IndexedBitMasks.of(BitMasks(base))[items[0]], BitMasks(base)[items[0]]
+    xy = torch.rand(8, 2) * torch.tensor([40.0, 30.0])
+    boxes = torch.cat([xy, xy + 2 + torch.rand(8, 2) * 20], dim=1)
+    for size in (7, 14, 28):
+        targets = indexed.crop_and_resize(boxes, size)
+        assert torch.equal(targets, copied.crop_and_resize(boxes, size))
+    assert 0 < int(targets.sum()) < targets.numel()  # the boxes cut through the masks
+
+
+def test_indexed_gt_masks_train_bit_identically(tmp_path, monkeypatch):
+    """A training step with bitmask targets: the same losses and gradients with the option on
+    and off, and with it on no full-image mask is copied for a proposal."""
+    from detectron2.structures import BitMasks
+
+    from trashpole.engine.trainer import Trainer
+    from trashpole.speed import IndexedBitMasks
+
+    reads, crops = [], []
+    materialize, crop = IndexedBitMasks.tensor.fget, IndexedBitMasks.crop_and_resize
+    monkeypatch.setattr(
+        IndexedBitMasks, "tensor", property(lambda self: reads.append(1) or materialize(self))
+    )
+    monkeypatch.setattr(
+        IndexedBitMasks, "crop_and_resize", lambda *args: crops.append(1) or crop(*args)
+    )
+    losses, grads, calls = {}, {}, {}
+    for indexed in (False, True):
+        cfg = load_config(
+            write_tiny_config(tmp_path), ["TRASHPOLE.TRAIN.INDEXED_GT_MASKS", str(indexed)]
+        )
+        torch.manual_seed(0)
+        model = Trainer.build_model(cfg)
+        model.train()
+        batch = detectron2_batch(synthetic_samples(64, num_images=2))
+        torch.manual_seed(1)  # the same proposals and RoIs sampled
+        with EventStorage():
+            loss_dict = model(batch)
+        sum(loss_dict.values()).backward()
+        losses[indexed] = {k: v.detach() for k, v in loss_dict.items()}
+        grads[indexed] = [p.grad for p in model.parameters() if p.grad is not None]
+        calls[indexed] = len(crops)
+        assert all(type(b["instances"].gt_masks) is BitMasks for b in batch)  # input untouched
+    assert calls == {False: 0, True: 2}  # the path was taken, once per image
+    assert reads == []  # and no mask was copied on it
+    assert float(losses[False]["loss_mask"]) > 0
+    assert losses[True].keys() == losses[False].keys()
+    for name, value in losses[False].items():
+        assert torch.equal(losses[True][name], value), name
+    assert len(grads[True]) == len(grads[False]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(grads[True], grads[False]))

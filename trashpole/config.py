@@ -110,6 +110,10 @@ def add_trashpole_config(cfg: CN) -> None:
     # layout. Not bit-identical to NCHW (the convolutions add in another order), so off here; the
     # CPU recipe says whether it turns it on, and why (docs/performance.md).
     cfg.TRASHPOLE.TRAIN.CHANNELS_LAST = False
+    # Ground-truth bitmasks reach the mask loss as an index into the image's masks instead of a
+    # full-image copy per sampled proposal (trashpole.speed.gt_masks; bit-identical). Polygon
+    # masks (a polygon export) are not copied by detectron2 and are not affected.
+    cfg.TRASHPOLE.TRAIN.INDEXED_GT_MASKS = True
 
     cfg.TRASHPOLE.TRACK = CN()
     # Tracking of videos and frame sequences (tools/predict.py --track, trashpole.predict.track).

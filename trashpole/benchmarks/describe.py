@@ -11,6 +11,8 @@ from typing import Any, Dict, Iterator
 import torch
 from torch import nn
 
+from trashpole.speed import gt_masks
+
 # ResNet depth by (block type, blocks per stage), for both libraries
 _DEPTHS = {
     ("BasicBlock", (2, 2, 2, 2)): 18,
@@ -67,8 +69,10 @@ def describe_model(model: Any) -> Dict[str, Any]:
         (norm modules left, after any folding), ``threaded_roi_align`` (count),
         ``sampling_ratios`` (sorted list of ROIAlign samples per bin; 0 = adaptive),
         ``proposals`` and ``detections`` (at test time), ``train_proposals``,
-        ``trainable_fraction`` (of the parameters), ``threads`` (torch's, now) and
-        ``compiled_backbone`` (``torch.compile`` wraps the backbone).
+        ``trainable_fraction`` (of the parameters), ``threads`` (torch's, now),
+        ``compiled_backbone`` (``torch.compile`` wraps the backbone) and ``indexed_gt_masks``
+        (training bitmask targets reach the mask loss as an index, not a copy per RoI: always in
+        torchvision, with ``TRASHPOLE.TRAIN.INDEXED_GT_MASKS`` in trashpole).
     """
     model = _unwrap(model)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -109,7 +113,14 @@ def describe_model(model: Any) -> Dict[str, Any]:
         / max(1, sum(p.numel() for p in params)),
         "threads": torch.get_num_threads(),
         "compiled_backbone": hasattr(model.backbone, "_orig_mod"),
+        "indexed_gt_masks": _is_torchvision(model) or _indexes_gt_masks(model),
     }
+
+
+def _indexes_gt_masks(model: nn.Module) -> bool:
+    """Whether trashpole's gt-mask indexing hook is on the model's ROI heads."""
+    hooks = getattr(model.roi_heads, "_forward_pre_hooks", {}).values()
+    return any(hook is gt_masks._index_targets for hook in hooks)
 
 
 @contextlib.contextmanager
@@ -144,8 +155,9 @@ def label(setup: Dict[str, Any], seen: Dict[str, Any], training: bool = False) -
     """
     A table label from :func:`describe_model` and :func:`observe_features`, e.g. ``trashpole
     R50-FPN: bf16, NHWC, fused x22, norms folded, ROIAlign 2 threaded, 1000 prop, 2 thr``
-    ("bf16 autocast" where the weights stayed fp32). With ``training``, the training proposals
-    and the trainable share of the parameters instead of the fusions (which only inference uses).
+    ("bf16 autocast" where the weights stayed fp32). With ``training``, the training proposals,
+    the way bitmask targets reach the mask loss, and the trainable share of the parameters instead
+    of the fusions (which only inference uses).
     """
     compute = seen.get("feature_dtype", "?")
     dtype = compute if compute == setup["weights_dtype"] else f"{compute} autocast"
@@ -161,6 +173,9 @@ def label(setup: Dict[str, Any], seen: Dict[str, Any], training: bool = False) -
         parts.append("compiled backbone")
     if training:
         parts.append(f"{setup['train_proposals']} prop")
+        if "indexed_gt_masks" in setup:
+            indexed = setup["indexed_gt_masks"]
+            parts.append("bitmask targets " + ("indexed" if indexed else "copied"))
         parts.append(f"{100 * setup['trainable_fraction']:.0f}% trainable")
     else:
         parts.append(f"{setup['proposals']} prop")

@@ -9,15 +9,17 @@ recipe and its fast settings, with random weights and the same generated batch f
   ``FREEZE_AT: 2``), plain (fp32, NCHW) and with the generic switches trashpole's fast row
   uses (bf16 autocast where the CPU has native bf16, channels_last): every row has its speed-up
   against both;
-- trashpole R50-FPN: ``configs/mask_rcnn_R_50_FPN_reference.yaml`` (detectron2's defaults);
-- trashpole fast: the same plus the speed settings of a contender's ``opts`` and, with
-  ``bf16``, the forward under CPU bf16 autocast (losses in fp32, see
-  :func:`trashpole.speed.install_fp32_guards`).
+- trashpole R50-FPN: ``configs/mask_rcnn_R_50_FPN_reference.yaml`` with trashpole's training
+  speed options off (detectron2 as built);
+- trashpole fast: the recipe with its training speed options (threaded ROIAlign, indexed
+  bitmask targets; once with the targets copied, as detectron2 does), the speed settings of a
+  contender's ``opts`` and, with ``bf16``, the forward under CPU bf16 autocast (losses in fp32,
+  see :func:`trashpole.speed.install_fp32_guards`).
 
 Each row's label is read from the model (:mod:`trashpole.benchmarks.describe`) and from what its
-backbone computed in the last timed step. Each contender uses its usual optimizer (SGD with momentum for torchvision, the recipe's Adam
-for trashpole) with a learning rate of 1e-7, so the weights barely move and every iteration
-does the same work. bf16 training in the trainer itself is
+backbone computed in the last timed step. Each contender uses its usual optimizer (SGD with
+momentum for torchvision, the recipe's Adam for trashpole) with a learning rate of 1e-7, so the
+weights barely move and every iteration does the same work. bf16 training in the trainer itself is
 :class:`trashpole.engine.amp.CPUAutocastTrainer` (``SOLVER.AMP.ENABLED`` on the CPU).
 """
 
@@ -88,6 +90,8 @@ def default_contenders() -> List[TrainContender]:
 
     ratio2 = speed_opts(sampling_ratio=2)
     bf16 = precision.bf16_supported()
+    as_built = ["TRASHPOLE.TRAIN.THREADED_ROI_ALIGN", "False", "TRASHPOLE.TRAIN.INDEXED_GT_MASKS"]
+    as_built.append("False")
     return [
         TrainContender("torchvision R50-FPN", "torchvision", note="all trainable, BN train"),
         TrainContender("torchvision like d2", "torchvision-d2", note="FrozenBN, FREEZE_AT 2"),
@@ -102,10 +106,19 @@ def default_contenders() -> List[TrainContender]:
             "trashpole R50-FPN",
             "trashpole",
             R50_CONFIG,
-            ["TRASHPOLE.TRAIN.THREADED_ROI_ALIGN", "False"],
-            note="detectron2 defaults, serial ROIAlign",
+            as_built,
+            note="detectron2 as built: defaults, serial ROIAlign, bitmask targets copied",
         ),
         TrainContender("trashpole R50 ROIAlign 2", "trashpole", R50_CONFIG, ratio2),
+        TrainContender(
+            "trashpole R50 fast copied masks",
+            "trashpole",
+            R50_CONFIG,
+            ratio2 + ["TRASHPOLE.TRAIN.INDEXED_GT_MASKS", "False"],
+            bf16,
+            True,
+            "bf16 + NHWC, bitmask targets copied per RoI as in detectron2",
+        ),
         TrainContender(
             "trashpole R50 fast", "trashpole", R50_CONFIG, ratio2, bf16, True, "bf16 + NHWC"
         ),

@@ -26,17 +26,19 @@ from trashpole.engine.writers import StrictJSONWriter
 from trashpole.errors import UserError
 from trashpole.evaluation import build_evaluators
 from trashpole.evaluation.evaluate import evaluate_and_report
-from trashpole.speed import bf16_supported, thread_roi_align
+from trashpole.speed import bf16_supported, index_gt_masks, thread_roi_align
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_training_model(cfg, model: torch.nn.Module) -> torch.nn.Module:
     """The trainer's speed options on a built model, in place (``TRASHPOLE.TRAIN``): ROIAlign
-    spread over the threads (bit-identical; torchvision runs its backward on one core) and the
-    weights in channels_last."""
+    spread over the threads (bit-identical; torchvision runs its backward on one core), bitmask
+    targets without a copy per proposal (bit-identical) and the weights in channels_last."""
     if cfg.TRASHPOLE.TRAIN.THREADED_ROI_ALIGN:
         thread_roi_align(model)
+    if cfg.TRASHPOLE.TRAIN.INDEXED_GT_MASKS:
+        index_gt_masks(model)
     if cfg.TRASHPOLE.TRAIN.CHANNELS_LAST:
         model.to(memory_format=torch.channels_last)
     return model

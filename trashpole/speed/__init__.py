@@ -13,7 +13,8 @@ conv+ReLU(+add) and spreads ROIAlign over the threads (exact; tests/test_speed_e
 each with detectron2's plain fp32 outputs). Measurements: docs/performance.md.
 
 Modules: ``precision`` (bf16 and the fp32 guards), ``fusion`` (norm folding, fused layers),
-``threads`` (thread count, threaded ROIAlign), ``options`` (the config applied to a model).
+``threads`` (thread count, threaded ROIAlign), ``options`` (the config applied to a model);
+for training, ``gt_masks`` (bitmask targets without a copy per proposal).
 
 Typical use::
 
@@ -23,6 +24,7 @@ Typical use::
 """
 
 from trashpole.speed.fusion import fuse_conv_activations, fuse_conv_norm
+from trashpole.speed.gt_masks import IndexedBitMasks, index_gt_masks
 from trashpole.speed.options import (
     apply_inference_options,
     compile_backbone,
@@ -42,6 +44,7 @@ from trashpole.speed.precision import (
 from trashpole.speed.threads import set_num_threads, thread_roi_align
 
 __all__ = [
+    "IndexedBitMasks",
     "apply_inference_options",
     "bf16_supported",
     "cast_weights_to_bf16",
@@ -50,6 +53,7 @@ __all__ = [
     "fp32_opts",
     "fuse_conv_activations",
     "fuse_conv_norm",
+    "index_gt_masks",
     "inference_autocast",
     "install_fp32_guards",
     "set_num_threads",
