@@ -427,3 +427,27 @@ def test_time_training_alternates_checkouts(tmp_path):
     ] * 2
     with pytest.raises(UserError, match="KEY VALUE pairs"):
         tool.main(["--checkout", f"{new} SEED", "--data", str(tmp_path / "data")])
+
+
+def test_time_nms_tool_times_the_cases_it_names(tmp_path):
+    """tools/time_nms.py (torch and torchvision only, for any venv): the cases, the versions,
+    and scattered boxes that mostly survive NMS, so that the kernel compares nearly every pair."""
+    import torchvision
+
+    out = tmp_path / "nms.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "time_nms.py"), "--sizes", "50", "300",
+         "--repeats", "2", "--output", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["torchvision"] == torchvision.__version__
+    assert result["torch"] == torch.__version__
+    cases = result["cases"]
+    assert set(cases) == {"single 50", "single 300", "rpn"}
+    assert cases["rpn"]["boxes"] == 6268 and cases["rpn"]["levels"] == [2000, 2000, 1728, 432, 108]
+    for name, case in cases.items():
+        assert case["ms"] > 0, name
+        assert 0.5 * case["boxes"] < case["kept"] <= case["boxes"], name
+    assert "rpn" in proc.stderr and "kept" in proc.stderr

@@ -278,7 +278,7 @@ def _make_step(
             total.backward()
         with clock("optimizer"):
             optimizer.step()
-        return float(total)
+        return float(total.detach())
 
     return step, model
 
