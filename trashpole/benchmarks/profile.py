@@ -223,24 +223,46 @@ def run(
     return result
 
 
+def category_lines(
+    result: Dict[str, Any], categories: Sequence[str] = CATEGORIES, width: int = 22
+) -> List[str]:
+    """The header and one line per category (self ms and share), then the total self time and
+    wall time, one column of ``width`` characters per contender of a profile ``result``."""
+    rows = result["contenders"]
+    names = list(rows)
+
+    def line(first: str, cells: List[str]) -> str:
+        return f"{first:<14}" + "".join(f" {c:>{width}}" for c in cells)
+
+    header = line("category", [n[:width] for n in names])
+    lines = [header, "-" * len(header)]
+    for category in categories:
+        lines.append(
+            line(
+                category,
+                [
+                    f"{rows[n]['self_ms'][category]:>9.1f} ms "
+                    f"{100 * rows[n]['share'].get(category, 0.0):>5.1f}%"
+                    for n in names
+                ],
+            )
+        )
+    totals = [
+        f"{rows[n]['total_self_ms']:>9.0f} ms (wall {1000 * rows[n]['wall_s']:.0f})" for n in names
+    ]
+    lines.append(line("total", totals))
+    return lines
+
+
+def load_line(result: Dict[str, Any]) -> str:
+    """The threads and the load average before and after a run."""
+    return f"threads {result['threads']}; load {result['load_before']} -> {result['load_after']}"
+
+
 def format_profile_table(result: Dict[str, Any]) -> str:
     """Milliseconds and shares by category, one column per contender."""
-    names = list(result["contenders"])
-    header = f"{'category':<14}" + "".join(f" {n[:22]:>22}" for n in names)
-    lines = [header, "-" * len(header)]
-    for category in CATEGORIES + ("total",):
-        cells = []
-        for n in names:
-            row = result["contenders"][n]
-            if category == "total":
-                cells.append(f"{row['total_self_ms']:>9.0f} ms (wall {1000 * row['wall_s']:.0f})")
-            else:
-                ms, share = row["self_ms"][category], row["share"].get(category, 0.0)
-                cells.append(f"{ms:>9.1f} ms {100 * share:>5.1f}%")
-        lines.append(f"{category:<14}" + "".join(f" {c:>22}" for c in cells))
+    lines = category_lines(result)
     lines.append("what ran:")
-    lines += [f"  {n}: {result['contenders'][n]['label']}" for n in names]
-    lines.append(
-        f"threads {result['threads']}; load {result['load_before']} -> {result['load_after']}"
-    )
+    lines += [f"  {n}: {row['label']}" for n, row in result["contenders"].items()]
+    lines.append(load_line(result))
     return "\n".join(lines)

@@ -26,7 +26,7 @@ import torch
 
 from trashpole.benchmarks.describe import describe_model, label, observe_features
 from trashpole.benchmarks.measure import R50_CONFIG, load_average, machine_info, write_result
-from trashpole.benchmarks.profile import _top_ops, breakdown
+from trashpole.benchmarks.profile import _top_ops, breakdown, category_lines, load_line
 from trashpole.benchmarks.training import (
     PHASE_SCOPES,
     TrainContender,
@@ -193,29 +193,15 @@ def run(
 def format_table(result: Dict[str, Any]) -> str:
     """Milliseconds and shares by category and the phases' wall time, one column per
     contender."""
-    names = list(result["contenders"])
     rows = result["contenders"]
-    header = f"{'category':<14}" + "".join(f" {n[:24]:>24}" for n in names)
-    lines = [header, "-" * len(header)]
-    for category in CATEGORIES:
-        cells = [
-            f"{rows[n]['self_ms'][category]:>9.1f} ms {100 * rows[n]['share'][category]:>5.1f}%"
-            for n in names
-        ]
-        lines.append(f"{category:<14}" + "".join(f" {c:>24}" for c in cells))
-    cells = [
-        f"{rows[n]['total_self_ms']:>9.0f} ms (wall {1000 * rows[n]['wall_s']:.0f})" for n in names
-    ]
-    lines.append(f"{'total':<14}" + "".join(f" {c:>24}" for c in cells))
+    lines = category_lines(result, CATEGORIES, width=24)
     for phase in PHASE_SCOPES:
-        cells = [f"{1000 * rows[n]['phase_s'].get(phase, 0.0):>9.0f} ms wall" for n in names]
+        cells = [f"{1000 * row['phase_s'].get(phase, 0.0):>9.0f} ms wall" for row in rows.values()]
         lines.append(f"{phase:<14}" + "".join(f" {c:>24}" for c in cells))
     lines.append("what ran:")
     lines += [
-        f"  {n}: {rows[n]['label']}, batch {rows[n]['batch']} at {rows[n]['size']}, {rows[n]['masks']}"
-        for n in names
+        f"  {n}: {row['label']}, batch {row['batch']} at {row['size']}, {row['masks']}"
+        for n, row in rows.items()
     ]
-    lines.append(
-        f"threads {result['threads']}; load {result['load_before']} -> {result['load_after']}"
-    )
+    lines.append(load_line(result))
     return "\n".join(lines)
