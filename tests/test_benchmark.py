@@ -129,23 +129,26 @@ def test_quick_training_profile_splits_an_iteration(quick_results):
     assert any("convolution_backward" in op for op in ops), ops
 
 
+class _Event:
+    """A torch.profiler event as breakdown() reads it: name, self microseconds, parent."""
+
+    def __init__(self, name, self_us, parent=None):
+        self.name, self.self_cpu_time_total, self.cpu_parent = name, self_us, parent
+
+
 def test_training_profile_counts_ops_by_scope():
     """Ops inside the optimizer's scope count as optimizer time whatever their name; the scope's
     own self time is left out; other ops by name."""
     from trashpole.benchmarks.profile import breakdown
     from trashpole.benchmarks.profile_training import CATEGORIES
 
-    class Event:
-        def __init__(self, name, self_us, parent=None):
-            self.name, self.self_cpu_time_total, self.cpu_parent = name, self_us, parent
-
-    scope = Event("trashpole::train_optimizer", 500)
+    scope = _Event("trashpole::train_optimizer", 500)
     events = [
-        Event("aten::convolution_backward", 3000),
-        Event("aten::copy_", 1000),
+        _Event("aten::convolution_backward", 3000),
+        _Event("aten::copy_", 1000),
         scope,
-        Event("aten::_foreach_add_", 2000, scope),
-        Event("aten::copy_", 250, Event("aten::mul", 0, scope)),
+        _Event("aten::_foreach_add_", 2000, scope),
+        _Event("aten::copy_", 250, _Event("aten::mul", 0, scope)),
     ]
     ms = breakdown(events, CATEGORIES, {"trashpole::train_optimizer": "optimizer"})
     assert ms == {**{c: 0.0 for c in CATEGORIES}, "conv": 3.0, "copies/casts": 1.0,
@@ -153,7 +156,7 @@ def test_training_profile_counts_ops_by_scope():
 
 
 def test_profile_categories():
-    from trashpole.benchmarks.profile import categorize
+    from trashpole.benchmarks.profile import CATEGORIES, breakdown, categorize
 
     assert categorize("mkldnn::_convolution_pointwise") == "conv"
     assert categorize("aten::mkldnn_convolution") == "conv"
@@ -163,7 +166,9 @@ def test_profile_categories():
     assert categorize("aten::copy_") == "copies/casts"
     assert categorize("aten::zero_") == "fills"
     assert categorize("aten::sigmoid") == "other"
-    assert categorize("aten::copy_", in_paste=True) == "mask paste"
+    # inside the mask pasting scope an op counts as mask paste, whatever its name
+    assert breakdown([_Event("aten::copy_", 1000, _Event("trashpole::mask_paste", 0))]) == {
+        **{c: 0.0 for c in CATEGORIES}, "mask paste": 1.0}  # fmt: skip
 
 
 def test_quick_training_benchmark(quick_results):

@@ -91,7 +91,7 @@ def run_suite(name: str, args) -> dict:
     if name == "profile-training":
         from trashpole.benchmarks import profile_training  # (one suite at a time, see above)
 
-        kwargs = dict(profile_training.QUICK, quick=True) if args.quick else {}
+        kwargs = dict(profile_training.QUICK) if args.quick else {}
         kwargs.update({"size": args.size} if args.size else {})
         result = profile_training.run(args.output, threads=args.threads, **kwargs)
         print(profile_training.format_table(result))

@@ -13,7 +13,7 @@ wall time here is a little above the inference benchmark's."""
 import contextlib
 import logging
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -58,10 +58,9 @@ def default_contenders() -> List[Contender]:
     ]
 
 
-def categorize(name: str, in_paste: bool = False) -> str:
-    """The category (one of :data:`CATEGORIES`) of a profiler op named ``name``."""
-    if in_paste:
-        return "mask paste"
+def categorize(name: str) -> str:
+    """The category (one of :data:`CATEGORIES`, mask pasting aside: that one is found by its
+    scope, see :func:`breakdown`) of a profiler op named ``name``."""
     short = name.split("::")[-1]
     if "roi_align" in short:
         return "ROIAlign"
@@ -139,25 +138,32 @@ def breakdown(
     return totals
 
 
-def profile_contender(
-    contender: Contender, size: int, proposals: int, detections: int, warmup: int
-) -> Dict[str, Any]:
-    """Profile one prediction of ``contender`` after ``warmup`` unprofiled ones."""
-    image = street_image(size, 0)
-    predict, model, _ = _prepare(contender, image, size, proposals, detections)
-    for _ in range(warmup):
-        predict()
+def profiled_row(
+    fn: Callable[[], Any],
+    model: Any,
+    categories: Sequence[str] = CATEGORIES,
+    scopes: Optional[Dict[str, str]] = None,
+    training: bool = False,
+) -> Tuple[Dict[str, Any], Any]:
+    """
+    Run ``fn`` once under torch.profiler, watching what ``model``'s backbone computes.
+
+    Returns:
+        (the row: ``label``, ``setup``, ``seen``, ``wall_s``, ``self_ms`` and ``share`` by
+        category (:func:`breakdown` with ``categories`` and ``scopes``), ``total_self_ms``,
+        ``top_ops``; what ``fn`` returned)
+    """
     activities = [torch.profiler.ProfilerActivity.CPU]
-    with _paste_scope(contender.family), observe_features(model) as seen:
+    with observe_features(model) as seen:
         with torch.profiler.profile(activities=activities) as prof:
             start = time.perf_counter()
-            predict()
+            value = fn()
             wall = time.perf_counter() - start
-    ms = breakdown(prof.events())
+    ms = breakdown(prof.events(), categories, scopes)
     total = sum(ms.values())
     setup = describe_model(model)
-    return {
-        "label": label(setup, seen),
+    row = {
+        "label": label(setup, seen, training=training),
         "setup": setup,
         "seen": dict(seen),
         "wall_s": wall,
@@ -166,6 +172,19 @@ def profile_contender(
         "share": {c: v / total for c, v in ms.items()} if total else {},
         "top_ops": _top_ops(prof),
     }
+    return row, value
+
+
+def profile_contender(
+    contender: Contender, size: int, proposals: int, detections: int, warmup: int
+) -> Dict[str, Any]:
+    """Profile one prediction of ``contender`` after ``warmup`` unprofiled ones."""
+    image = street_image(size, 0)
+    predict, model, _ = _prepare(contender, image, size, proposals, detections)
+    for _ in range(warmup):
+        predict()
+    with _paste_scope(contender.family):
+        return profiled_row(predict, model)[0]
 
 
 def _top_ops(prof: Any, count: int = 12) -> List[Dict[str, Any]]:

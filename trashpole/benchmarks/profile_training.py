@@ -18,15 +18,13 @@ inference profile, trashpole's threaded ROIAlign runs on threads torch.profiler 
 scopes in the calling thread (forward and backward) count their wall time as ROIAlign."""
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from trashpole.benchmarks.describe import describe_model, label, observe_features
 from trashpole.benchmarks.measure import R50_CONFIG, load_average, machine_info, write_result
-from trashpole.benchmarks.profile import _top_ops, breakdown, category_lines, load_line
+from trashpole.benchmarks.profile import category_lines, load_line, profiled_row
 from trashpole.benchmarks.training import (
     PHASE_SCOPES,
     TrainContender,
@@ -50,7 +48,7 @@ CATEGORIES = (
 DEMO_CONFIG = "configs/mask_rcnn_R_18_FPN_cpu_quick.yaml"
 
 # arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
-QUICK = {"size": 64, "batch": 1, "warmup": 0, "proposals": 50, "rois": 16}
+QUICK = {"size": 64, "batch": 1, "warmup": 0, "proposals": 50, "rois": 16, "quick": True}
 
 
 @dataclass
@@ -109,31 +107,10 @@ def profile_step(
     for _ in range(warmup):
         step()
     phases: Dict[str, float] = {}
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    with observe_features(model) as seen:
-        with torch.profiler.profile(activities=activities) as prof:
-            start = time.perf_counter()
-            loss = step(phases)
-            wall = time.perf_counter() - start
     scopes = {PHASE_SCOPES["optimizer"]: "optimizer"}
-    ms = breakdown(prof.events(), CATEGORIES, scopes)
-    total = sum(ms.values())
-    setup = describe_model(model)
-    return {
-        "label": label(setup, seen, training=True),
-        "masks": "polygons" if item.contender.polygon_masks else "bitmasks",
-        "size": size,
-        "batch": batch,
-        "setup": setup,
-        "seen": dict(seen),
-        "loss": loss,
-        "wall_s": wall,
-        "phase_s": phases,
-        "self_ms": ms,
-        "total_self_ms": total,
-        "share": {c: v / total for c, v in ms.items()} if total else {},
-        "top_ops": _top_ops(prof),
-    }
+    row, loss = profiled_row(lambda: step(phases), model, CATEGORIES, scopes, training=True)
+    masks = "polygons" if item.contender.polygon_masks else "bitmasks"
+    return {**row, "masks": masks, "size": size, "batch": batch, "loss": loss, "phase_s": phases}
 
 
 def run(
