@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -90,8 +90,12 @@ def default_contenders() -> List[TrainContender]:
 
     ratio2 = speed_opts(sampling_ratio=2)
     bf16 = precision.bf16_supported()
-    as_built = ["TRASHPOLE.TRAIN.THREADED_ROI_ALIGN", "False", "TRASHPOLE.TRAIN.INDEXED_GT_MASKS"]
-    as_built.append("False")
+    as_built = [
+        "TRASHPOLE.TRAIN.THREADED_ROI_ALIGN",
+        "False",
+        "TRASHPOLE.TRAIN.INDEXED_GT_MASKS",
+        "False",
+    ]
     return [
         TrainContender("torchvision R50-FPN", "torchvision", note="all trainable, BN train"),
         TrainContender("torchvision like d2", "torchvision-d2", note="FrozenBN, FREEZE_AT 2"),
@@ -267,16 +271,15 @@ def _make_step(
 
     def step(phases: Optional[Dict[str, float]] = None) -> float:
         # with ``phases``: the wall seconds of each phase are added to it, and each phase runs
-        # in a profiler scope (PHASE_SCOPES; free when no profiler is recording)
-        clock = _PhaseClock(phases)
-        with clock("forward"):
+        # in its profiler scope (PHASE_SCOPES)
+        with _phase(phases, "forward"):
             optimizer.zero_grad()
             with storage(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=contender.bf16):
                 losses = model(*inputs)
             total = sum(losses.values())
-        with clock("backward"):
+        with _phase(phases, "backward"):
             total.backward()
-        with clock("optimizer"):
+        with _phase(phases, "optimizer"):
             optimizer.step()
         return float(total.detach())
 
@@ -289,22 +292,17 @@ PHASE_SCOPES = {
 }
 
 
-class _PhaseClock:
-    """``with clock(phase):`` adds the block's wall seconds to ``phases[phase]`` (if ``phases``
-    is a dict) and runs it in the phase's profiler scope."""
-
-    def __init__(self, phases: Optional[Dict[str, float]]):
-        self.phases = phases
-
-    @contextlib.contextmanager
-    def __call__(self, phase: str):
-        if self.phases is None:
-            yield
-            return
-        start = time.perf_counter()
-        with torch.profiler.record_function(PHASE_SCOPES[phase]):
-            yield
-        self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - start
+@contextlib.contextmanager
+def _phase(phases: Optional[Dict[str, float]], name: str) -> Iterator[None]:
+    """With ``phases`` (a dict): add the block's wall seconds to ``phases[name]`` and run it in
+    the phase's profiler scope; without: nothing."""
+    if phases is None:
+        yield
+        return
+    start = time.perf_counter()
+    with torch.profiler.record_function(PHASE_SCOPES[name]):
+        yield
+    phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
 
 
 def run(

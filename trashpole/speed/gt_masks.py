@@ -13,7 +13,6 @@ Polygon masks (``INPUT.MASK_FORMAT: polygon``, what a Roboflow polygon export tr
 not copied by detectron2 in the first place and are left as they are.
 """
 
-import logging
 from typing import Any, Union
 
 import torch
@@ -21,8 +20,6 @@ from detectron2.layers import ROIAlign
 from detectron2.modeling.roi_heads import ROIHeads
 from detectron2.structures import BitMasks
 from torch import nn
-
-logger = logging.getLogger(__name__)
 
 
 class IndexedBitMasks(BitMasks):
