@@ -80,21 +80,14 @@ def run_suite(name: str, args) -> dict:
         result = module.run(args.output, threads=args.threads, **kwargs)
         print(measure.format_table(result))
         return result
-    if name == "profile":
-        from trashpole.benchmarks import profile
+    if name in ("profile", "profile-training"):
+        from trashpole.benchmarks import profile, profile_training  # (see above)
 
-        kwargs = dict(profile.QUICK) if args.quick else {}
+        module = profile if name == "profile" else profile_training
+        kwargs = dict(module.QUICK) if args.quick else {}
         kwargs.update({"size": args.size} if args.size else {})
-        result = profile.run(args.output, threads=args.threads, **kwargs)
-        print(profile.format_profile_table(result))
-        return result
-    if name == "profile-training":
-        from trashpole.benchmarks import profile_training  # (one suite at a time, see above)
-
-        kwargs = dict(profile_training.QUICK) if args.quick else {}
-        kwargs.update({"size": args.size} if args.size else {})
-        result = profile_training.run(args.output, threads=args.threads, **kwargs)
-        print(profile_training.format_table(result))
+        result = module.run(args.output, threads=args.threads, **kwargs)
+        print(module.format_table(result))
         return result
     if name == "accuracy":
         from trashpole.benchmarks import accuracy  # (one suite at a time, see above)

@@ -278,7 +278,7 @@ def load_line(result: Dict[str, Any]) -> str:
     return f"threads {result['threads']}; load {result['load_before']} -> {result['load_after']}"
 
 
-def format_profile_table(result: Dict[str, Any]) -> str:
+def format_table(result: Dict[str, Any]) -> str:
     """Milliseconds and shares by category, one column per contender."""
     lines = category_lines(result)
     lines.append("what ran:")
