@@ -27,6 +27,10 @@ setup(
         "tensorboard",
         "scipy>=1.10",
         "tqdm",
+        # the CPU inference engine (trashpole.predict.openvino): the default backend on a CPU
+        "openvino>=2025.3",
+        # int8 post-training quantization of the OpenVINO model (--int8)
+        "nncf>=2.18",
     ],
     extras_require={
         "dev": ["pytest", "black", "isort"],
