@@ -13,6 +13,7 @@ from detectron2.utils import comm
 from trashpole.cli import add_debug_flag
 from trashpole.config import default_dataset_root, describe_schedule, load_config, resolve_epochs
 from trashpole.data import register_roboflow_splits, required_mask_format
+from trashpole.engine.weights import fetch_weights, is_remote
 from trashpole.engine.writers import setup_run_logging
 from trashpole.errors import MissingFileError, UserError
 from trashpole.evaluation.evaluate import EVAL_FOLDER
@@ -152,13 +153,18 @@ def _test_fallback(cfg: CfgNode, splits: Dict[str, str]) -> Optional[tuple]:
 
 def _check_weights(cfg: CfgNode, args: argparse.Namespace) -> None:
     """A local MODEL.WEIGHTS file that is missing is a user mistake, unless --resume finds the
-    run's own last checkpoint (which detectron2 loads instead)."""
+    run's own last checkpoint (which detectron2 loads instead); a URL is fetched now (or found in
+    detectron2's download cache), so that an offline machine stops here with one line."""
     weights = cfg.MODEL.WEIGHTS
-    if not weights or "://" in weights or os.path.isfile(weights):
-        return
-    if getattr(args, "resume", False) and os.path.isfile(
+    resuming = getattr(args, "resume", False) and os.path.isfile(
         os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")
-    ):
+    )
+    if not weights or resuming:
+        return
+    if is_remote(weights):
+        fetch_weights(weights)
+        return
+    if "://" in weights or os.path.isfile(weights):
         return
     raise MissingFileError(
         f"MODEL.WEIGHTS {weights!r} does not exist; give a checkpoint of a run (e.g. "
