@@ -79,6 +79,75 @@ def test_find_python_without_any_supported_interpreter(tmp_path):
     assert "CPython 3.10, 3.11, 3.12 or 3.13" in line and "make PYTHON=" in line
 
 
+DEBIAN_12 = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
+UBUNTU_24 = 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n'
+
+
+def _find_python_on(
+    tmp_path, system: str, pythons: dict, make: bool
+) -> subprocess.CompletedProcess:
+    """
+    tools/find_python.sh on a made-up machine: only the shell tools it needs on PATH, plus
+    ``pythons`` ({"python3.11": "3.11 novenv"}: a fake interpreter giving that probe answer),
+    ``make`` or not, and ``system`` ("macos" or the text of /etc/os-release).
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "ls", "sort", "tr", "dirname", "cat", "sed"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    scripts = {name: f"echo '{answer}'" for name, answer in pythons.items()}
+    scripts["uname"] = "echo Darwin" if system == "macos" else "echo Linux"
+    if make:
+        scripts["make"] = "exit 0"
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    os_release = tmp_path / "os-release"
+    os_release.write_text("" if system == "macos" else system)
+    env = {"PATH": str(bin_dir), "PYENV_ROOT": str(tmp_path / "no_pyenv"), "HOME": str(tmp_path),
+           "OS_RELEASE": str(os_release)}  # fmt: skip
+    return subprocess.run(
+        [str(bin_dir / "bash"), str(TOOLS / "find_python.sh")], capture_output=True, text=True,
+        env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "system, pythons, make, expected",
+    [
+        # Debian 12's python3 is 3.11; without python3.11-venv it has no ensurepip
+        (DEBIAN_12, {"python3.11": "3.11 novenv", "python3": "3.11 novenv"}, False,
+         "; python3.11 is installed without its venv module: apt-get install python3.11-venv; "
+         "make is missing too: apt-get install make; or run"),
+        (UBUNTU_24, {"python3": "3.12 novenv"}, True,
+         "; python3.12 is installed without its venv module: apt-get install python3.12-venv; "
+         "or run"),
+        (DEBIAN_12, {}, True, "; apt-get install python3 python3-venv (Debian 12 ships 3.11"),
+        (UBUNTU_24, {"python3": "3.9 ok"}, True,
+         "; apt-get install python3 python3-venv (Ubuntu 22.04 and newer ship 3.10-3.12); or run"),
+        # macOS's own /usr/bin/python3 (Command Line Tools) is 3.9
+        ("macos", {"python3": "3.9 ok"}, False,
+         "; brew install python@3.12 (or the installer from python.org); make is missing too: "
+         "xcode-select --install; or run"),
+    ],
+)  # fmt: skip
+def test_find_python_says_what_to_install(tmp_path, system, pythons, make, expected):
+    line = _one_error_line(_find_python_on(tmp_path, system, pythons, make))
+    assert line.startswith("error: no supported Python found: trashpole needs CPython 3.10, 3.11")
+    assert expected in line
+    assert line.endswith("or run 'make PYTHON=/path/to/python3.X'")
+
+
+def test_find_python_notes_a_missing_make(tmp_path):
+    proc = _find_python_on(tmp_path, DEBIAN_12, {"python3.11": "3.11 ok"}, make=False)
+    assert proc.returncode == 0
+    assert proc.stdout == f"{tmp_path}/bin/python3.11\n"
+    assert proc.stderr == (
+        "note: make is missing: apt-get install make; 'make venv', 'make test' and 'make demo' "
+        "need it\n"
+    )
+
+
 def test_make_venv_refuses_an_unsupported_interpreter(tmp_path):
     venv = tmp_path / "venv"
     proc = subprocess.run(
@@ -103,7 +172,7 @@ def test_an_interrupted_build_is_never_taken_as_done(tmp_path):
         timeout=300,
     )
     line = _one_error_line(proc)
-    assert "could not upgrade pip" in line or "could not download" in line
+    assert "could not install pip 26.3" in line or "could not download" in line
     assert not (venv / "left_from_last_time").exists()  # started again from an empty folder
     assert not (venv / ".installed").exists()
 

@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${1:-}
 VENV=${2:-.venv}
 
+# the pip every venv is built with (pinned like the rest: locks/ lists it; .ci/run checks it)
+PIP_VERSION=26.3
+
 fail() { echo "error: $*" >&2; exit 1; }
 
 if [ -z "$PYTHON" ]; then
@@ -29,10 +32,11 @@ esac
 rm -rf "$VENV"
 echo "creating $VENV with $PYTHON (Python $version)"
 "$PYTHON" -m venv "$VENV" || \
-  fail "'$PYTHON -m venv' failed; install the venv module (Debian: apt-get install python3-venv)"
+  fail "'$PYTHON -m venv' failed; install the venv module (Debian, Ubuntu: apt-get install" \
+    "python$version-venv)"
 PY="$VENV/bin/python"
-"$PY" -m pip install --quiet --upgrade pip || \
-  fail "could not upgrade pip in $VENV (network or index settings); run make again when fixed"
+"$PY" -m pip install --quiet "pip==$PIP_VERSION" || \
+  fail "could not install pip $PIP_VERSION in $VENV (network or index settings); run make again when fixed"
 "$PY" tools/install_detectron2.py --constraint constraints.txt || exit 1
 "$PY" -m pip install --quiet --constraint constraints.txt --editable ".[dev,export]" || \
   fail "pip could not install trashpole's requirements into $VENV (its message is above);" \
