@@ -100,6 +100,26 @@ def add_trashpole_config(cfg: CN) -> None:
     # model. The first image then pays the compilation (tens of seconds; see
     # docs/performance.md), so it is off by default; worth it for long runs.
     cfg.TRASHPOLE.INFERENCE.COMPILE = False
+    # Sliced inference of large photos (trashpole.predict.slicing; the merge rule in
+    # trashpole.predict.merge): overlapping slices at the model's input size, run in batches,
+    # plus one whole-image pass, merged so that each object comes out once with its whole mask.
+    cfg.TRASHPOLE.INFERENCE.SLICE = CN()
+    # "off", "on", or "auto": slice only the images that the whole-image pass shrinks at least
+    # AUTO_MIN_SHRINK times (max of short side / INPUT.MIN_SIZE_TEST and long side /
+    # INPUT.MAX_SIZE_TEST); the log says which and why.
+    cfg.TRASHPOLE.INFERENCE.SLICE.MODE = "off"
+    # Side of the square slices, px of the original image; 0 = INPUT.MIN_SIZE_TEST (slices then
+    # run at scale 1, the model's native resolution).
+    cfg.TRASHPOLE.INFERENCE.SLICE.SIZE = 0
+    # Least share (0 <= OVERLAP < 1) of a slice's side shared with its neighbours; an object cut
+    # by one slice's edge is matched across slices in this band.
+    cfg.TRASHPOLE.INFERENCE.SLICE.OVERLAP = 0.2
+    # Also run the whole image once (at the test size), for objects larger than a slice.
+    cfg.TRASHPOLE.INFERENCE.SLICE.WHOLE_IMAGE = True
+    # Slices per forward pass of the backend (images in one batch).
+    cfg.TRASHPOLE.INFERENCE.SLICE.BATCH = 4
+    # auto's threshold: the shrink factor of the whole-image pass (> 1) from which auto slices.
+    cfg.TRASHPOLE.INFERENCE.SLICE.AUTO_MIN_SHRINK = 2.0
 
     cfg.TRASHPOLE.TRAIN = CN()
     # Speed options of training (the trainer's model; bit-identical, so on by default).
