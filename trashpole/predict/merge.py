@@ -1,0 +1,248 @@
+"""
+The merge rule of sliced inference: the detections of overlapping slices, and of one pass over the
+whole image, become one set of instances, each object once with its whole mask.
+
+**Pieces.** Every detection of every pass is a :class:`Piece`: its class, its score, its mask cut
+to the mask's own box and placed in full-image coordinates, and the *window* of the pass that saw
+it (the slice's rectangle, or the whole image for the whole-image pass). A detection without a
+single mask pixel has nothing to merge by and is left out.
+
+**Pairing.** Two pieces are candidates when they have the same class, come from different windows
+and their mask boxes overlap. A candidate pair is paired when either
+
+- *edge IoU* >= ``edge_iou`` (default 0.5): the mask IoU counted only inside the region that both
+  windows see (their intersection: the overlap band of two neighbouring slices, or the whole slice
+  for a slice and the whole image). An object cut by a slice edge is seen by both slices in their
+  overlap band, and there the two pieces agree, however long the object is outside it;
+- *IoS* >= ``ios`` (default 0.7): the intersection over the smaller of the two masks, whole masks
+  (a small object seen whole in two slices; a slice's piece lying inside the whole-image mask).
+
+**Grouping.** Pairs join their groups from the strongest (the larger of its two values) down,
+except when both groups already hold a piece of one same window: two detections that one pass of
+the model kept apart are never merged, so two bins side by side stay two even when a third piece
+(a blurred whole-image mask) overlaps both.
+
+**One instance per group.** Class: the pieces' class. Score: the highest score of its pieces.
+Mask: the union of its slice pieces, plus the whole-image piece's pixels that lie outside every
+slice window in which the group has a piece (a slice sees the object at the model's native
+resolution, so where one saw it its mask is kept; the whole-image pass fills in the parts of a
+large object that no slice detected). Box: the box of that mask, ``[x0, y0, x1 + 1, y1 + 1]`` of
+its first and last pixels, as detectron2's ``BitMasks.get_bounding_boxes``.
+
+Objects cut by a slice edge are merged through the overlap of the slices (overlap > 0) or through
+the whole-image pass; with neither, their pieces stay apart.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+# Mask IoU inside the region two windows share at which their pieces are one object.
+EDGE_IOU = 0.5
+# Intersection over the smaller mask at which two pieces are one object.
+IOS = 0.7
+
+Window = Tuple[int, int, int, int]  # (x0, y0, x1, y1) in image pixels, x1 and y1 excluded
+
+
+@dataclass
+class Piece:
+    """
+    One detection of one pass, in full-image coordinates.
+
+    Attributes:
+        window: (x0, y0, x1, y1) of the pass that saw it (a slice, or the whole image).
+        whole: True for the whole-image pass.
+        category: class index (contiguous, as ``pred_classes``).
+        score: the detection's score.
+        x0, y0: image position of ``mask[0, 0]``.
+        mask: ndarray[h, w] of bool, the mask cut to its box (its first and last rows and columns
+            hold a pixel).
+    """
+
+    window: Window
+    whole: bool
+    category: int
+    score: float
+    x0: int
+    y0: int
+    mask: np.ndarray
+
+    @property
+    def box(self) -> Window:
+        """(x0, y0, x1, y1) of the mask, x1 and y1 excluded."""
+        h, w = self.mask.shape
+        return self.x0, self.y0, self.x0 + w, self.y0 + h
+
+    def count_in(self, region: Window) -> int:
+        """Mask pixels inside ``region``."""
+        crop = _crop(self, region)
+        return int(crop.sum()) if crop is not None else 0
+
+
+def make_piece(
+    mask: np.ndarray, window: Window, whole: bool, category: int, score: float
+) -> Optional[Piece]:
+    """
+    A piece from a mask given over its window.
+
+    Args:
+        mask: ndarray[H_w, W_w] of bool, the detection's mask over the window (as the pass
+            returned it, at the window's size).
+        window: (x0, y0, x1, y1) of the window in the image.
+        whole: whether the window is the whole-image pass.
+        category, score: the detection's class index and score.
+
+    Returns:
+        the piece, its mask cut to its box; None when the mask is empty.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return None
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    cut = np.ascontiguousarray(mask[r0:r1, c0:c1], dtype=bool)
+    wx, wy = window[0], window[1]
+    return Piece(tuple(window), whole, int(category), float(score), wx + int(c0), wy + int(r0), cut)
+
+
+def _intersect(a: Window, b: Window) -> Optional[Window]:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
+
+
+def _crop(p: Piece, region: Window) -> Optional[np.ndarray]:
+    """The part of ``p.mask`` inside ``region`` (a view), or None when they do not meet."""
+    inside = _intersect(p.box, region)
+    if inside is None:
+        return None
+    x0, y0, x1, y1 = inside
+    return p.mask[y0 - p.y0 : y1 - p.y0, x0 - p.x0 : x1 - p.x0]
+
+
+def pair_values(a: Piece, b: Piece) -> Tuple[float, float]:
+    """
+    The two pairing values of pieces ``a`` and ``b`` (see the module docstring).
+
+    Returns:
+        (edge IoU, IoS): the mask IoU inside the intersection of the two windows (0 when neither
+        mask reaches it), and the intersection over the smaller mask.
+    """
+    meet = _intersect(a.box, b.box)
+    if meet is None:
+        return 0.0, 0.0
+    inter = int(np.count_nonzero(_crop(a, meet) & _crop(b, meet)))
+    # both masks lie inside their own windows, so their intersection lies inside the shared region
+    shared = _intersect(a.window, b.window)
+    union = a.count_in(shared) + b.count_in(shared) - inter if shared is not None else 0
+    edge = inter / union if union > 0 else 0.0
+    smaller = min(int(a.mask.sum()), int(b.mask.sum()))
+    return edge, inter / smaller
+
+
+def candidate_pairs(pieces: Sequence[Piece]) -> Iterator[Tuple[int, int]]:
+    """Index pairs (i < j) of pieces of the same class, from different windows, whose mask
+    boxes overlap."""
+    if not pieces:
+        return
+    boxes = np.array([p.box for p in pieces], dtype=np.int64)
+    classes = np.array([p.category for p in pieces])
+    windows = [p.window for p in pieces]
+    for i in range(len(pieces) - 1):
+        rest = boxes[i + 1 :]
+        overlap = (np.minimum(rest[:, 2], boxes[i, 2]) > np.maximum(rest[:, 0], boxes[i, 0])) & (
+            np.minimum(rest[:, 3], boxes[i, 3]) > np.maximum(rest[:, 1], boxes[i, 1])
+        )
+        for j in np.flatnonzero(overlap & (classes[i + 1 :] == classes[i])) + i + 1:
+            if windows[j] != windows[i]:
+                yield i, int(j)
+
+
+def group_pieces(
+    pieces: Sequence[Piece], edge_iou: float = EDGE_IOU, ios: float = IOS
+) -> List[List[int]]:
+    """
+    Group the pieces that show one object (pairing and grouping of the module docstring).
+
+    Args:
+        pieces: the pieces of every pass over one image.
+        edge_iou, ios: the pairing thresholds.
+
+    Returns:
+        groups of piece indices, each sorted, in the order of their first piece.
+    """
+    paired = []
+    for i, j in candidate_pairs(pieces):
+        edge, over = pair_values(pieces[i], pieces[j])
+        if edge >= edge_iou or over >= ios:
+            paired.append((-max(edge, over), i, j))
+    parent = list(range(len(pieces)))
+    windows: Dict[int, set] = {i: {p.window} for i, p in enumerate(pieces)}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for _, i, j in sorted(paired):  # strongest first; ties by index, so the result is fixed
+        ri, rj = root(i), root(j)
+        if ri == rj or windows[ri] & windows[rj]:
+            continue
+        parent[rj] = ri
+        windows[ri] |= windows.pop(rj)
+    groups: Dict[int, List[int]] = {}
+    for i in range(len(pieces)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def unite(group: Sequence[Piece]) -> Piece:
+    """
+    One instance from the pieces of one object (the last paragraph of the module docstring).
+
+    Args:
+        group: pieces of one class, at most one of them from the whole-image pass.
+
+    Returns:
+        a piece whose window is the hull of the group's windows, ``whole`` False, mask cut to
+        its box.
+    """
+    boxes = np.array([p.box for p in group])
+    hull = (*boxes[:, :2].min(axis=0).tolist(), *boxes[:, 2:].max(axis=0).tolist())
+    canvas = np.zeros((hull[3] - hull[1], hull[2] - hull[0]), bool)
+    seen = [p.window for p in group if not p.whole]
+    for p in group:
+        x0, y0, x1, y1 = p.box
+        target = canvas[y0 - hull[1] : y1 - hull[1], x0 - hull[0] : x1 - hull[0]]
+        if not p.whole:
+            target |= p.mask
+            continue
+        fill = p.mask.copy()
+        for w in seen:  # where a slice detected the object, its mask is kept
+            inside = _intersect(p.box, w)
+            if inside is not None:
+                fill[inside[1] - y0 : inside[3] - y0, inside[0] - x0 : inside[2] - x0] = False
+        target |= fill
+    windows = np.array([p.window for p in group])
+    window = (*windows[:, :2].min(axis=0).tolist(), *windows[:, 2:].max(axis=0).tolist())
+    merged = make_piece(canvas, hull, False, group[0].category, max(p.score for p in group))
+    merged.window = window
+    return merged
+
+
+def merge_pieces(
+    pieces: Sequence[Piece], edge_iou: float = EDGE_IOU, ios: float = IOS
+) -> List[Piece]:
+    """
+    The merge rule of the module docstring: pieces of every pass -> one piece per object.
+
+    Args:
+        pieces: the pieces of every pass over one image.
+        edge_iou, ios: the pairing thresholds.
+
+    Returns:
+        one piece per object, highest score first (ties: in the order of their first piece).
+    """
+    merged = [unite([pieces[i] for i in g]) for g in group_pieces(pieces, edge_iou, ios)]
+    return sorted(merged, key=lambda p: -p.score)
