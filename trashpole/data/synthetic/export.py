@@ -7,7 +7,8 @@ import json
 import logging
 import os
 import shutil
-from typing import Dict, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -114,6 +115,8 @@ def make_roboflow_export(
     seed: int = 0,
     image_size: int = 640,
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    height: Optional[int] = None,
+    far_objects: bool = False,
 ) -> Dict[str, int]:
     """Writes a synthetic data set in Roboflow's COCO segmentation export layout.
 
@@ -125,8 +128,12 @@ def make_roboflow_export(
         out_dir: destination folder; must be absent, empty or an earlier export.
         num_images: images over all splits.
         seed: non-negative random seed.
-        image_size: side of the square images, px.
+        image_size: side of the square images, px; with ``height``, their width.
         split_fractions: shares of (train, valid, test).
+        height: cut the images to this many rows (at most ``image_size``; None: square).
+        far_objects: high-resolution photos with poles and trash cans far away, a few pixels
+            wide (:func:`trashpole.data.synthetic.render_scene`). False gives the default data
+            set, the same files as without the option.
 
     Returns:
         Number of images per split, e.g. {"train": 160, "valid": 20, "test": 20}.
@@ -139,6 +146,8 @@ def make_roboflow_export(
         raise ValueError(f"seed must be non-negative, got {seed}")
     if image_size < 64:
         raise ValueError(f"image_size must be at least 64 px, got {image_size}")
+    if height is not None and not 64 <= height <= image_size:
+        raise ValueError(f"height must be 64 px to the width ({image_size}), got {height}")
     counts = _split_counts(num_images, split_fractions)
     _prepare_out_dir(out_dir)
     order = np.random.default_rng(seed).permutation(num_images)
@@ -150,21 +159,33 @@ def make_roboflow_export(
     cocos = {s: _empty_coco(seed) for s in SPLITS if counts[s] > 0}
     for s in cocos:
         os.makedirs(os.path.join(out_dir, s))
+    scene = _Scene(image_size, height, far_objects)
     for index in range(num_images):
-        _add_image(cocos[split_of[index]], out_dir, split_of[index], seed, index, image_size)
+        _add_image(cocos[split_of[index]], out_dir, split_of[index], seed, index, scene)
         if (index + 1) % 50 == 0 or index + 1 == num_images:
             logger.info(
                 "synthetic export: %d/%d images written to %s", index + 1, num_images, out_dir
             )
     for s, coco in cocos.items():
         write_json(coco, os.path.join(out_dir, s, ANNOTATION_FILE), indent=None)
-    _write_readme(out_dir, num_images, seed, image_size)
+    _write_readme(out_dir, num_images, seed, scene)
     return counts
 
 
-def _add_image(coco: Dict, out_dir: str, split: str, seed: int, index: int, size: int) -> None:
+@dataclass(frozen=True)
+class _Scene:
+    width: int
+    height: Optional[int]  # None: square
+    far_objects: bool
+
+    def describe(self) -> str:
+        size = f"{self.width}x{self.height or self.width} px"
+        return size + (", far objects" if self.far_objects else "")
+
+
+def _add_image(coco: Dict, out_dir: str, split: str, seed: int, index: int, sc: _Scene) -> None:
     rng = np.random.default_rng([seed, index])
-    image, instances, kind = draw_scene(rng, size, EMPTY_PROB)
+    image, instances, kind = draw_scene(rng, sc.width, EMPTY_PROB, sc.far_objects, sc.height)
     name = _file_name(kind, seed, index)
     quality = int(rng.integers(72, 96))
     path = os.path.join(out_dir, split, name)
@@ -176,13 +197,13 @@ def _add_image(coco: Dict, out_dir: str, split: str, seed: int, index: int, size
             "id": image_id,
             "license": 1,
             "file_name": name,
-            "height": size,
-            "width": size,
+            "height": image.shape[0],
+            "width": image.shape[1],
             "date_captured": _date_captured(seed, index),
         }
     )
     for inst in instances:
-        ann = instance_to_annotation(inst["mask"], scaled_min_area(size))
+        ann = instance_to_annotation(inst["mask"], scaled_min_area(sc.width, sc.far_objects))
         if ann is not None:
             ann = {
                 "id": len(coco["annotations"]),
@@ -194,11 +215,11 @@ def _add_image(coco: Dict, out_dir: str, split: str, seed: int, index: int, size
             coco["annotations"].append(ann)
 
 
-def _write_readme(out_dir: str, num_images: int, seed: int, size: int) -> None:
+def _write_readme(out_dir: str, num_images: int, seed: int, sc: _Scene) -> None:
     with open(os.path.join(out_dir, "README.dataset.txt"), "w") as f:
         f.write(
             "trashpole synthetic data set\n"
-            f"{num_images} street and campus scenes, {size}x{size} px, seed {seed}.\n"
+            f"{num_images} street and campus scenes, {sc.describe()}, seed {seed}.\n"
             "Drawn by trashpole.data.synthetic as a stand-in for the real campus photos;\n"
             "classes: pole, trash-can (COCO segmentation, Roboflow export layout).\n"
         )
@@ -221,6 +242,15 @@ def _class_counts(out_dir: str) -> Dict[str, Dict[str, int]]:
     return table
 
 
+def _width_height(text: str) -> Tuple[int, int]:
+    """``"3200x2400"`` -> (3200, 2400)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WxH, e.g. 3200x2400") from None
+    return width, height
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Command line: ``python -m trashpole.data.synthetic --out DIR [--num-images N] ...``."""
     parser = argparse.ArgumentParser(
@@ -236,12 +266,30 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         "--seed", type=int, default=0, help="random seed; the same seed gives the same files"
     )
     parser.add_argument("--image-size", type=int, default=640, help="side of the square images, px")
+    parser.add_argument(
+        "--size",
+        type=_width_height,
+        help="WxH, e.g. 3200x2400: images W px wide cut to H rows (H <= W); replaces --image-size",
+    )
+    parser.add_argument(
+        "--far-objects",
+        action="store_true",
+        help="high-resolution photos: more poles and trash cans far away, a few px wide",
+    )
     args = parser.parse_args(argv)
+    width, height = args.size or (args.image_size, None)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
     try:
-        make_roboflow_export(args.out, args.num_images, args.seed, args.image_size)
+        make_roboflow_export(
+            args.out,
+            args.num_images,
+            args.seed,
+            width,
+            height=height,
+            far_objects=args.far_objects,
+        )
     except (FileExistsError, ValueError) as exc:
         parser.error(str(exc))
     print(f"Synthetic Roboflow export in {os.path.abspath(args.out)}")

@@ -118,6 +118,15 @@ def plan(sc: Scene, empty_prob: float) -> List[Thing]:
     return things
 
 
+def plan_far(sc: Scene, things: List[Thing]) -> None:
+    """Adds 2-5 poles and 1-4 trash cans far down the street or across the campus, between 35%
+    and 90% of the depth of the buildings at the back (a few pixels wide in a phone photo)."""
+    rng, far = sc.rng, sc.layout.far_depth
+    n_poles, n_cans = int(rng.integers(2, 6)), int(rng.integers(1, 5))
+    for sample in [sample_pole] * n_poles + [sample_can] * n_cans:
+        _place(sc, sample(rng), things, (0.35 * far, 0.9 * far))
+
+
 def _plan_scenery(sc: Scene, things: List[Thing]) -> None:
     """Adds trees, bushes and cars, and sometimes a bush or car right in front of an object."""
     rng, lay = sc.rng, sc.layout
