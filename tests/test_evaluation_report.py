@@ -120,8 +120,10 @@ def test_report_numbers(evaluated):
         results["segm"]["AP"],
         results["bbox"]["AP50"],
         results["segm"]["AP-pole"],
+        results["segm"]["APs"],  # COCO's object sizes, from COCOEvaluator
     ):
         assert f"{value:.2f}" in report, value
+    assert all(f"| {key} |" in report for key in ("APs", "APm", "APl"))
     assert "How to read this" in report and "| true pole | 1 | 0 | 1 |" in report
     # the 64x96 images hold no object of COCO's "large" size: APl is undefined, and says why
     large = "no ground-truth large objects (area > 96^2 pixels) in this split"

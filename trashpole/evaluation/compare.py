@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_METRICS: Tuple[Tuple[str, str], ...] = (
     ("segm", "AP"),
     ("segm", "AP50"),
+    ("segm", "APs"),  # small objects: what sliced inference is for
     ("bbox", "AP"),
     ("trashpole", "mIoU"),
     ("trashpole", "accuracy"),

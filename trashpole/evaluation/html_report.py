@@ -225,6 +225,7 @@ def _tiles(results: Dict[str, Dict[str, float]]) -> str:
     items = [
         ("mask AP", segm.get("AP"), "COCO mask AP, IoU 0.50:0.95"),
         ("mask AP50", segm.get("AP50"), "COCO mask AP at IoU 0.5"),
+        ("mask APs", segm.get("APs"), "COCO mask AP on small objects (area < 32^2 px)"),
         ("mean IoU", m.get("mIoU"), "mean over objects of the matched mask IoU"),
         ("precision", m.get("precision"), "hits / counted predictions"),
         ("recall", m.get("recall"), "hits / objects"),
