@@ -16,6 +16,7 @@ from detectron2.utils import comm
 
 from trashpole.cli import run_tool, run_worker
 from trashpole.data import write_data_summary
+from trashpole.data.augment import train_scale_fn
 from trashpole.engine import (
     Trainer,
     TrashPoleCheckpointer,
@@ -44,7 +45,8 @@ def main(args):
         return results
 
     if comm.is_main_process():
-        write_data_summary(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST), cfg.OUTPUT_DIR)
+        names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+        write_data_summary(names, cfg.OUTPUT_DIR, scale_of=train_scale_fn(cfg))
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     # the last evaluation (at the end of training) rewrites OUTPUT_DIR/eval/<split>/

@@ -145,6 +145,39 @@ def add_trashpole_config(cfg: CN) -> None:
     # shrinks to a part of its box. 0 turns this off.
     cfg.TRASHPOLE.TRACK.CONTAIN_THRESH = 0.8
     # Frames an object may go undetected and keep its ID (its last box is carried forward).
+    # Thin objects: setup warns when more than THIN_OBJECT_SHARE (0-1) of the train split's
+    # objects have a box narrower (its shorter side) than MIN_OBJECT_WIDTH pixels at the training
+    # size, and suggests the INPUT.MIN_SIZE_TRAIN that keeps them (trashpole.data.summary).
+    cfg.TRASHPOLE.TRAIN.MIN_OBJECT_WIDTH = 8
+    cfg.TRASHPOLE.TRAIN.THIN_OBJECT_SHARE = 0.1
+
+    cfg.TRASHPOLE.ANCHORS = CN()
+    # RPN anchors from the train split's boxes (trashpole.data.anchors), set at setup before the
+    # config is frozen. False keeps MODEL.ANCHOR_GENERATOR as the config gives it.
+    cfg.TRASHPOLE.ANCHORS.FROM_DATA = False
+    # Number of aspect ratios to choose; 0 keeps the config's number, so that a pretrained RPN
+    # head (one output per anchor) still loads whole.
+    cfg.TRASHPOLE.ANCHORS.NUM_RATIOS = 0
+    # Also scale every anchor size by one common factor (0.5-1.4) when it covers more boxes.
+    cfg.TRASHPOLE.ANCHORS.FIT_SIZES = False
+
+    cfg.TRASHPOLE.AUG = CN()
+    # Train-time augmentations (trashpole.data.augment); all off keeps detectron2's DatasetMapper.
+    # Large-scale jitter: resize to a random LSJ_SCALE (min, max) of a WINDOW_SIZE square, then
+    # crop or pad to that square (instead of INPUT.MIN_SIZE_TRAIN's resize).
+    cfg.TRASHPOLE.AUG.LSJ = False
+    cfg.TRASHPOLE.AUG.LSJ_SCALE = (0.5, 1.5)
+    # Side (pixels) of the LSJ square and of the native crop; 0: the largest INPUT.MIN_SIZE_TRAIN.
+    cfg.TRASHPOLE.AUG.WINDOW_SIZE = 0
+    # Probability (0-1) that an image is not resized but cropped to a WINDOW_SIZE square at its
+    # native resolution: objects at the scale that sliced prediction of large photos sees.
+    cfg.TRASHPOLE.AUG.NATIVE_CROP_PROB = 0.0
+    # Photometric jitter strength s (0 off): brightness, contrast and saturation each scaled by
+    # a random factor in [1 - s, 1 + s].
+    cfg.TRASHPOLE.AUG.PHOTOMETRIC = 0.0
+    # Probability (0-1) that an image receives instances copied from another (augmented) train
+    # image; a pasted instance never covers another, so masks stay exact.
+    cfg.TRASHPOLE.AUG.COPY_PASTE_PROB = 0.0
     cfg.TRASHPOLE.TRACK.MAX_LOST_FRAMES = 3
     # Frames a track must be detected in to count as an object (1 counts every flicker).
     cfg.TRASHPOLE.TRACK.MIN_FRAMES = 2

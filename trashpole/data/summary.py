@@ -8,9 +8,10 @@ logs the tables; the trainer calls it at start-up.
 """
 
 import logging
+import math
 import os
 from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -19,6 +20,7 @@ from tabulate import tabulate
 from trashpole.jsonio import write_json
 from trashpole.visualization.charts import plot_labels
 
+from .anchors import boxes_at_scale
 from .geometry import segmentation_area
 from .register import SplitLoader
 from .validation import PROBLEM_KINDS, SKIP_IMAGE, ValidationReport
@@ -33,7 +35,9 @@ SIZE_NAMES = ("small", "medium", "large")
 MAX_LISTED = 20
 
 
-def summarize_dataset(dataset_names: Sequence[str]) -> Dict[str, Any]:
+def summarize_dataset(
+    dataset_names: Sequence[str], scale_of: Optional[Callable[[int, int], float]] = None
+) -> Dict[str, Any]:
     """Count what is in registered data sets.
 
     Data sets registered by :func:`~trashpole.data.register_roboflow_splits` come with the
@@ -49,12 +53,22 @@ def summarize_dataset(dataset_names: Sequence[str]) -> Dict[str, Any]:
         ``instances_per_image`` (mean, median, max), ``object_sizes`` (small/medium/large),
         ``per_class`` ({class: images, instances, small, medium, large}), ``image_sizes``
         ({"WxH": images}), ``problems`` ({kind: count}), ``problem_details``, ``kept``,
-        ``skipped_images`` and ``converted_images`` (one message each, naming the file and why).
+        ``skipped_images`` and ``converted_images`` (one message each, naming the file and why);
+        with ``scale_of`` also ``object_widths`` (see :func:`width_stats`).
+
+    Args:
+        dataset_names: registered names.
+        scale_of: (image height, image width) -> the factor training resizes that image by
+            (:func:`trashpole.data.augment.train_scale_fn`); None leaves object widths out.
     """
-    return _collect(dataset_names)[0]
+    return _collect(dataset_names, scale_of)[0]
 
 
-def write_data_summary(dataset_names: Sequence[str], output_dir: str) -> Dict[str, Any]:
+def write_data_summary(
+    dataset_names: Sequence[str],
+    output_dir: str,
+    scale_of: Optional[Callable[[int, int], float]] = None,
+) -> Dict[str, Any]:
     """Summarize data sets into ``output_dir`` and log the tables.
 
     Writes ``data_summary.json`` (the dict returned), ``data_summary.txt`` (the tables) and
@@ -63,11 +77,12 @@ def write_data_summary(dataset_names: Sequence[str], output_dir: str) -> Dict[st
     Args:
         dataset_names: registered names.
         output_dir: folder to write into (created if needed).
+        scale_of: as in :func:`summarize_dataset`.
 
     Returns:
         the summary dict of :func:`summarize_dataset`.
     """
-    summary, instances = _collect(dataset_names)
+    summary, instances = _collect(dataset_names, scale_of)
     os.makedirs(output_dir, exist_ok=True)
     write_json(summary, os.path.join(output_dir, "data_summary.json"))
     text = format_summary(summary)
@@ -89,7 +104,9 @@ def _load(name: str) -> Tuple[List[dict], Optional[ValidationReport]]:
     return DatasetCatalog.get(name), None
 
 
-def _collect(dataset_names: Sequence[str]) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+def _collect(
+    dataset_names: Sequence[str], scale_of: Optional[Callable[[int, int], float]] = None
+) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     """The summary dict and, per split, ndarray[N, 7] of instance rows (see :func:`_rows`)."""
     if not dataset_names:
         raise ValueError("no data set names given to summarize")
@@ -103,6 +120,8 @@ def _collect(dataset_names: Sequence[str]) -> Tuple[Dict[str, Any], Dict[str, np
             classes = [str(i) for i in range(int(rows[:, 0].max()) + 1)]
             summary["classes"] = classes
         summary["splits"][name] = _split_stats(dicts, rows, classes, report)
+        if scale_of is not None:
+            summary["splits"][name]["object_widths"] = width_stats(object_widths(dicts, scale_of))
         instances[name] = rows
     return summary, instances
 
@@ -190,6 +209,13 @@ def format_summary(summary: Dict[str, Any]) -> str:
     ]
     lines += [tabulate(table, head, tablefmt="pipe"), ""]
     lines.append(f"Object sizes are COCO's: small < {SMALL_AREA} <= medium < {MEDIUM_AREA} px^2.")
+    for name, s in splits.items():
+        if "object_widths" in s:
+            q = s["object_widths"]
+            lines.append(
+                f"{name}: object width (shorter box side) at the training size: 10th percentile "
+                f"{q['p10']:.1f} px, median {q['median']:.1f} px, 90th percentile {q['p90']:.1f} px"
+            )
     lines.append("Problems found while loading (see data_summary.json for the details):")
     for name, s in splits.items():
         if not s["problems"]:
@@ -203,3 +229,58 @@ def format_summary(summary: Dict[str, Any]) -> str:
             if len(messages) > MAX_LISTED:
                 lines.append(f"    ... and {len(messages) - MAX_LISTED} more in data_summary.json")
     return "\n".join(lines)
+
+
+def object_widths(dicts: Sequence[dict], scale_of: Callable[[int, int], float]) -> np.ndarray:
+    """
+    The width of every non-crowd object at the training size: the shorter side of its box.
+
+    Args:
+        dicts: detectron2 dataset dicts (XYWH_ABS boxes).
+        scale_of: (image height, image width) -> the factor training resizes that image by.
+
+    Returns:
+        ndarray[N] of pixels.
+    """
+    return boxes_at_scale(dicts, scale_of, min_side=0.0).min(axis=1)
+
+
+def width_stats(widths: np.ndarray) -> Dict[str, float]:
+    """10th percentile, median and 90th percentile (pixels) of object widths; 0 when empty."""
+    if len(widths) == 0:
+        return {"p10": 0.0, "median": 0.0, "p90": 0.0}
+    p10, median, p90 = np.percentile(widths, [10, 50, 90])
+    return {"p10": float(p10), "median": float(median), "p90": float(p90)}
+
+
+def thin_object_warning(
+    widths: np.ndarray, short_size: float, min_width: float, max_share: float
+) -> Optional[str]:
+    """
+    A warning when more than ``max_share`` of the objects are narrower than ``min_width`` pixels
+    at the training size, with the training size that keeps all but ``max_share`` of them at
+    ``min_width`` or more (rounded up to a multiple of 32).
+
+    Args:
+        widths: ndarray[N], object widths at the training size (:func:`object_widths`).
+        short_size: the training size (shorter image side, pixels) the widths were measured at.
+        min_width: pixels an object should keep.
+        max_share: share (0-1) of objects allowed under ``min_width``.
+
+    Returns:
+        the message, or None when the objects are wide enough (or there are none).
+    """
+    if len(widths) == 0 or min_width <= 0:
+        return None
+    share = float((widths < min_width).mean())
+    if share <= max_share:
+        return None
+    quantile = float(np.quantile(widths, max_share))
+    suggested = int(math.ceil(short_size * min_width / max(quantile, 1e-6) / 32) * 32)
+    return (
+        f"{share:.0%} of the train objects are under {min_width:g} px wide at the training size "
+        f"{short_size:g} px ({max_share:.0%} quantile {quantile:.1f} px); a training size of about "
+        f"{suggested} px keeps all but {max_share:.0%} of them at {min_width:g} px or more: set "
+        f"INPUT.MIN_SIZE_TRAIN, INPUT.MAX_SIZE_TRAIN and INPUT.MIN_SIZE_TEST/MAX_SIZE_TEST to match "
+        "(training and prediction slow down with the pixel count)"
+    )

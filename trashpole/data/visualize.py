@@ -6,31 +6,36 @@ names, or the image as the trainer sees it (after ``DatasetMapper`` with the tra
 import logging
 import os
 import random
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 from detectron2.config import CfgNode, get_cfg
-from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
+from trashpole.config import add_trashpole_config
+from trashpole.data.augment import build_train_mapper as build_augmenting_mapper
 from trashpole.visualization.overlays import draw_mapped, draw_record
 
 logger = logging.getLogger(__name__)
 
 
-def build_train_mapper(cfg: Optional[CfgNode] = None) -> DatasetMapper:
-    """The train-time ``DatasetMapper`` (ResizeShortestEdge + RandomFlip from ``cfg.INPUT``).
+def build_train_mapper(cfg: Optional[CfgNode] = None, dataset_dicts: Sequence[dict] = ()):
+    """The trainer's mapper (:func:`trashpole.data.augment.build_train_mapper`: ResizeShortestEdge
+    + RandomFlip from ``cfg.INPUT``, plus the ``TRASHPOLE.AUG`` augmentations that are on).
 
     Args:
         cfg: a trashpole config; None uses detectron2's defaults with masks on.
+        dataset_dicts: the records copy-paste draws its donors from.
 
     Returns:
-        DatasetMapper with ``is_train=True``.
+        a callable mapping a record to the dict the model trains on.
     """
     if cfg is None:
         cfg = get_cfg()
+        add_trashpole_config(cfg)
         cfg.MODEL.MASK_ON = True
-    return DatasetMapper(cfg, is_train=True)
+    return build_augmenting_mapper(cfg, dataset_dicts)
 
 
 def visualize_dataset(
@@ -60,7 +65,7 @@ def visualize_dataset(
     chosen = list(range(len(dicts)))
     if num is not None and num < len(dicts):
         chosen = sorted(rng.sample(chosen, num))
-    mapper = build_train_mapper(cfg) if augmented else None
+    mapper = build_train_mapper(cfg, dicts) if augmented else None
     image_format = cfg.INPUT.FORMAT if cfg is not None else "BGR"
     os.makedirs(output_dir, exist_ok=True)
     paths = []

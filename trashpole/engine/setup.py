@@ -13,6 +13,9 @@ from detectron2.utils import comm
 from trashpole.cli import add_debug_flag
 from trashpole.config import default_dataset_root, describe_schedule, load_config, resolve_epochs
 from trashpole.data import register_roboflow_splits, required_mask_format
+from trashpole.data.anchors import derive_anchors
+from trashpole.data.augment import nominal_train_size, train_scale_fn
+from trashpole.data.summary import object_widths, thin_object_warning
 from trashpole.engine.weights import fetch_weights, is_remote
 from trashpole.engine.writers import setup_run_logging
 from trashpole.errors import MissingFileError, UserError
@@ -93,6 +96,9 @@ def derive_from_data(cfg: CfgNode, splits: Dict[str, str], training: bool = True
     - ``DATASETS.TEST``: an entry that is not registered falls back to valid, then test;
     - for training, ``DATASETS.TRAIN`` is checked, and ``INPUT.MASK_FORMAT`` becomes ``bitmask``
       when the train split has (non-crowd) RLE masks, which detectron2's polygon reader rejects;
+    - for training with ``TRASHPOLE.ANCHORS.FROM_DATA``, ``MODEL.ANCHOR_GENERATOR``'s aspect
+      ratios (and sizes with ``FIT_SIZES``) from the train boxes, coverage logged before/after;
+      and a warning when many train objects are only a few pixels wide at the training size;
     - ``TRASHPOLE.BEST_METRIC``: a ``segm/`` metric becomes ``bbox/`` for a box-only model.
 
     Args:
@@ -117,12 +123,35 @@ def derive_from_data(cfg: CfgNode, splits: Dict[str, str], training: bool = True
         train = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])
         fmt = required_mask_format(train)
         _set_key(cfg, "INPUT.MASK_FORMAT", fmt, "what the train split's masks need", changes)
+        _derive_anchors(cfg, train, changes)
+        _warn_thin_objects(cfg, train)
     if not cfg.MODEL.MASK_ON and cfg.TRASHPOLE.BEST_METRIC.startswith("segm/"):
         metric = cfg.TRASHPOLE.BEST_METRIC.replace("segm/", "bbox/", 1)
         _set_key(cfg, "TRASHPOLE.BEST_METRIC", metric, "a box-only model has no segm", changes)
     for line in changes:
         logger.info(f"config from the data: {line}")
     return changes
+
+
+def _derive_anchors(cfg: CfgNode, train: List[dict], changes: List[str]) -> None:
+    fit = derive_anchors(cfg, train, train_scale_fn(cfg))
+    if fit is None:
+        return
+    why = (
+        f"anchor coverage {fit.coverage_before:.1%} -> {fit.coverage_after:.1%} of the train boxes"
+    )
+    _set_key(cfg, "MODEL.ANCHOR_GENERATOR.SIZES", fit.sizes, why, changes)
+    _set_key(cfg, "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", [fit.ratios], why, changes)
+
+
+def _warn_thin_objects(cfg: CfgNode, train: List[dict]) -> None:
+    widths = object_widths(train, train_scale_fn(cfg))
+    t = cfg.TRASHPOLE.TRAIN
+    warning = thin_object_warning(
+        widths, nominal_train_size(cfg), t.MIN_OBJECT_WIDTH, t.THIN_OBJECT_SHARE
+    )
+    if warning:
+        logger.warning(warning)
 
 
 def _check_train_names(cfg: CfgNode, splits: dict) -> None:

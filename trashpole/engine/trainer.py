@@ -7,12 +7,14 @@ from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
+from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.events import JSONWriter
 
 from trashpole.compat import ddp_for_trainer
+from trashpole.data.augment import build_train_mapper, uses_trashpole_augmentations
 from trashpole.engine.amp import CPUAutocastTrainer
 from trashpole.engine.checkpoint import TrashPoleCheckpointer
 from trashpole.engine.hooks import (
@@ -108,6 +110,21 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """detectron2's train loader; with a ``TRASHPOLE.AUG`` switch on, its mapper is
+        :class:`~trashpole.data.augment.TrainMapper` (copy-paste draws from the same records)."""
+        if not uses_trashpole_augmentations(cfg):
+            return super().build_train_loader(cfg)
+        dicts = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN,
+            filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=0,
+            proposal_files=None,
+        )
+        mapper = build_train_mapper(cfg, dicts)
+        return build_detection_train_loader(cfg, mapper=mapper, dataset=dicts)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
