@@ -11,6 +11,7 @@ needed. :func:`apply` runs once, when ``trashpole`` is imported.
 import codecs
 import collections
 import contextlib
+import functools
 import importlib
 import inspect
 import logging
@@ -283,12 +284,89 @@ def legacy_onnx_export() -> Iterator[None]:
         yield
 
 
+# --- 7. log lines of torch that no trashpole command asks for -----------------------------------
+# - torch >= 2.6's torch.fx.is_fx_tracing() logs once a process that it "will return true for
+#   both fx.symbolic_trace and torch.export". detectron2's ROIPooler calls it through
+#   detectron2.utils.tracing.is_fx_tracing on every forward, so every predict, evaluation and
+#   export printed it. detectron2 means fx tracing of either kind, which the function answers.
+# - torch.utils.cpp_extension logs "No CUDA runtime is found, using CUDA_HOME=..." when imported
+#   on a machine without a GPU that has a CUDA toolkit folder (/usr/local/cuda or $CUDA_HOME).
+#   detectron2's default_setup imports it (collect_env) at the start of every run; trashpole
+#   builds no extension, so the line says nothing a CPU user can act on.
+# Both are dropped by a filter on the one logger that emits each, matching the message's start.
+QUIET_LOG_LINES = {
+    "torch.fx._symbolic_trace": "is_fx_tracing will return true for both fx.symbolic_trace",
+    "torch.utils.cpp_extension": "No CUDA runtime is found",
+}
+
+
+class _DropMessage(logging.Filter):
+    """Drops the records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def quiet_log_lines() -> None:
+    """Add the filters of QUIET_LOG_LINES (once per logger)."""
+    for name, prefix in QUIET_LOG_LINES.items():
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) for f in target.filters):
+            target.addFilter(_DropMessage(prefix))
+
+
+# --- 8. numpy 2's copy= warning in COCO mask encoding and decoding ----------------------------
+# numpy >= 2.0 warns (DeprecationWarning, "__array__ implementation doesn't accept a copy
+# keyword") when it converts an object whose __array__ takes no copy= keyword. Two such objects
+# meet numpy on every evaluation:
+# - torch 2.14's Tensor.__array__(self, dtype=None): detectron2's COCOEvaluator hands each
+#   predicted mask to pycocotools as np.array(tensor, dtype="uint8") in instances_to_coco_json;
+# - pycocotools 2.0.11's compiled _mask, inside pycocotools.mask.decode (COCOeval, trashpole's
+#   matching and report).
+# The result is the same either way (numpy falls back to a plain conversion). Those two
+# functions are wrapped so that this one warning is silenced inside them; any other warning
+# still shows.
+NUMPY_COPY_WARNING = r"__array__ implementation doesn't accept a copy keyword"
+QUIET_COPY_FUNCTIONS = (
+    ("detectron2.evaluation.coco_evaluation", "instances_to_coco_json"),
+    ("pycocotools.mask", "decode"),
+)
+
+
+def _without_copy_warning(function):
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=NUMPY_COPY_WARNING, category=DeprecationWarning
+            )
+            return function(*args, **kwargs)
+
+    call._trashpole_quiet = True
+    return call
+
+
+def quiet_numpy_copy_warning() -> None:
+    """Wrap the functions of QUIET_COPY_FUNCTIONS (once; the original is ``__wrapped__``)."""
+    for module_name, name in QUIET_COPY_FUNCTIONS:
+        module = importlib.import_module(module_name)
+        function = getattr(module, name)
+        if not getattr(function, "_trashpole_quiet", False):
+            setattr(module, name, _without_copy_warning(function))
+
+
 def apply() -> None:
-    """Apply the import-time adaptations (1-4); idempotent."""
+    """Apply the import-time adaptations (1-4, 7, 8); idempotent."""
     global _APPLIED
     if _APPLIED:
         return
     import_scripting_modules_quietly()
     silence_meshgrid_warning()
     _patch_checkpoint_loading()
+    quiet_log_lines()
+    quiet_numpy_copy_warning()
     _APPLIED = True
