@@ -14,6 +14,9 @@ of a pole, a bush or car in the foreground, all cut the masks of what lies behin
 Example::
 
     python -m trashpole.data.synthetic --out datasets/trashpole_synth --num-images 200 --seed 0
+    # high-resolution photos with far, small poles and trash cans (sliced inference, COCO's APs)
+    python -m trashpole.data.synthetic --out datasets/trashpole_hires --num-images 50 \
+        --size 3200x2400 --far-objects
 
 Modules: ``scene`` (constants, palettes, camera, light, canvas), ``background``, ``poles``,
 ``bins``, ``scenery`` (trees, bushes, cars, shadows), ``layout`` (placing things), ``render``
