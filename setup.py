@@ -27,6 +27,8 @@ setup(
         "tensorboard",
         "scipy>=1.10",
         "tqdm",
+        # report.md to report.html (trashpole.evaluation.markdown_html); 4.x: CommonMark + tables
+        "markdown-it-py>=4,<5",
         # the CPU inference engine (trashpole.predict.openvino): the default backend on a CPU
         "openvino>=2025.3",
         # int8 post-training quantization of the OpenVINO model (--int8)
