@@ -34,6 +34,7 @@ the whole-image pass; with neither, their pieces stay apart.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -74,6 +75,11 @@ class Piece:
         """(x0, y0, x1, y1) of the mask, x1 and y1 excluded."""
         h, w = self.mask.shape
         return self.x0, self.y0, self.x0 + w, self.y0 + h
+
+    @cached_property
+    def area(self) -> int:
+        """Mask pixels."""
+        return int(np.count_nonzero(self.mask))
 
     def count_in(self, region: Window) -> int:
         """Mask pixels inside ``region``."""
@@ -136,8 +142,7 @@ def pair_values(a: Piece, b: Piece) -> Tuple[float, float]:
     shared = _intersect(a.window, b.window)
     union = a.count_in(shared) + b.count_in(shared) - inter if shared is not None else 0
     edge = inter / union if union > 0 else 0.0
-    smaller = min(int(a.mask.sum()), int(b.mask.sum()))
-    return edge, inter / smaller
+    return edge, inter / min(a.area, b.area)
 
 
 def candidate_pairs(pieces: Sequence[Piece]) -> Iterator[Tuple[int, int]]:
