@@ -11,7 +11,7 @@ import torch
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
-from tiny_model import REPO, write_tiny_config
+from tiny_model import REPO, train_tiny_run, write_tiny_config
 from torch import nn
 
 from trashpole.benchmarks.describe import describe_model, observe_features
@@ -45,32 +45,10 @@ def keep_threads():
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A run folder (config.yaml + model_final.pth) of the tiny recipe (ResNet-18 FPN, 64 px)
-    trained for 60 iterations (~20 s on one thread) on two generated images with 4 objects each,
-    so that its detections have clear scores; and those images (BGR uint8)."""
+    """A run folder of the tiny recipe trained for 60 iterations (tiny_model.train_tiny_run), and
+    the two images it was trained on (BGR uint8)."""
     tmp = tmp_path_factory.mktemp("trained")
-    cfg = load_config(write_tiny_config(tmp))
-    cfg.TRASHPOLE.CLASS_NAMES = CLASSES
-    cfg.MODEL.WEIGHTS = ""
-    (tmp / "config.yaml").write_text(cfg.dump())
-    samples = synthetic_samples(64, num_images=2, seed=0)
-    count = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model trains faster on one thread than on two shared ones
-    try:
-        torch.manual_seed(0)
-        model = build_model(cfg).train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-        batch = detectron2_batch(samples)
-        with EventStorage():
-            for _ in range(60):
-                loss = sum(model(batch).values())
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-    finally:
-        torch.set_num_threads(count)
-    torch.save({"model": model.state_dict()}, tmp / "model_final.pth")
-    return str(tmp), [s["image"] for s in samples]
+    return str(tmp), train_tiny_run(tmp)
 
 
 def _random_norms(model: nn.Module) -> None:
@@ -272,7 +250,7 @@ def test_heads_conv_relu_fusion_matches_plain_fp32(r50_model, channels_last):
 
 
 def _predict(run: str, images, opts, score_thresh: float = 0.5):
-    predictor = load_predictor(run, score_thresh=score_thresh, opts=opts)
+    predictor = load_predictor(run, score_thresh=score_thresh, opts=opts, backend="pytorch")
     with observe_features(predictor) as seen:
         outputs = [predictor(image)["instances"] for image in images]
     return outputs, describe_model(predictor), dict(seen)

@@ -25,7 +25,9 @@ _DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 def _unwrap(model: Any) -> nn.Module:
     """The nn.Module of a model or of a predictor (``.model``)."""
-    return model if isinstance(model, nn.Module) else model.model
+    while not isinstance(model, nn.Module):  # a predictor, or the PyTorch backend's wrapper
+        model = model.model
+    return model
 
 
 def _is_torchvision(model: nn.Module) -> bool:

@@ -1,82 +1,48 @@
-"""Inference from a trained run: detectron2's DefaultPredictor with the run's class names and the
-CPU speed options, and the one preprocessing that the export shares."""
+"""Inference from a trained run: detectron2's DefaultPredictor with the run's class names, on the
+run's backend (OpenVINO on a CPU by default, PyTorch on CUDA: :mod:`trashpole.run`)."""
 
 import logging
-import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 from detectron2.config import CfgNode
 from detectron2.data import Metadata
 from detectron2.engine import DefaultPredictor
 
-from trashpole.config import load_config
-from trashpole.errors import MissingFileError
 from trashpole.predict.preprocess import cfg_model_input, class_names
-from trashpole.speed import (
-    apply_inference_options,
-    inference_autocast,
-    set_test_size,
-    to_fp32,
-)
+from trashpole.run import backend_opts, build_inference_model, open_run, resolve_run  # noqa: F401
 from trashpole.visualization import class_colors
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_run(run_or_config: str, weights: Optional[str] = None) -> Tuple[str, str]:
-    """
-    Find the config and weights of a run.
-
-    Args:
-        run_or_config: a run folder (holding config.yaml) or a config file.
-        weights: a checkpoint; default: the run's model_final.pth (else model_best.pth).
-
-    Returns:
-        (config file, weights file)
-    """
-    if os.path.isdir(run_or_config):
-        config = os.path.join(run_or_config, "config.yaml")
-        folder = run_or_config
-    else:
-        config = run_or_config
-        folder = os.path.dirname(run_or_config)
-    if not os.path.isfile(config):
-        raise MissingFileError(
-            f"{config} does not exist: give a run folder (the OUTPUT_DIR of a training, holding "
-            "config.yaml) or its config.yaml"
-        )
-    if weights is None:
-        candidates = [os.path.join(folder, n) for n in ("model_final.pth", "model_best.pth")]
-        weights = next((c for c in candidates if os.path.isfile(c)), None)
-        if weights is None:
-            raise MissingFileError(
-                f"no model_final.pth or model_best.pth in {folder!r}: pass the weights explicitly"
-            )
-    elif "://" not in weights and not os.path.isfile(weights):
-        raise MissingFileError(f"weights {weights!r} do not exist; give a checkpoint file (.pth)")
-    return config, weights
-
-
 class TrashPolePredictor(DefaultPredictor):
     """
-    detectron2's ``DefaultPredictor`` whose ``metadata`` carries the class names of the run
-    (``TRASHPOLE.CLASS_NAMES`` in its config.yaml), so that nothing needs to be registered at
-    inference time, plus :meth:`predict_batch` for many images. The model is prepared by
-    :func:`trashpole.speed.apply_inference_options`: ``cfg.TRASHPOLE.INFERENCE`` (bf16,
-    channels_last, threads) applies, and norms are folded and convolutions fused; outputs are
-    the same fp32 boxes and scores and bool masks as detectron2's.
+    detectron2's ``DefaultPredictor`` on the run's backend (:func:`trashpole.run.build_inference_model`:
+    OpenVINO on a CPU by default, PyTorch on CUDA), whose ``metadata`` carries the class names of
+    the run (``TRASHPOLE.CLASS_NAMES`` in its config.yaml), so that nothing needs to be
+    registered at inference time, plus :meth:`predict_batch` for many images. Outputs are the
+    same on every backend: fp32 boxes and scores and bool masks at the image's size.
+
+    Args:
+        cfg: a frozen trashpole config with ``MODEL.WEIGHTS`` set.
+        model: an inference model of that config (default: built here).
     """
 
-    def __init__(self, cfg: CfgNode):
-        super().__init__(cfg)
+    def __init__(self, cfg: CfgNode, model=None):
+        # DefaultPredictor.__init__ would build and load a PyTorch model we may not run
+        self.cfg = cfg.clone()
+        self.model = model if model is not None else build_inference_model(cfg)
+        self.input_format = cfg.INPUT.FORMAT
         names = class_names(cfg)
         self.metadata = Metadata(
             name="trashpole_predictor", thing_classes=names, thing_colors=class_colors(len(names))
         )
-        # the model is ours alone and never trained: norms folded, convs fused, bf16 weights
-        apply_inference_options(self.model, self.cfg, inference_only=True)
+
+    @property
+    def backend(self) -> str:
+        """What runs: backend and precision, e.g. ``openvino bf16``."""
+        return self.model.description
 
     def __call__(self, original_image: np.ndarray) -> Dict:
         """
@@ -108,12 +74,9 @@ class TrashPolePredictor(DefaultPredictor):
             one dict per image with ``instances`` at the image's own size, as ``__call__`` returns.
         """
         outputs: List[Dict] = []
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                inputs = [self.preprocess(img) for img in images[start : start + batch_size]]
-                with inference_autocast(self.cfg):
-                    batch = self.model(inputs)
-                outputs.extend(to_fp32(batch))
+        for start in range(0, len(images), batch_size):
+            inputs = [self.preprocess(img) for img in images[start : start + batch_size]]
+            outputs.extend(self.model(inputs))
         return outputs
 
     def preprocess(self, original_image: np.ndarray) -> Dict:
@@ -139,6 +102,8 @@ def load_predictor(
     device: str = "cpu",
     opts: Optional[Sequence[str]] = None,
     input_size: Optional[int] = None,
+    backend: Optional[str] = None,
+    int8: Optional[bool] = None,
 ) -> TrashPolePredictor:
     """
     Build a predictor from a trained run.
@@ -149,25 +114,21 @@ def load_predictor(
         score_thresh: keep detections scoring at least this (default: the config's
             ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``).
         device: "cpu" or "cuda".
-        opts: more KEY VALUE config overrides, e.g. the speed options of
+        opts: more KEY VALUE config overrides, e.g. the PyTorch speed options of
             :func:`trashpole.speed.speed_opts` (``TRASHPOLE.INFERENCE.BF16 True``...).
         input_size: shorter side of the images given to the model (default: the config's
             ``INPUT.MIN_SIZE_TEST``); see :func:`trashpole.speed.set_test_size`.
+        backend: ``"auto"`` (OpenVINO on a CPU, PyTorch on CUDA), ``"openvino"`` or
+            ``"pytorch"`` (default: the config's ``TRASHPOLE.INFERENCE.BACKEND``).
+        int8: OpenVINO in int8 (``TRASHPOLE.INFERENCE.INT8``; calibrated on the run's train split).
 
     Returns:
         a :class:`TrashPolePredictor` (a detectron2 ``DefaultPredictor``); ``predictor(bgr_image)``
         returns ``{"instances": Instances}`` with ``pred_masks``, ``pred_boxes``, ``pred_classes``
         and ``scores``; ``predictor.class_names`` names the classes.
     """
-    config, weights = resolve_run(run_or_config, weights)
-    cfg = load_config(config, opts)
-    cfg.MODEL.WEIGHTS = weights
-    cfg.MODEL.DEVICE = device
-    if score_thresh is not None:
-        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_thresh
-    if input_size:
-        set_test_size(cfg, input_size)
-    cfg.freeze()
-    predictor = TrashPolePredictor(cfg)
-    logger.info(f"Loaded {weights} with classes {predictor.class_names}")
+    opts = list(opts or []) + backend_opts(backend, int8)
+    run = open_run(run_or_config, weights, opts, score_thresh, device, input_size)
+    predictor = TrashPolePredictor(run.cfg)
+    logger.info(f"Loaded {run.weights} with classes {predictor.class_names} ({predictor.backend})")
     return predictor

@@ -1,0 +1,216 @@
+"""The OpenVINO backend against detectron2's PyTorch model in fp32, on a tiny model trained in the
+fixture (tiny_model.train_tiny_run): the stages and their glue, f32, bf16 and int8, the cache,
+every input size, the backend switch, and no telemetry.
+
+Tolerances (64 px images, CPU):
+- f32: boxes 1e-3 px, scores 1e-4, classes equal, masks differing in at most 2 pixels a detection
+  (a pixel flips only where its probability is within rounding of 0.5);
+- bf16: the bounds of the PyTorch bf16 path (test_speed_exact): boxes 2 px, scores 0.02, mask IoU
+  0.8, on the detections that fp32 scores at least 0.6;
+- int8 (calibrated on the two training images only): boxes 4 px, scores 0.25, mask IoU 0.6, and at least 2 of the 3+ confident fp32 detections
+  found.
+"""
+
+import json
+import logging
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+from tiny_model import train_tiny_run, write_tiny_config
+
+from trashpole.predict import load_predictor
+from trashpole.predict import openvino as ov_backend
+from trashpole.predict.stages import build_stages, run_stages
+from trashpole.run import load_weights, open_run, resolve_backend
+
+KEEP = 0.6
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A trained tiny run (config.yaml + model_final.pth) and its two 64 px images (BGR)."""
+    tmp = tmp_path_factory.mktemp("ov_trained")
+    return str(tmp), train_tiny_run(tmp)
+
+
+def _instances(run, images, backend, **kwargs):
+    predictor = load_predictor(run, score_thresh=0.3, backend=backend, **kwargs)
+    return predictor, [predictor(image)["instances"] for image in images]
+
+
+def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a & b).sum()) / max(1, int((a | b).sum()))
+
+
+def _assert_matches(actual, expected, box_px, score, mask_iou, min_found=None):
+    """Each confident fp32 detection has a twin: same class, box corners within ``box_px``,
+    score within ``score``, mask IoU at least ``mask_iou``."""
+    expected = expected[expected.scores >= KEEP]
+    assert len(expected) >= 3
+    corners = expected.pred_boxes.tensor[:, None, :] - actual.pred_boxes.tensor[None]
+    distance, match = corners.abs().amax(dim=2).min(dim=1)
+    found = distance <= box_px
+    assert found.sum() >= (min_found or len(expected))
+    for i in found.nonzero().flatten().tolist():
+        j = int(match[i])
+        assert actual.pred_classes[j] == expected.pred_classes[i]
+        assert abs(float(actual.scores[j] - expected.scores[i])) <= score
+        assert _mask_iou(actual.pred_masks[j], expected.pred_masks[i]) >= mask_iou
+
+
+def test_pytorch_stages_with_the_glue_are_detectron2_bit_for_bit(trained_run):
+    run, images = trained_run
+    cfg = open_run(run, score_thresh=0.0).cfg
+    model = load_weights(cfg, cfg.MODEL.WEIGHTS)
+    stages = build_stages(model)
+    image = torch.as_tensor(images[0].transpose(2, 0, 1).astype("float32"))
+    inputs = [{"image": image, "height": 80, "width": 100}]  # pasted at another size
+    with torch.no_grad():
+        expected = model(inputs)[0]["instances"]
+    actual = run_stages(model, stages, inputs)[0]["instances"]
+    assert len(expected) >= 10 and actual.image_size == (80, 100)
+    assert torch.equal(actual.pred_boxes.tensor, expected.pred_boxes.tensor)
+    assert torch.equal(actual.scores, expected.scores)
+    assert torch.equal(actual.pred_masks, expected.pred_masks)
+
+
+def test_openvino_f32_matches_pytorch_fp32(trained_run):
+    run, images = trained_run
+    _, reference = _instances(run, images, "pytorch", opts=["TRASHPOLE.INFERENCE.BF16", "False"])
+    predictor, actual = _instances(
+        run, images, "openvino", opts=["TRASHPOLE.INFERENCE.BF16", "False"]
+    )
+    assert predictor.backend == "openvino f32"
+    for got, want in zip(actual, reference):
+        assert len(want) >= 3 and len(got) == len(want)
+        assert torch.equal(got.pred_classes, want.pred_classes)
+        torch.testing.assert_close(got.scores, want.scores, atol=1e-4, rtol=0)
+        torch.testing.assert_close(got.pred_boxes.tensor, want.pred_boxes.tensor, atol=1e-3, rtol=0)
+        assert (got.pred_masks != want.pred_masks).sum() <= 2 * len(want)
+
+
+def test_openvino_bf16_stays_close_to_pytorch_fp32(trained_run):
+    if not ov_backend.bf16_available():
+        pytest.skip("this CPU has no native bf16: OpenVINO runs f32 (previous test)")
+    run, images = trained_run
+    _, reference = _instances(run, images, "pytorch", opts=["TRASHPOLE.INFERENCE.BF16", "False"])
+    predictor, actual = _instances(run, images, "openvino")
+    assert predictor.backend == "openvino bf16"
+    for got, want in zip(actual, reference):
+        _assert_matches(got, want, box_px=2.0, score=0.02, mask_iou=0.8)
+
+
+def test_openvino_without_native_bf16_runs_f32(trained_run, monkeypatch):
+    run, _ = trained_run
+    monkeypatch.setattr(ov_backend, "bf16_available", lambda: False)
+    predictor = load_predictor(run, backend="openvino")  # BF16 True in the config
+    assert predictor.backend == "openvino f32"
+
+
+def test_int8_runs_within_the_looser_bound_and_is_cached(trained_run, tmp_path):
+    run, images = trained_run
+    calibration = tmp_path / "train"
+    calibration.mkdir()
+    for i, image in enumerate(images):
+        import cv2
+
+        cv2.imwrite(str(calibration / f"{i}.png"), image)
+    opts = ["TRASHPOLE.DATASET_ROOT", str(tmp_path)]
+    _, reference = _instances(
+        run, images, "pytorch", opts=opts + ["TRASHPOLE.INFERENCE.BF16", "False"]
+    )
+    predictor, actual = _instances(run, images, "openvino", opts=opts, int8=True)
+    assert predictor.backend.endswith("int8 features")
+    for got, want in zip(actual, reference):
+        _assert_matches(got, want, box_px=4.0, score=0.25, mask_iou=0.6, min_found=2)
+    cached = [n for _, _, files in os.walk(os.path.join(run, "openvino")) for n in files]
+    assert "features_int8.xml" in cached and "features.xml" in cached
+
+
+def test_every_image_size_runs_with_the_pytorch_resize(trained_run):
+    run, _ = trained_run
+    opts = ["TRASHPOLE.INFERENCE.BF16", "False"]
+    ov_pred = load_predictor(run, score_thresh=0.0, backend="openvino", opts=opts)
+    pt_pred = load_predictor(run, score_thresh=0.0, backend="pytorch", opts=opts)
+    rng = np.random.default_rng(0)
+    for height, width in [(64, 64), (37, 211), (300, 41), (129, 97)]:
+        image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        got, want = ov_pred(image)["instances"], pt_pred(image)["instances"]
+        assert got.image_size == want.image_size == (height, width)
+        assert len(got) == len(want) > 0
+        torch.testing.assert_close(got.pred_boxes.tensor, want.pred_boxes.tensor, atol=1e-2, rtol=0)
+
+
+def test_conversion_is_cached_beside_the_weights_and_logged(trained_run, caplog):
+    run, images = trained_run
+    cfg = open_run(run).cfg
+    key = ov_backend.graph_key(cfg, cfg.MODEL.WEIGHTS)
+    folder = os.path.join(run, "openvino", key)
+    with caplog.at_level(logging.INFO, logger="trashpole.predict.openvino"):
+        load_predictor(run, backend="openvino")
+    if "Converting" in caplog.text:  # first use in this session: says how long it took
+        assert "Converted in" in caplog.text and folder in caplog.text
+    assert json.load(open(os.path.join(folder, "source.json")))["key"] == key
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="trashpole.predict.openvino"):
+        load_predictor(run, backend="openvino")
+    assert "from the cache" in caplog.text and "Converting" not in caplog.text
+
+
+def test_cache_key_follows_weights_and_config(trained_run, tmp_path):
+    run, _ = trained_run
+    cfg = open_run(run).cfg
+    weights = cfg.MODEL.WEIGHTS
+    key = ov_backend.graph_key(cfg, weights)
+    other = tmp_path / "w.pth"
+    other.write_bytes(open(weights, "rb").read() + b"\0")
+    assert ov_backend.graph_key(cfg, str(other)) != key
+    changed = cfg.clone()
+    changed.defrost()
+    changed.MODEL.RPN.POST_NMS_TOPK_TEST = 7
+    assert ov_backend.graph_key(changed, weights) != key
+    assert ov_backend.graph_key(cfg, weights) == key
+
+
+def test_auto_backend_is_openvino_on_cpu_and_pytorch_on_cuda(tmp_path):
+    from trashpole.config import load_config
+    from trashpole.errors import UserError
+
+    cfg = load_config(write_tiny_config(tmp_path))
+    cfg.MODEL.DEVICE = "cpu"
+    assert resolve_backend(cfg) == "openvino"
+    cfg.MODEL.DEVICE = "cuda"
+    assert resolve_backend(cfg) == "pytorch"
+    cfg.TRASHPOLE.INFERENCE.BACKEND = "openvino"
+    with pytest.raises(UserError, match="runs on the CPU"):
+        resolve_backend(cfg)
+    cfg.TRASHPOLE.INFERENCE.BACKEND = "tensorrt"
+    with pytest.raises(UserError, match="not a backend"):
+        resolve_backend(cfg)
+
+
+def test_conversion_sends_no_telemetry(trained_run, monkeypatch, tmp_path):
+    """No socket is opened while converting and quantizing, and OpenVINO's telemetry client,
+    which without trashpole would send (no consent file, not in CI), declines."""
+    import openvino_telemetry
+    from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+
+    from trashpole import compat_openvino
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no consent file here
+    monkeypatch.delenv("CI", raising=False)
+    assert compat_openvino._PATCHED  # trashpole declined on first use
+    original = OptInChecker.__dict__.get("check")
+    assert original is compat_openvino._declined
+    connects = []
+    monkeypatch.setattr(socket.socket, "connect", lambda self, addr: connects.append(addr))
+    run, _ = trained_run
+    cfg = open_run(run).cfg
+    ov_backend.convert_stages(load_weights(cfg, cfg.MODEL.WEIGHTS))
+    assert connects == []
+    telemetry = openvino_telemetry.Telemetry()
+    assert telemetry.consent is False
+    assert OptInChecker().check(False, True) == ConsentCheckResult.DECLINED

@@ -1,0 +1,300 @@
+"""
+The OpenVINO backend: trashpole's Mask R-CNN on the engine users deploy on a CPU.
+
+The path from PyTorch: each network of :mod:`trashpole.predict.stages` is captured by
+``torch.export`` (with the image size and the number of boxes symbolic) and handed to
+``openvino.convert_model`` as an ``ExportedProgram``, then saved as IR (``.xml`` + ``.bin``).
+``torch.export`` is PyTorch's supported exporter; the TorchScript-based ONNX exporter and
+``torch.jit.trace`` (what ``convert_model`` falls back to for a bare ``nn.Module``) are being
+deprecated. ``torch.export`` cannot capture the whole detector (its RPN and NMS branch on data),
+so detectron2's own code runs between the three networks (:func:`stages.run_stages`): one
+post-processing, shared with the PyTorch backend.
+
+The converted model is cached beside the weights (``<weights folder>/openvino/<key>/``, else in
+``~/.cache/trashpole/openvino``), keyed by the weights' SHA-256, the model's config and the
+OpenVINO version; int8 models (:mod:`trashpole.predict.quantize`) are cached there too.
+Precision: bf16 where the CPU has it (OpenVINO's ``OPTIMIZATION_CAPABILITIES``), f32 elsewhere.
+"""
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode
+from detectron2.modeling import GeneralizedRCNN
+
+from trashpole import __version__
+from trashpole.jsonio import write_json
+from trashpole.predict.stages import build_stages, feature_names, run_stages, stage_inputs
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("features", "boxes", "masks")
+CACHE_FOLDER = "openvino"
+USER_CACHE = os.path.join("~", ".cache", "trashpole", "openvino")
+# The config nodes that change the converted graphs (the rest: data, solver, output...).
+GRAPH_KEYS = ("MODEL", "INPUT.FORMAT")
+
+
+def openvino_core():
+    """One ``openvino.Core`` for the process, with telemetry off (docs/export.md)."""
+    from trashpole.compat_openvino import core
+
+    return core()
+
+
+def bf16_available() -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 natively here (AMX or AVX-512 BF16)."""
+    return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def precision_for(bf16: bool) -> str:
+    """The CPU plugin's inference precision: ``"bf16"`` when asked and native, else ``"f32"``."""
+    return "bf16" if bf16 and bf16_available() else "f32"
+
+
+# --- conversion -------------------------------------------------------------------------------
+
+
+def _sample_image(model: GeneralizedRCNN, size: int = 256) -> torch.Tensor:
+    """A normalized, padded input for tracing (values do not shape the graph)."""
+    image = torch.rand(3, size, size) * 255
+    return model.preprocess_image([{"image": image}]).tensor
+
+
+def _dims(prefix: str, divisor: int):
+    from torch.export import Dim
+
+    if divisor > 1:
+        return divisor * Dim(f"{prefix}_h", min=1, max=8192 // divisor), divisor * Dim(
+            f"{prefix}_w", min=1, max=8192 // divisor
+        )
+    return Dim(f"{prefix}_h", min=1, max=8192), Dim(f"{prefix}_w", min=1, max=8192)
+
+
+def export_stages(model: GeneralizedRCNN) -> Dict[str, Any]:
+    """
+    Capture the stages of ``model`` with ``torch.export``, image size and box counts symbolic.
+
+    Returns:
+        ``{stage: torch.export.ExportedProgram}``.
+    """
+    from torch.export import Dim, export
+
+    stages = build_stages(model)
+    image = _sample_image(model)
+    h, w = _dims("image", max(1, model.backbone.size_divisibility))
+    programs = {
+        "features": export(
+            stages["features"], (image,), dynamic_shapes=({2: h, 3: w},), strict=False
+        )
+    }
+    with torch.no_grad():
+        outputs = stages["features"](image)
+    features = dict(zip(feature_names(model), outputs))
+    boxes = torch.tensor([[4.0, 4.0, 60.0, 90.0], [10.0, 20.0, 200.0, 120.0]])
+    for name, inputs in stage_inputs(model).items():
+        args = tuple(features[n] for n in inputs) + (boxes,)
+        shapes = tuple({2: Dim(f"{n}_h"), 3: Dim(f"{n}_w")} for n in inputs)
+        shapes += ({0: Dim("boxes", min=1)},)
+        programs[name] = export(stages[name], args, dynamic_shapes=(shapes,), strict=False)
+    return programs
+
+
+def convert_stages(model: GeneralizedRCNN) -> Dict[str, Any]:
+    """
+    ``torch.export`` + ``openvino.convert_model`` of each stage (fp32 weights).
+
+    Returns:
+        ``{stage: openvino.Model}`` with inputs named ``image`` (features) or by feature name
+        plus ``boxes``.
+    """
+    import openvino as ov
+
+    from trashpole.compat_openvino import telemetry_off
+
+    models = {}
+    with telemetry_off():
+        for name, program in export_stages(model).items():
+            models[name] = ov.convert_model(program)
+    return models
+
+
+def graph_key(cfg: CfgNode, weights: str) -> str:
+    """The cache key of a run's converted model: SHA-256 of the weights file, the graph-shaping
+    config keys and the OpenVINO and trashpole versions (16 hex digits)."""
+    import openvino as ov
+
+    digest = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(cfg.MODEL.dump().encode())
+    digest.update(f"{cfg.INPUT.FORMAT}|{ov.__version__}|{__version__}".encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_dir(weights: str, key: str) -> str:
+    """``<weights folder>/openvino/<key>`` when that folder is writable, else the user cache."""
+    folder = os.path.dirname(os.path.abspath(weights))
+    if os.access(folder, os.W_OK):
+        return os.path.join(folder, CACHE_FOLDER, key)
+    return os.path.join(os.path.expanduser(USER_CACHE), key)
+
+
+def stage_paths(folder: str, suffix: str = "") -> Dict[str, str]:
+    """The IR files of the stages in ``folder`` (``features.xml``..., or ``features_int8.xml``)."""
+    return {name: os.path.join(folder, f"{name}{suffix}.xml") for name in STAGES}
+
+
+def save_stages(models: Dict[str, Any], folder: str, suffix: str = "") -> Dict[str, str]:
+    """Write each ``openvino.Model`` as IR into ``folder`` (fp32 weights kept); returns paths.
+    Written under a temporary name first, so that an interrupted save is never taken as done."""
+    import openvino as ov
+
+    os.makedirs(folder, exist_ok=True)
+    paths = {}
+    for name, model in models.items():
+        path = stage_paths(folder, suffix)[name]
+        tmp = path[:-4] + ".tmp.xml"
+        ov.save_model(model, tmp, compress_to_fp16=False)
+        os.replace(tmp[:-4] + ".bin", path[:-4] + ".bin")
+        os.replace(tmp, path)
+        paths[name] = path
+    return paths
+
+
+def converted_stages(model: GeneralizedRCNN, cfg: CfgNode, weights: str) -> Dict[str, Any]:
+    """
+    The run's stages as ``openvino.Model``s, from the cache or converted now (and cached when
+    the weights are a file). The first call logs that it converts and how long it took.
+    """
+    import openvino as ov
+
+    if not weights or not os.path.isfile(weights):
+        logger.info("Converting the model to OpenVINO (weights not from a file: not cached)")
+        return convert_stages(model)
+    key = graph_key(cfg, weights)
+    folder = cache_dir(weights, key)
+    paths = {n: p for n, p in stage_paths(folder).items() if n in build_stages(model)}
+    if all(os.path.isfile(p) for p in paths.values()):
+        logger.info(f"OpenVINO model from the cache: {folder}")
+        core = openvino_core()
+        return {n: core.read_model(p) for n, p in paths.items()}
+    logger.info(f"Converting {weights} to OpenVINO (first use of these weights)...")
+    start = time.perf_counter()
+    models = convert_stages(model)
+    save_stages(models, folder)
+    write_json(
+        {"weights": os.path.abspath(weights), "key": key, "openvino": ov.__version__},
+        os.path.join(folder, "source.json"),
+    )
+    logger.info(f"Converted in {time.perf_counter() - start:.1f} s; cached in {folder}")
+    return models
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+class CompiledStage:
+    """
+    One compiled stage, callable on torch tensors. Each thread gets its own infer request, so
+    that several images can run at once (:mod:`trashpole.predict.pipeline`). Outputs are copied
+    out of the request, so they stay valid after the next call.
+    """
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self._local = threading.local()
+
+    def _request(self):
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
+
+    def __call__(self, *inputs: torch.Tensor):
+        """Run on Tensors (float32); returns one Tensor, or a tuple for several outputs, as the
+        PyTorch stage does."""
+        request = self._request()
+        arrays = [np.ascontiguousarray(t.detach().float().numpy()) for t in inputs]
+        request.infer(arrays, share_inputs=True)
+        count = len(self.compiled.outputs)
+        outputs = tuple(
+            torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in range(count)
+        )
+        return outputs[0] if count == 1 else outputs
+
+
+def compile_stages(
+    models: Dict[str, Any], precision: str, num_threads: int = 0
+) -> Dict[str, CompiledStage]:
+    """Compile each stage for the CPU at ``precision`` ("bf16", "f32"; "int8" models were
+    quantized before and run their float parts in bf16 where available)."""
+    config: Dict[str, Any] = {
+        "INFERENCE_PRECISION_HINT": precision,
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    if num_threads > 0:
+        config["INFERENCE_NUM_THREADS"] = int(num_threads)
+    core = openvino_core()
+    return {name: CompiledStage(core.compile_model(m, "CPU", config)) for name, m in models.items()}
+
+
+class OpenVINOModel:
+    """
+    A detectron2-style model run by OpenVINO: ``model(batched_inputs)`` takes and returns what
+    ``GeneralizedRCNN`` does in eval mode (``[{"instances": Instances}]`` at each image's size),
+    so the predictor, ``inference_on_dataset`` and the benchmarks use it unchanged.
+
+    Args:
+        glue: the detectron2 model whose weight-free code runs between the stages.
+        stages: compiled stages (:func:`compile_stages`).
+        description: what runs (precision, int8), for logs and benchmark labels.
+    """
+
+    def __init__(self, glue: GeneralizedRCNN, stages: Dict[str, CompiledStage], description: str):
+        self.glue = glue.eval()
+        self.stages = stages
+        self.description = description
+
+    def __call__(self, batched_inputs: Sequence[Dict]) -> List[Dict]:
+        return run_stages(self.glue, self.stages, list(batched_inputs))
+
+    def eval(self) -> "OpenVINOModel":
+        return self
+
+
+def openvino_model(
+    model: GeneralizedRCNN, cfg: CfgNode, weights: str, calibration: Optional[str] = None
+) -> OpenVINOModel:
+    """
+    The OpenVINO backend of a built model with ``weights`` loaded: converted (or read from the
+    cache), quantized when ``TRASHPOLE.INFERENCE.INT8``, compiled at bf16 where the CPU has it.
+
+    Args:
+        model: the detectron2 model (eval mode, weights loaded); its glue runs between stages.
+        cfg: the run's config.
+        weights: the checkpoint file the model holds (keys the cache; "" for no cache).
+        calibration: a folder of int8 calibration images (default: the train split).
+    """
+    options = cfg.TRASHPOLE.INFERENCE
+    models = converted_stages(model, cfg, weights)
+    label = []
+    if options.INT8:
+        from trashpole.predict.quantize import quantized_features
+
+        cached = weights and os.path.isfile(weights)
+        folder = cache_dir(weights, graph_key(cfg, weights)) if cached else None
+        path = stage_paths(folder, "_int8")["features"] if folder else None
+        models["features"] = quantized_features(model, cfg, models["features"], path, calibration)
+        label.append("int8 features")
+    precision = precision_for(bool(options.BF16))
+    stages = compile_stages(models, precision, int(options.NUM_THREADS))
+    description = " ".join(["openvino", precision] + label)
+    return OpenVINOModel(model, stages, description)
