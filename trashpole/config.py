@@ -80,8 +80,19 @@ def add_trashpole_config(cfg: CN) -> None:
     cfg.TRASHPOLE.EARLY_STOP_PATIENCE = 0
 
     cfg.TRASHPOLE.INFERENCE = CN()
-    # Speed options of the predictor and of --eval-only (never of training or of the evaluations
-    # during training); each can be switched off; measured in docs/performance.md.
+    # Engine of the predictor, --eval-only, the evaluation at the end of training and the
+    # benchmarks: "openvino" (the networks converted with torch.export and run by OpenVINO;
+    # bf16 where the CPU has it, f32 elsewhere), "pytorch" (detectron2's model with the options
+    # below), or "auto": OpenVINO on a CPU, PyTorch on CUDA (docs/export.md).
+    cfg.TRASHPOLE.INFERENCE.BACKEND = "auto"
+    # OpenVINO only: run the backbone + FPN + RPN head in int8, quantized by NNCF post-training
+    # quantization calibrated on INT8_CALIBRATION_IMAGES images of the run's train split
+    # (cached beside the weights like the float model).
+    cfg.TRASHPOLE.INFERENCE.INT8 = False
+    # Images of the train split (at the test size) that calibrate the int8 quantization.
+    cfg.TRASHPOLE.INFERENCE.INT8_CALIBRATION_IMAGES = 32
+    # Speed options of the PyTorch backend (never of training or of the evaluations during
+    # training); each can be switched off; measured in docs/performance.md.
     # Run under CPU bfloat16 autocast with bf16 weights. Used only where the CPU has native bf16
     # (AVX-512 BF16 or AMX, probed at run time); elsewhere ignored with a warning (emulated bf16
     # is slower than fp32), so True means "bf16 where the CPU does it natively".
@@ -134,17 +145,6 @@ def add_trashpole_config(cfg: CN) -> None:
     # full-image copy per sampled proposal (trashpole.speed.gt_masks; bit-identical). Polygon
     # masks (a polygon export) are not copied by detectron2 and are not affected.
     cfg.TRASHPOLE.TRAIN.INDEXED_GT_MASKS = True
-
-    cfg.TRASHPOLE.TRACK = CN()
-    # Tracking of videos and frame sequences (tools/predict.py --track, trashpole.predict.track).
-    # Box IoU (0-1) with an object's box in the previous frame at which a detection of the same
-    # class keeps that object's ID.
-    cfg.TRASHPOLE.TRACK.IOU_THRESH = 0.3
-    # Share (0-1) of the smaller of two boxes lying inside the other at which a detection keeps
-    # an object's ID even under IOU_THRESH: an object leaving the frame or going behind another
-    # shrinks to a part of its box. 0 turns this off.
-    cfg.TRASHPOLE.TRACK.CONTAIN_THRESH = 0.8
-    # Frames an object may go undetected and keep its ID (its last box is carried forward).
     # Thin objects: setup warns when more than THIN_OBJECT_SHARE (0-1) of the train split's
     # objects have a box narrower (its shorter side) than MIN_OBJECT_WIDTH pixels at the training
     # size, and suggests the INPUT.MIN_SIZE_TRAIN that keeps them (trashpole.data.summary).
@@ -178,6 +178,17 @@ def add_trashpole_config(cfg: CN) -> None:
     # Probability (0-1) that an image receives instances copied from another (augmented) train
     # image; a pasted instance never covers another, so masks stay exact.
     cfg.TRASHPOLE.AUG.COPY_PASTE_PROB = 0.0
+
+    cfg.TRASHPOLE.TRACK = CN()
+    # Tracking of videos and frame sequences (tools/predict.py --track, trashpole.predict.track).
+    # Box IoU (0-1) with an object's box in the previous frame at which a detection of the same
+    # class keeps that object's ID.
+    cfg.TRASHPOLE.TRACK.IOU_THRESH = 0.3
+    # Share (0-1) of the smaller of two boxes lying inside the other at which a detection keeps
+    # an object's ID even under IOU_THRESH: an object leaving the frame or going behind another
+    # shrinks to a part of its box. 0 turns this off.
+    cfg.TRASHPOLE.TRACK.CONTAIN_THRESH = 0.8
+    # Frames an object may go undetected and keep its ID (its last box is carried forward).
     cfg.TRASHPOLE.TRACK.MAX_LOST_FRAMES = 3
     # Frames a track must be detected in to count as an object (1 counts every flicker).
     cfg.TRASHPOLE.TRACK.MIN_FRAMES = 2
