@@ -271,3 +271,15 @@ def test_predict_sliced_on_an_image_no_larger_than_a_slice_runs_it_once():
     calls = []
     out = predict_sliced(_fake_backend(calls), _scene(), 400, 0.2)
     assert calls == [[(300, 400)]] and len(out) == len(OBJECTS)
+
+
+def test_predict_sliced_checks_what_the_backend_returns():
+    with pytest.raises(ValueError, match="returned 0 results for 4 images"):
+        predict_sliced(lambda images: [], _scene(), 160, 0.25)
+
+    def upside_down(images):  # masks of the wrong size
+        out = _fake_backend([])(images)
+        return [Instances((1, 1), **{**o.get_fields(), "pred_masks": o.pred_masks.mT}) for o in out]
+
+    with pytest.raises(ValueError, match=r"masks of \(400, 300\) for a slice of \(300, 400\)"):
+        predict_sliced(upside_down, _scene(), 500, 0.2)
