@@ -1,6 +1,7 @@
 """Sliced inference: the grid, the auto rule, the merge rule on hand-made pieces, and
 predict_sliced end to end over a fake backend that finds coloured rectangles exactly."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -283,3 +284,54 @@ def test_predict_sliced_checks_what_the_backend_returns():
 
     with pytest.raises(ValueError, match=r"masks of \(400, 300\) for a slice of \(300, 400\)"):
         predict_sliced(upside_down, _scene(), 500, 0.2)
+
+
+def _coarse(mask, res=14):
+    """A mask as Mask R-CNN gives it: res x res over its box, resized back, cut at 0.5."""
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    small = cv2.resize(
+        mask[y0:y1, x0:x1].astype(np.float32), (res, res), interpolation=cv2.INTER_AREA
+    )
+    out = np.zeros_like(mask)
+    out[y0:y1, x0:x1] = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) >= 0.5
+    return out
+
+
+def test_predict_sliced_with_coarse_masks_still_finds_every_object_once():
+    # round and slanted shapes, masks at 14 x 14 per box; the whole image is seen at a quarter of
+    # its resolution; pieces under 30 px are missed: the pieces disagree near their edges
+    image = np.zeros((300, 400, 3), np.uint8)
+    cv2.line(image, (60, 10), (80, 290), (1, 0, 0), 8)  # a slanted pole across every slice row
+    cv2.ellipse(image, (130, 260), (20, 18), 0, 0, 360, (2, 0, 0), -1)  # two round bins touching
+    cv2.ellipse(image, (170, 260), (20, 18), 0, 0, 360, (3, 0, 0), -1)  # at x = 150
+    cv2.ellipse(image, (131, 106), (6, 6), 0, 0, 360, (4, 0, 0), -1)  # small, in four slices
+    large = np.array([[200, 20], [380, 20], [360, 200], [220, 200]])
+    cv2.fillPoly(image, [large], (5, 0, 0))  # larger than a slice
+    classes = {1: POLE, 2: BIN, 3: BIN, 4: BIN, 5: POLE}
+
+    def run_batch(images):
+        outputs = []
+        for im in images:
+            labels = im[:, :, 0]
+            if im.shape[:2] == (300, 400):
+                small = cv2.resize(labels, (100, 75), interpolation=cv2.INTER_NEAREST)
+                labels = cv2.resize(small, (400, 300), interpolation=cv2.INTER_NEAREST)
+            found = [k for k in classes if (labels == k).sum() >= 30]
+            masks = [_coarse(labels == k) for k in found]
+            out = Instances(im.shape[:2])
+            out.pred_masks = torch.from_numpy(np.array(masks, bool).reshape(-1, *im.shape[:2]))
+            out.pred_classes = torch.tensor([classes[k] for k in found], dtype=torch.int64)
+            out.scores = torch.tensor([0.5 + 0.1 * k for k in found])
+            outputs.append(out)
+        return outputs
+
+    for whole_image in (True, False):
+        out = predict_sliced(run_batch, image, 160, 0.25, whole_image=whole_image)
+        assert len(out) == len(classes)
+        masks = out.pred_masks.numpy()
+        for k, category in classes.items():
+            truth = image[:, :, 0] == k
+            iou = np.array([(m & truth).sum() / (m | truth).sum() for m in masks])
+            assert (iou > 0.1).sum() == 1 and iou.max() >= 0.95, (k, iou.max())
+            assert out.pred_classes[int(iou.argmax())] == category
