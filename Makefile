@@ -9,10 +9,11 @@ DATA := datasets/trashpole
 RUN := output/demo
 CONFIG := configs/mask_rcnn_R_18_FPN_cpu_quick.yaml
 
-.PHONY: venv clean-venv demo data train evaluate predict test benchmark clean
+.PHONY: venv clean-venv demo data train evaluate predict test benchmark clean lock
 
 # built from scratch, and marked done only at the end (tools/make_venv.sh)
-$(VENV)/.installed: setup.py constraints.txt tools/install_detectron2.py tools/make_venv.sh
+$(VENV)/.installed: setup.py constraints.txt $(wildcard locks/*.txt) tools/install_detectron2.py \
+  tools/make_venv.sh
 	@tools/make_venv.sh "$(PYTHON)" "$(VENV)"
 
 venv: $(VENV)/.installed
@@ -47,6 +48,10 @@ test: venv
 
 benchmark: venv
 	$(PY) tools/benchmark.py --output output/benchmark
+
+# re-resolve locks/python3.X.txt for every supported Python found (needs the package index)
+lock:
+	python3 tools/lock_env.py
 
 clean:
 	rm -rf output $(DATA)

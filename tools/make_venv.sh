@@ -2,7 +2,8 @@
 # Build trashpole's virtual environment from scratch: make_venv.sh PYTHON VENV
 #   PYTHON  a CPython 3.10-3.13 interpreter (empty: the newest found by tools/find_python.sh)
 #   VENV    the folder to create
-# Every step installs from PyPI with the exact versions of constraints.txt; detectron2 comes from
+# Every step installs from PyPI with the exact versions of locks/pythonX.Y.txt (the whole
+# environment, made by tools/lock_env.py from setup.py and constraints.txt); detectron2 comes from
 # tools/install_detectron2.py. VENV/.installed is written last, so an interrupted or failed
 # build is never taken as done: the next run starts again from an empty folder. Any failure
 # ends with one line "error: ..." on stderr and exit status 1.
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${1:-}
 VENV=${2:-.venv}
 
-# the pip every venv is built with (pinned like the rest: locks/ lists it; .ci/run checks it)
+# the pip every venv is built with (tools/lock_env.py writes it into the locks)
 PIP_VERSION=26.3
 
 fail() { echo "error: $*" >&2; exit 1; }
@@ -29,6 +30,10 @@ case "$version" in
        "(run tools/find_python.sh to see what is installed, or 'make PYTHON=/path/to/python3.12')" ;;
 esac
 
+LOCK=locks/python$version.txt
+[ -f "$LOCK" ] || fail "$LOCK is missing; run 'python tools/lock_env.py --python $PYTHON'" \
+  "(it needs the package index)"
+
 rm -rf "$VENV"
 echo "creating $VENV with $PYTHON (Python $version)"
 "$PYTHON" -m venv "$VENV" || \
@@ -37,8 +42,9 @@ echo "creating $VENV with $PYTHON (Python $version)"
 PY="$VENV/bin/python"
 "$PY" -m pip install --quiet "pip==$PIP_VERSION" || \
   fail "could not install pip $PIP_VERSION in $VENV (network or index settings); run make again when fixed"
-"$PY" tools/install_detectron2.py --constraint constraints.txt || exit 1
-"$PY" -m pip install --quiet --constraint constraints.txt --editable ".[dev,export]" || \
+"$PY" tools/install_detectron2.py --constraint "$LOCK" || exit 1
+"$PY" -m pip install --quiet --constraint constraints.txt --constraint "$LOCK" \
+  --editable ".[dev,export]" || \
   fail "pip could not install trashpole's requirements into $VENV (its message is above);" \
     "run make again when fixed"
 "$PY" -c "import trashpole, detectron2, torch" || fail "the new $VENV cannot import trashpole"
