@@ -209,8 +209,13 @@ def test_predictor_channels_last_matches_nchw(tiny_run):
 
     run, export = tiny_run
     image = cv2.imread(str(export / "test" / "test_000.jpg"))
-    nchw = load_predictor(run, score_thresh=0.0, opts=speed_opts(bf16=False, channels_last=False))
-    nhwc = load_predictor(run, score_thresh=0.0, opts=speed_opts(bf16=False, channels_last=True))
+    pt = ["TRASHPOLE.INFERENCE.BACKEND", "pytorch"]
+    nchw = load_predictor(
+        run, score_thresh=0.0, opts=pt + speed_opts(bf16=False, channels_last=False)
+    )
+    nhwc = load_predictor(
+        run, score_thresh=0.0, opts=pt + speed_opts(bf16=False, channels_last=True)
+    )
     # two different set-ups (the config's default is channels_last: both are said explicitly)
     assert not describe_model(nchw)["channels_last"] and describe_model(nhwc)["channels_last"]
     ref, out = nchw(image)["instances"], nhwc(image)["instances"]
@@ -222,7 +227,7 @@ def test_predictor_channels_last_matches_nchw(tiny_run):
 def test_predictor_bf16_returns_fp32_and_bool(tiny_run):
     run, export = tiny_run
     image = cv2.imread(str(export / "test" / "test_000.jpg"))
-    predictor = load_predictor(run, score_thresh=0.0, opts=speed_opts(bf16=True))
+    predictor = load_predictor(run, score_thresh=0.0, opts=speed_opts(bf16=True), backend="pytorch")
     for out in [predictor(image)] + predictor.predict_batch([image, image], batch_size=2):
         instances = out["instances"]
         assert len(instances) > 0
@@ -291,7 +296,7 @@ def test_predict_tool_speed_flags(tiny_run, tmp_path, keep_threads):
     argv = ["--run", run, "--input", str(export / "test"), "--output", str(tmp_path / "out"),
             "--score", "0", "--bf16", "--channels-last", "--threads", "1", "--proposals", "20",
             "--input-size", "96", "--coco-json", str(tmp_path / "coco.json"),
-            "--no-overlays"]  # fmt: skip
+            "--no-overlays", "--backend", "pytorch"]  # fmt: skip
     counts = predict_tool["main"](argv)
     assert counts["images"] == 3
     assert os.path.isfile(tmp_path / "coco.json")
@@ -318,7 +323,8 @@ def test_predict_tool_switches_every_option_off(tiny_run, tmp_path):
     no_bf16 = predict_tool["parse_args"](base + ["--no-bf16"])
     assert predict_tool["speed_opts_of"](no_bf16) == ["TRASHPOLE.INFERENCE.BF16", "False"]
     assert predict_tool["speed_opts_of"](predict_tool["parse_args"](base)) == []  # config's
-    setup = describe_model(load_predictor(run, opts=opts))  # what the tool builds from them
+    # what the tool builds from them
+    setup = describe_model(load_predictor(run, opts=opts, backend="pytorch"))
     assert setup["weights_dtype"] == "fp32" and not setup["channels_last"]
     assert setup["fused"] == {} and setup["norm_layers"] > 0
     assert setup["threaded_roi_align"] == 0

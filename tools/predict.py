@@ -7,16 +7,19 @@ Run a trained trashpole model on images, folders, globs or videos.
     tools/predict.py --run output/demo --input datasets/trashpole/test --output out \\
         --coco-json out/coco_results.json \\
         --coco-images datasets/trashpole/test/_annotations.coco.json
-    tools/predict.py --run output/demo --input street.jpg --output out --fp32 --no-channels-last
+    tools/predict.py --run output/demo --input street.jpg --output out --int8   # OpenVINO int8
+    tools/predict.py --run output/demo --input street.jpg --output out --backend pytorch --fp32
     tools/predict.py --run output/demo --input walk.mp4 --output out --track   # IDs and counts
     tools/predict.py --run output/demo --input frames/ --output out --track --min-track-frames 3
 
 Photos with GPS EXIF also give detections.geojson and positions.png. --track: see
 trashpole/predict/sequence.py for what the output folder holds (tracks.csv, summary.json...).
 
-Speed on the CPU: each option is on or off as the run's config says (TRASHPOLE.INFERENCE) unless
-a flag says otherwise; --fp32 --no-channels-last --no-fuse --no-threaded-roi-align runs the model
-exactly as detectron2 builds it. See docs/performance.md for what each option costs and gains.
+Engine: OpenVINO on a CPU (bf16 where the CPU has it; the first use of a run's weights converts
+them and caches the result beside them), PyTorch on CUDA; --backend chooses. The PyTorch speed
+options are on or off as the run's config says (TRASHPOLE.INFERENCE) unless a flag says
+otherwise; --backend pytorch --fp32 --no-channels-last --no-fuse --no-threaded-roi-align runs
+the model exactly as detectron2 builds it. See docs/performance.md and docs/export.md.
 """
 
 import argparse
@@ -62,7 +65,20 @@ def parse_args(argv=None):
         default=None,
         help="frames a track must be detected in to count (default: TRASHPOLE.TRACK.MIN_FRAMES)",
     )
-    speed = p.add_argument_group("speed (CPU)")
+    engine = p.add_argument_group("engine")
+    engine.add_argument(
+        "--backend",
+        choices=("auto", "openvino", "pytorch"),
+        default=None,
+        help="auto (default): OpenVINO on a CPU, PyTorch on CUDA (TRASHPOLE.INFERENCE.BACKEND)",
+    )
+    engine.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="OpenVINO in int8, calibrated on the run's train split (TRASHPOLE.INFERENCE.INT8)",
+    )
+    speed = p.add_argument_group("speed (PyTorch backend on the CPU)")
     switch = argparse.BooleanOptionalAction
     speed.add_argument(
         "--bf16", action=switch, default=None, help="bfloat16 (only on CPUs with native bf16)"
@@ -119,7 +135,14 @@ def main(argv=None):
     find_inputs(args.input)  # a wrong --input fails before the model is loaded
     opts = speed_opts_of(args) + list(args.opts)
     predictor = load_predictor(
-        args.run, args.weights, args.score, args.device, opts, input_size=args.input_size or None
+        args.run,
+        args.weights,
+        args.score,
+        args.device,
+        opts,
+        input_size=args.input_size or None,
+        backend=args.backend,
+        int8=args.int8,
     )
     if args.track:
         summary = track_paths(

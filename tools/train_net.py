@@ -17,15 +17,10 @@ from detectron2.utils import comm
 from trashpole.cli import run_tool, run_worker
 from trashpole.data import write_data_summary
 from trashpole.data.augment import train_scale_fn
-from trashpole.engine import (
-    Trainer,
-    TrashPoleCheckpointer,
-    argument_parser,
-    launch,
-    setup,
-)
+from trashpole.engine import Trainer, argument_parser, launch, setup
 from trashpole.evaluation.evaluate import evaluate_and_report
 from trashpole.evaluation.run_index import write_run_index
+from trashpole.run import build_inference_model
 
 logger = logging.getLogger("trashpole.train_net")
 
@@ -33,13 +28,10 @@ logger = logging.getLogger("trashpole.train_net")
 def main(args):
     cfg = setup(args)
     if args.eval_only:
-        model = Trainer.build_model(cfg)
-        TrashPoleCheckpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+        # the model as predict runs it (trashpole.run: backend, precision, options)
+        model = build_inference_model(cfg)
         # each split's report goes to OUTPUT_DIR/eval/<split>/ (trashpole.evaluation.evaluate)
-        results = {
-            name: evaluate_and_report(cfg, model, name, inference_only=True)
-            for name in cfg.DATASETS.TEST
-        }
+        results = {name: evaluate_and_report(cfg, model, name) for name in cfg.DATASETS.TEST}
         if comm.is_main_process():
             write_run_index(cfg.OUTPUT_DIR)  # the run's index.html lists the new report
         return results

@@ -1,13 +1,12 @@
 """Speed and segm AP of each speed option on a trained run (``tools/benchmark.py accuracy``)."""
 
+import contextlib
 import logging
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
 
 from trashpole.benchmarks.describe import describe_model, label, observe_features
 from trashpole.benchmarks.measure import load_average, machine_info, write_result
@@ -15,17 +14,16 @@ from trashpole.config import load_config
 from trashpole.engine.setup import derive_from_data, register_datasets
 from trashpole.errors import UserError
 from trashpole.evaluation.evaluate import evaluate_and_report
-from trashpole.predict.predictor import resolve_run
-from trashpole.speed import (
-    apply_inference_options,
-    fp32_opts,
-    inference_autocast,
-    set_test_size,
-    speed_opts,
-    to_fp32,
-)
+from trashpole.run import backend_opts, build_inference_model, resolve_run
+from trashpole.speed import fp32_opts, set_test_size, speed_opts
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[Dict]:
+    yield {}
+
 
 # ----------------------------------------------------------------------------------------------
 # Speed and accuracy of each speed option on a trained run
@@ -37,15 +35,20 @@ def default_variants() -> Dict[str, List[str]]:
     every other variant changes one thing from it (or says what it combines). ``size=N`` entries
     set the test input size (see :func:`set_test_size`)."""
 
-    fp32 = fp32_opts()
+    pt = backend_opts("pytorch")
+    fp32 = pt + fp32_opts()
     return {
         "fp32 (NCHW, exact fusions)": fp32,
-        "plain detectron2 (fp32, nothing fused)": fp32_opts(plain=True),
-        "channels_last": speed_opts(bf16=False, channels_last=True),
-        "bf16": speed_opts(bf16=True, channels_last=False),
-        "bf16 + channels_last": speed_opts(bf16=True, channels_last=True),
-        "bf16 + channels_last + compile": speed_opts(bf16=True, channels_last=True, compile=True),
+        "plain detectron2 (fp32, nothing fused)": pt + fp32_opts(plain=True),
+        "channels_last": pt + speed_opts(bf16=False, channels_last=True),
+        "bf16": pt + speed_opts(bf16=True, channels_last=False),
+        "bf16 + channels_last": pt + speed_opts(bf16=True, channels_last=True),
+        "bf16 + channels_last + compile": pt
+        + speed_opts(bf16=True, channels_last=True, compile=True),
         "config defaults": [],
+        "openvino f32": backend_opts("openvino") + speed_opts(bf16=False),
+        "openvino bf16": backend_opts("openvino") + speed_opts(bf16=True),
+        "openvino int8": backend_opts("openvino", int8=True) + speed_opts(bf16=True),
         "1 thread": fp32 + speed_opts(threads=1),
         "ROIAlign adaptive (ratio 0)": fp32 + speed_opts(sampling_ratio=0),
         "ROIAlign ratio 2": fp32 + speed_opts(sampling_ratio=2),
@@ -57,22 +60,19 @@ def default_variants() -> Dict[str, List[str]]:
     }
 
 
-class _TimedModel(torch.nn.Module):
-    """Runs the wrapped model under the config's autocast and adds up the forward time, after
-    ``warmup`` untimed calls; what :func:`detectron2.evaluation.inference_on_dataset` sees as
-    the model."""
+class _TimedModel:
+    """Runs the wrapped inference model (:func:`trashpole.run.build_inference_model`) and adds
+    up its time, after ``warmup`` untimed calls; what
+    :func:`detectron2.evaluation.inference_on_dataset` sees as the model."""
 
-    def __init__(self, model: torch.nn.Module, cfg, warmup: int = 2):
-        super().__init__()
-        self.model, self.cfg, self.warmup = model, cfg, warmup
+    def __init__(self, model, warmup: int = 2):
+        self.model, self.warmup = model, warmup
+        self.description = model.description
         self.seconds, self.images, self.calls = 0.0, 0, 0
 
-    def forward(self, inputs):
-
+    def __call__(self, inputs):
         start = time.perf_counter()
-        with inference_autocast(self.cfg):
-            outputs = self.model(inputs)
-        outputs = to_fp32(outputs)
+        outputs = self.model(inputs)
         self.calls += 1
         if self.calls > self.warmup:
             self.seconds += time.perf_counter() - start
@@ -113,16 +113,16 @@ def evaluate_variant(
         raise UserError(
             f"--split {split!r}: {cfg.TRASHPOLE.DATASET_ROOT} has the splits {sorted(splits)}"
         )
-    model = build_model(cfg)
-    DetectionCheckpointer(model).load(weights)
-    timed = _TimedModel(apply_inference_options(model, cfg, inference_only=True), cfg)
+    cfg.MODEL.WEIGHTS = weights
+    # the model as predict and --eval-only run it (trashpole.run)
+    inference = build_inference_model(cfg, weights)
+    timed = _TimedModel(inference)
+    module = getattr(inference, "model", None)  # the PyTorch backend's detectron2 model
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            # the evaluation path of training and --eval-only; the model is prepared above and
-            # the timing wrapper opens its own autocast, so it is evaluated as given
-            with observe_features(model) as seen:
-                results = evaluate_and_report(cfg, timed, splits[split], tmp, inference_only=False)
-        setup = describe_model(model)
+            with observe_features(module) if module is not None else _nothing() as seen:
+                results = evaluate_and_report(cfg, timed, splits[split], tmp)
+        setup = describe_model(module) if module is not None else {"backend": timed.description}
     finally:
         torch.set_num_threads(threads)  # a "threads" variant must not change the next ones
     return {
@@ -134,7 +134,7 @@ def evaluate_variant(
         "ms_per_image": 1000 * timed.seconds / max(1, timed.images),
         "images": timed.images,
         "threads": int(cfg.TRASHPOLE.INFERENCE.NUM_THREADS) or threads,
-        "label": label(setup, seen),
+        "label": label(setup, seen) if module is not None else timed.description,
         "setup": setup,
         "seen": dict(seen),
     }

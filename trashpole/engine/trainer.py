@@ -28,6 +28,7 @@ from trashpole.engine.writers import StrictJSONWriter
 from trashpole.errors import UserError
 from trashpole.evaluation import build_evaluators
 from trashpole.evaluation.evaluate import evaluate_and_report
+from trashpole.run import build_inference_model
 from trashpole.speed import bf16_supported, index_gt_masks, thread_roi_align
 
 logger = logging.getLogger(__name__)
@@ -197,9 +198,33 @@ class Trainer(DefaultTrainer):
             )
         if comm.is_main_process():
             extra.append(TrainingCurves(cfg.OUTPUT_DIR, period, ipe))
+        # the evaluation at the end of training runs the saved model as predict runs it
+        ret = [
+            (
+                hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self.evaluate)
+                if isinstance(h, hooks.EvalHook)
+                else h
+            )
+            for h in ret
+        ]
         # after EvalHook (so metrics are in the storage), before the writers (so they are written)
         idx = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook)) + 1
         return ret[:idx] + extra + ret[idx:]
+
+    def evaluate(self) -> Dict:
+        """
+        What the evaluation hook runs: during training, the model being trained (PyTorch, fp32,
+        as detectron2 does); at the end, ``model_final.pth`` on the inference backend
+        (:func:`trashpole.run.build_inference_model`), so that the final ``eval/<split>/``
+        measures what ``predict`` and ``--eval-only`` run.
+        """
+        final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
+        if self.iter + 1 >= self.max_iter and os.path.isfile(final):
+            model = build_inference_model(self.cfg, weights=final)
+        else:
+            model = self.model
+        self._last_eval_results = self.test(self.cfg, model)
+        return self._last_eval_results
 
     def train(self) -> Optional[Dict]:
         try:

@@ -9,6 +9,7 @@ evaluates ``DATASETS.TEST`` (the valid split) every period and rewrites ``eval/v
 final model at its end; ``--eval-only --eval-split test`` writes ``eval/test/``.
 """
 
+import json
 import logging
 import os
 from typing import Dict, Optional
@@ -22,7 +23,6 @@ from trashpole.evaluation.evaluator import build_evaluator_list
 from trashpole.evaluation.report import write_report
 from trashpole.evaluation.undefined import undefined_reasons
 from trashpole.jsonio import write_json
-from trashpole.speed import apply_inference_options, inference_autocast
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ def evaluate_and_report(
     model,
     dataset_name: str,
     report_dir: Optional[str] = None,
-    inference_only: bool = False,
 ) -> Dict:
     """
     Evaluate ``model`` on ``dataset_name`` with COCO + trashpole metrics and, on the main process,
@@ -54,13 +53,13 @@ def evaluate_and_report(
 
     Args:
         cfg: the run's config.
-        model: a built model with its weights loaded.
+        model: what predicts: the inference model of :func:`trashpole.run.build_inference_model`
+            (``--eval-only``, the evaluation at the end of training, the benchmarks: the model as
+            ``predict`` runs it, on its backend), or the model being trained (the periodic
+            evaluations, fp32 PyTorch). Its ``description`` (backend and precision) goes into
+            the log and ``metrics.json``.
         dataset_name: a registered data set.
         report_dir: where the report goes; default ``eval_dir(cfg.OUTPUT_DIR, split)``.
-        inference_only: the model is not trained afterwards (``--eval-only``, benchmarks): it
-            then runs with the CPU speed options of ``TRASHPOLE.INFERENCE`` (bf16,
-            channels_last, fused layers), as the predictor does. False evaluates the model as
-            given: training's evaluations (fp32), or a caller that prepared it itself.
 
     Returns:
         the results of ``inference_on_dataset``: ``{"bbox": {...}, "segm": {...},
@@ -72,17 +71,32 @@ def evaluate_and_report(
     # the evaluators write their files here; the report is made from them
     inference_dir = os.path.join(report_dir, "inference")
     evaluators = build_evaluator_list(cfg, dataset_name, inference_dir)
-    if inference_only:
-        model = apply_inference_options(model, cfg, inference_only=True)
-    with inference_autocast(cfg if inference_only else False):
-        results = inference_on_dataset(model, data_loader, DatasetEvaluators(evaluators))
+    backend = getattr(model, "description", "pytorch fp32 (the training model)")
+    logger.info(f"Evaluating on {dataset_name} with {backend}")
+    results = inference_on_dataset(model, data_loader, DatasetEvaluators(evaluators))
     if not comm.is_main_process():
         return results
     if len(evaluators) == 2:
         write_report(results, inference_dir, report_dir)
+        _record_backend(os.path.join(report_dir, "metrics.json"), backend)
         logger.info(f"Evaluation report of {dataset_name}: {os.path.join(report_dir, 'report.md')}")
     else:  # a box-only model: COCO box AP is all there is
         undefined = undefined_reasons(results, cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST)
-        summary = {"dataset": dataset_name, "results": results, "undefined": undefined}
+        summary = {
+            "dataset": dataset_name,
+            "backend": backend,
+            "results": results,
+            "undefined": undefined,
+        }
         write_json(summary, os.path.join(report_dir, "metrics.json"))
     return results
+
+
+def _record_backend(metrics_file: str, backend: str) -> None:
+    """Add what predicted (``backend``) to the report's metrics.json."""
+    if not os.path.isfile(metrics_file):
+        return
+    with open(metrics_file) as f:
+        metrics = json.load(f)
+    metrics["backend"] = backend
+    write_json(metrics, metrics_file)
