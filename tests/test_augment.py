@@ -165,3 +165,20 @@ def test_copy_paste_in_the_mapper_keeps_every_mask_exact(tmp_path):
         counts.add(len(out["instances"]))
         _check_masks_match_colors(out)
     assert counts <= {1, 2, 3} and max(counts) > 1  # a's object, plus 1 or 2 pasted
+
+
+def test_copy_paste_with_bitmasks():
+    image = np.zeros((10, 10, 3), dtype=np.uint8)
+    donor = np.full((12, 12, 3), 7, dtype=np.uint8)
+    mine = np.zeros((10, 10), dtype=bool)
+    mine[0:4, 0:4] = True
+    theirs = np.zeros((12, 12), dtype=bool)
+    theirs[6:12, 6:12] = True  # 6 x 6 in the donor, 4 x 4 inside the 10 px image
+    out, annotations, pasted = copy_paste(
+        image, [{"segmentation": mine}], donor, [{"segmentation": theirs}], _AllOf()
+    )
+    assert pasted == 1
+    mask = annotations[1]["segmentation"]
+    assert mask.shape == (10, 10) and mask.sum() == 16 and mask[6:10, 6:10].all()
+    assert annotations[1]["bbox"] == [6.0, 6.0, 10.0, 10.0]
+    assert (out[mask] == 7).all() and (out[~mask] == 0).all()
