@@ -244,3 +244,79 @@ def test_trashpole_declines_openvino_telemetry(trained_run, tmp_path):
     finally:
         sender.TelemetrySender.send = original
     assert sent == []
+
+
+# --- export to IR and the example that runs it without trashpole ------------------------------
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "run_openvino.py")
+
+
+@pytest.fixture(scope="module")
+def ov_export(trained_run, tmp_path_factory):
+    """The trained run exported by tools/export_model.py --format openvino --int8 (score
+    threshold 0.3, calibrated on the two training images)."""
+    import runpy
+
+    import cv2
+
+    run, images = trained_run
+    out = tmp_path_factory.mktemp("export_ov")
+    calibration = tmp_path_factory.mktemp("calibration")
+    for i, image in enumerate(images):
+        cv2.imwrite(str(calibration / f"{i}.png"), image)
+    tool = runpy.run_path(os.path.join(os.path.dirname(EXAMPLE), "..", "tools", "export_model.py"))
+    tool["main"](
+        ["--run", run, "--format", "openvino", "--output", str(out), "--int8"]
+        + ["--calibration-images", str(calibration), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.3"]
+    )
+    return out
+
+
+def test_openvino_export_writes_the_ir_and_matches_eager(ov_export, trained_run):
+    from trashpole.export import ExportedPredictor, read_export_meta
+
+    run, images = trained_run
+    meta = read_export_meta(str(ov_export))
+    assert meta["format"] == "openvino" and meta["class_names"] == ["pole", "trash-can"]
+    assert meta["stages"] == {n: f"{n}.xml" for n in ("features", "boxes", "masks")}
+    assert meta["stages_int8"] == {"features": "features_int8.xml"}
+    for name in ("features", "boxes", "masks", "features_int8"):
+        assert os.path.getsize(ov_export / f"{name}.bin") > 1000
+    _, reference = _instances(run, images, "pytorch", opts=["TRASHPOLE.INFERENCE.BF16", "False"])
+    exported = ExportedPredictor(str(ov_export), precision="f32")
+    for image, want in zip(images, reference):
+        got = exported(image)["instances"]
+        assert len(want) >= 3 and len(got) == len(want)
+        torch.testing.assert_close(got.pred_boxes.tensor, want.pred_boxes.tensor, atol=1e-3, rtol=0)
+        torch.testing.assert_close(got.scores, want.scores, atol=1e-4, rtol=0)
+    int8 = ExportedPredictor(str(ov_export), int8=True)
+    assert len(int8(images[0])["instances"]) >= 1
+
+
+def test_openvino_example_runs_without_trashpole(ov_export, trained_run, tmp_path):
+    import cv2
+
+    run, images = trained_run
+    image_file = tmp_path / "street.png"
+    cv2.imwrite(str(image_file), images[0])
+    detections = tmp_path / "det.json"
+    blocker = (
+        "import runpy, sys\n"
+        "sys.modules['trashpole'] = None\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    args = [EXAMPLE, "--export", str(ov_export), "--image", str(image_file)]
+    args += ["--json", str(detections), "--draw", str(tmp_path / "drawn.jpg")]
+    proc = subprocess.run(
+        [sys.executable, "-c", blocker, *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, reference = _instances(
+        run, images[:1], "pytorch", opts=["TRASHPOLE.INFERENCE.BF16", "False"]
+    )
+    records = json.loads(detections.read_text())
+    assert len(records) == len(reference[0]) >= 3
+    boxes = torch.tensor([r["bbox_xyxy"] for r in records])
+    torch.testing.assert_close(boxes, reference[0].pred_boxes.tensor, atol=1e-3, rtol=0)
+    assert cv2.imread(str(tmp_path / "drawn.jpg")).shape == images[0].shape

@@ -1,13 +1,17 @@
 #!/usr/bin/env python
 """
-Export a trained trashpole run to TorchScript or ONNX (detectron2's tracing), with
-export_meta.json (class names, input size and format, output order) beside the model.
+Export a trained trashpole run to OpenVINO IR (torch.export + openvino.convert_model, optionally
+int8), TorchScript or ONNX (detectron2's tracing), with export_meta.json (class names, input size
+and format, outputs) beside the model.
 
+    tools/export_model.py --run output/demo --format openvino --output output/demo/export_ov
+    tools/export_model.py --run output/demo --format openvino --int8 --output output/demo/export_ov
     tools/export_model.py --run output/demo --format torchscript --output output/demo/export_ts
     tools/export_model.py --run output/demo --format onnx --output output/demo/export_onnx \\
         --sample-image datasets/trashpole/test/street_001.jpg
 
-Run the result without trashpole: examples/run_exported.py. Details: docs/export.md.
+Run the result without trashpole: examples/run_openvino.py (OpenVINO), examples/run_exported.py
+(TorchScript, ONNX). Details: docs/export.md.
 """
 
 import argparse
@@ -36,6 +40,16 @@ def parse_args(argv=None):
         help="image to trace with and check the export on (default: noise at the test size)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the exported-vs-eager check")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="OpenVINO: also write the int8 feature stage (NNCF, calibrated on the train split)",
+    )
+    p.add_argument(
+        "--calibration-images",
+        default=None,
+        help="with --int8: folder of calibration images (default: the run's train split)",
+    )
     add_debug_flag(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p.parse_args(argv)
@@ -60,6 +74,8 @@ def main(argv=None) -> str:
         sample_image=image,
         opts=args.opts,
         verify=not args.no_verify,
+        int8=args.int8,
+        calibration=args.calibration_images,
     )
     logging.getLogger("trashpole").info(f"Wrote {path}")
     return path

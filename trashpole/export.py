@@ -41,8 +41,8 @@ from trashpole.predict.preprocess import cfg_model_input, class_names, model_inp
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("torchscript", "onnx")
-MODEL_FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+EXPORT_FORMATS = ("openvino", "torchscript", "onnx")
+MODEL_FILES = {"torchscript": "model.ts", "onnx": "model.onnx", "openvino": "features.xml"}
 META_FILE = "export_meta.json"
 # torchvision exports detectron2's ROIAlign(aligned=True) exactly only from opset 16 on (RoiAlign's
 # half_pixel mode); at detectron2's STABLE_ONNX_OPSET_VERSION (11) every RoI is off by half a pixel.
@@ -134,7 +134,7 @@ def _trace_adapter(model: GeneralizedRCNN, image: torch.Tensor) -> Tuple[Tracing
     return adapter, reference
 
 
-def _export_meta(
+def build_export_meta(
     cfg: CfgNode, fmt: str, names: List[str], schema: Any, image: torch.Tensor, sources: Dict
 ) -> Dict:
     classes = class_names(cfg)
@@ -163,7 +163,9 @@ def _export_meta(
         "detections_per_image": int(cfg.TEST.DETECTIONS_PER_IMAGE),
         "mask_threshold": MASK_THRESHOLD,
         "outputs": names,
-        "outputs_schema": {"type": type(schema).__name__, **dataclasses.asdict(schema)},
+        "outputs_schema": (
+            {"type": type(schema).__name__, **dataclasses.asdict(schema)} if schema else None
+        ),
         "source": sources,
         "versions": {"torch": torch.__version__, "trashpole": __version__},
     }
@@ -215,9 +217,14 @@ def export_model(
     sample_image: Optional[np.ndarray] = None,
     opts: Optional[Sequence[str]] = None,
     verify: bool = True,
+    int8: bool = False,
+    calibration: Optional[str] = None,
 ) -> str:
     """
-    Trace a trained run and write ``model.ts`` or ``model.onnx`` plus ``export_meta.json``.
+    Trace a trained run and write ``model.ts`` or ``model.onnx`` plus ``export_meta.json``; or,
+    for ``"openvino"``, the IR of the three networks (``features``, ``boxes``, ``masks``
+    ``.xml`` + ``.bin``, see :mod:`trashpole.predict.openvino`), ``export_meta.json`` and the
+    ``config.yaml`` whose detectron2 glue runs between them.
 
     Args:
         run_or_config: the run folder or its ``config.yaml``.
@@ -228,7 +235,9 @@ def export_model(
         opts: more KEY VALUE config overrides (e.g. ``MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.3``:
             the score threshold is frozen into the graph).
         verify: run the exported file on the sample image and check it against the eager model
-            (ONNX: only when onnxruntime is installed).
+            (ONNX: only when onnxruntime is installed; OpenVINO: at f32).
+        int8: OpenVINO: also write ``features_int8.xml``, quantized by NNCF.
+        calibration: folder of int8 calibration images (default: the run's train split).
 
     Returns:
         path of the exported model file.
@@ -242,6 +251,10 @@ def export_model(
     model = load_model(cfg)
     if sample_image is None:
         sample_image = default_sample_image(cfg)
+    if fmt == "openvino":
+        from trashpole.export_openvino import export_openvino
+
+        return export_openvino(cfg, model, output_dir, sample_image, verify, int8, calibration)
     image = image_to_input(cfg, sample_image)
     adapter, reference = _trace_adapter(model, image)
     names = output_names(adapter.outputs_schema)
@@ -252,7 +265,7 @@ def export_model(
         _write_torchscript(adapter, image, path)
     else:
         _write_onnx(adapter, image, names, path)
-    meta = _export_meta(
+    meta = build_export_meta(
         cfg, fmt, names, adapter.outputs_schema, image, {"config": config, "weights": weights}
     )
     write_json(meta, os.path.join(output_dir, META_FILE))
@@ -339,12 +352,16 @@ class ExportedPredictor:
         export_dir: folder written by :func:`export_model`.
     """
 
-    def __init__(self, export_dir: str):
+    def __init__(self, export_dir: str, precision: Optional[str] = None, int8: bool = False):
         self.meta = read_export_meta(export_dir)
         self.path = os.path.join(export_dir, self.meta["model_file"])
         size = self.meta["input"]
         self.size = (size["min_size_test"], size["max_size_test"])
-        if self.meta["format"] == "onnx":
+        if self.meta["format"] == "openvino":
+            from trashpole.predict.openvino import load_exported
+
+            self._model = load_exported(export_dir, self.meta, precision, int8)
+        elif self.meta["format"] == "onnx":
             import onnxruntime  # optional dependency (the export extra)
 
             self._session = onnxruntime.InferenceSession(
@@ -387,6 +404,8 @@ class ExportedPredictor:
         """
         height, width = image_bgr.shape[:2]
         image = model_input(image_bgr, self.meta["input"]["channel_order"], *self.size)
+        if self.meta["format"] == "openvino":  # the glue pastes at image size itself
+            return self._model([{"image": image, "height": height, "width": width}])[0]
         raw = self.run_raw(image)
         return {"instances": raw_to_instances(raw, height, width, self.meta["mask_threshold"])}
 

@@ -183,3 +183,60 @@ def label(setup: Dict[str, Any], seen: Dict[str, Any], training: bool = False) -
         parts.append(f"{setup['proposals']} prop")
     parts.append(f"{setup['threads']} thr")
     return f"{setup['library']} {setup['arch']}: " + ", ".join(parts)
+
+
+def is_openvino(model: Any) -> bool:
+    """Whether ``model`` (or the predictor holding it) runs on OpenVINO: its compiled stages."""
+    while not isinstance(model, nn.Module) and not hasattr(model, "stages"):
+        model = getattr(model, "model", None)
+        if model is None:
+            return False
+    return hasattr(model, "stages")
+
+
+def describe_openvino(model: Any) -> Dict[str, Any]:
+    """
+    What an OpenVINO model ran, read from each compiled stage's runtime graph (what the CPU
+    plugin executes, after its own precision choices).
+
+    Args:
+        model: an OpenVINO model with ``stages`` (trashpole's, the torchvision peer's) or a
+            predictor holding one.
+
+    Returns:
+        ``library``, ``engine`` ("openvino"), ``precision`` (the stages' inference precision
+        hint), ``ops``: stage -> {"Convolution bf16": count, "Convolution u8": ...} for the
+        convolutions, fully connected layers and ROIAligns, ``int8_convolutions`` (count over
+        the stages) and ``threads``.
+    """
+    while not hasattr(model, "stages"):
+        model = model.model
+    ops: Dict[str, Dict[str, int]] = {}
+    hints = set()
+    for name, stage in model.stages.items():
+        hints.add(str(stage.compiled.get_property("INFERENCE_PRECISION_HINT")))
+        counts: Counter = Counter()
+        for op in stage.compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            kind = info["layerType"].astype(str)
+            if kind in ("Convolution", "FullyConnected", "Deconvolution", "ROIAlign"):
+                counts[f"{kind} {info['runtimePrecision'].astype(str)}"] += 1
+        ops[name] = dict(counts)
+    int8 = sum(n for o in ops.values() for k, n in o.items() if k.endswith(("u8", "i8")))
+    return {
+        "library": "torchvision" if "torchvision" in model.description else "trashpole",
+        "engine": "openvino",
+        "precision": "/".join(sorted(h.replace("<Type: '", "").rstrip("'>") for h in hints)),
+        "ops": ops,
+        "int8_convolutions": int8,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def openvino_label(setup: Dict[str, Any]) -> str:
+    """A table label from :func:`describe_openvino`, e.g. ``trashpole on OpenVINO: bfloat16,
+    int8 convolutions 43`` (what the runtime graphs hold, not what was asked for)."""
+    parts = [setup["precision"]]
+    if setup["int8_convolutions"]:
+        parts.append(f"int8 convolutions {setup['int8_convolutions']}")
+    return f"{setup['library']} on OpenVINO: " + ", ".join(parts)

@@ -1,15 +1,19 @@
-"""Latency of one 640x640 image: trashpole's predictor against torchvision's
-``maskrcnn_resnet50_fpn`` (the same R50-FPN network), with random weights, on the same image and
-threads.
+"""Latency of one 640x640 image: trashpole's predictor (OpenVINO and PyTorch backends) against
+torchvision's ``maskrcnn_resnet50_fpn`` (an R50-FPN Mask R-CNN; detectron2's keeps
+``STRIDE_IN_1X1``, so its ResNet does 1.35% fewer multiply-adds than torchvision's), in PyTorch and
+on OpenVINO, with random weights, on the same image and threads. End to end: a BGR image in,
+instances at the image's size out (masks pasted) in every row.
 
 Equal work: score thresholds are 0 in every contender, so 1000 proposals reach the box head and
 100 detections the mask head in each, and ROIAlign samples 2x2 points per bin everywhere (as
 torchvision does). Random weights need input normalization to produce detections at all, so
 trashpole's models use ImageNet mean/std here as torchvision does.
 
-Equal switches: the peer runs twice, as built (fp32, NCHW) and with the generic PyTorch switches
-that trashpole's fast setting uses (bf16 autocast where the CPU has native bf16, channels_last,
-the same threads); every row has its speed-up against both. Each row's label is read from the
+Equal switches: the peer runs as built (fp32, NCHW), with the generic PyTorch switches that
+trashpole's PyTorch backend uses (bf16 autocast where the CPU has native bf16, channels_last, the
+same threads), and on OpenVINO at the precision of trashpole's OpenVINO row, split and converted
+as trashpole's model is (:mod:`trashpole.benchmarks.peer_openvino`); every row has its speed-up
+against each. Each row's label is read from the
 model that was timed (:mod:`trashpole.benchmarks.describe`), not from the options asked for.
 
 Contenders run in turn (one image each, round after round) after a warm-up, so that a change
@@ -29,7 +33,14 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 
-from trashpole.benchmarks.describe import describe_model, label, observe_features
+from trashpole.benchmarks.describe import (
+    describe_model,
+    describe_openvino,
+    is_openvino,
+    label,
+    observe_features,
+    openvino_label,
+)
 from trashpole.benchmarks.measure import (
     R50_CONFIG,
     imagenet_norm_opts,
@@ -43,6 +54,7 @@ from trashpole.benchmarks.measure import (
 )
 from trashpole.config import load_config
 from trashpole.predict.predictor import TrashPolePredictor
+from trashpole.run import backend_opts
 from trashpole.speed import fp32_opts, precision, set_test_size, speed_opts
 
 logger = logging.getLogger(__name__)
@@ -62,8 +74,9 @@ class Contender:
 
     Attributes:
         name: key of the row (its label is read from the timed model).
-        family: "trashpole" (a :class:`TrashPolePredictor` built from ``config`` and ``opts``) or
-            "torchvision" (``maskrcnn_resnet50_fpn``).
+        family: "trashpole" (a :class:`TrashPolePredictor` built from ``config`` and ``opts``),
+            "torchvision" (``maskrcnn_resnet50_fpn``) or "torchvision-openvino" (the same on
+            OpenVINO at ``precision``).
         config: trashpole YAML.
         opts: config overrides (speed options and the like), applied after the run's equal-work
             settings (so a contender may change its proposals).
@@ -78,15 +91,16 @@ class Contender:
     opts: Sequence[str] = field(default_factory=tuple)
     bf16: bool = False
     channels_last: bool = False
+    precision: str = ""
     note: str = ""
 
 
 def fast_opts() -> List[str]:
-    """The fastest inference settings that keep the work equal (1000 proposals, 100 masks):
-    bf16 (where the CPU has it natively), channels_last, fused convolutions, threaded ROIAlign
-    with 2x2 samples per bin."""
+    """The PyTorch backend's fastest settings that keep the work equal (1000 proposals, 100
+    masks): bf16 (where the CPU has it natively), channels_last, fused convolutions, threaded
+    ROIAlign with 2x2 samples per bin."""
 
-    return speed_opts(
+    return backend_opts("pytorch") + speed_opts(
         bf16=precision.bf16_supported(),
         channels_last=True,
         sampling_ratio=2,
@@ -100,9 +114,13 @@ def default_contenders() -> List[Contender]:
     network) as detectron2 builds it, in fp32 with the exact fusions, with the generic switches
     only, and fast; all with ROIAlign sampling 2 as torchvision."""
 
+    from trashpole.predict.openvino import precision_for
+
     bf16 = precision.bf16_supported()
     ratio2 = speed_opts(sampling_ratio=2)
+    pt = backend_opts("pytorch")
     switches = speed_opts(bf16=bf16, channels_last=True, fuse=False, threaded_roi_align=False)
+    ov = backend_opts("openvino") + ratio2
     return [
         Contender("torchvision plain", "torchvision", note="the peer as built"),
         Contender(
@@ -112,10 +130,25 @@ def default_contenders() -> List[Contender]:
             channels_last=True,
             note="the peer with the generic switches",
         ),
-        Contender("trashpole plain", "trashpole", R50_CONFIG, fp32_opts(True) + ratio2),
-        Contender("trashpole fp32", "trashpole", R50_CONFIG, fp32_opts() + ratio2, note="exact"),
-        Contender("trashpole switches", "trashpole", R50_CONFIG, switches + ratio2),
-        Contender("trashpole fast", "trashpole", R50_CONFIG, fast_opts(), note="the default"),
+        Contender(
+            "torchvision openvino",
+            "torchvision-openvino",
+            precision=precision_for(True),
+            note="the peer on the same engine at the same precision",
+        ),
+        Contender("trashpole plain", "trashpole", R50_CONFIG, pt + fp32_opts(True) + ratio2),
+        Contender("trashpole switches", "trashpole", R50_CONFIG, pt + switches + ratio2),
+        Contender(
+            "trashpole pytorch", "trashpole", R50_CONFIG, fast_opts(), note="PyTorch default"
+        ),
+        Contender("trashpole openvino", "trashpole", R50_CONFIG, ov, note="the default on a CPU"),
+        Contender(
+            "trashpole openvino int8",
+            "trashpole",
+            R50_CONFIG,
+            ov + backend_opts(int8=True),
+            note="int8 feature stage (NNCF, calibrated on generated street images)",
+        ),
     ]
 
 
@@ -136,11 +169,29 @@ def build_trashpole(
     opts += ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.ROI_HEADS.NUM_CLASSES", "2"]
     opts += ["MODEL.RPN.POST_NMS_TOPK_TEST", str(proposals)]
     opts += ["TEST.DETECTIONS_PER_IMAGE", str(detections)]
+    opts += ["TRASHPOLE.DATASET_ROOT", calibration_root(size)]
     cfg = load_config(contender.config, opts + list(contender.opts))
     set_test_size(cfg, size)
     cfg.freeze()
     torch.manual_seed(seed)
     return TrashPolePredictor(cfg)
+
+
+def calibration_root(size: int, count: int = 8) -> str:
+    """A folder ``<tmp>/train`` of ``count`` generated street images (seeds 1..count, not the
+    timed image's) that calibrates the int8 rows; made once per size and process."""
+    import os
+    import tempfile
+
+    import cv2
+
+    root = os.path.join(tempfile.gettempdir(), f"trashpole_calibration_{size}_{os.getpid()}")
+    train = os.path.join(root, "train")
+    if not os.path.isdir(train):
+        os.makedirs(train)
+        for seed in range(1, count + 1):
+            cv2.imwrite(os.path.join(train, f"street_{seed}.png"), street_image(size, seed))
+    return root
 
 
 def build_torchvision(
@@ -185,6 +236,19 @@ def _prepare(contender: Contender, image: np.ndarray, size: int, proposals: int,
                 return len(model([_torchvision_input(image)])[0]["boxes"])
 
         return predict, model, [_torchvision_input(image)]
+    if contender.family == "torchvision-openvino":
+        from trashpole.benchmarks.peer_openvino import TorchvisionOpenVINO
+
+        peer = TorchvisionOpenVINO(
+            build_torchvision(size, proposals, detections),
+            _torchvision_input(image),
+            contender.precision,
+        )
+
+        def predict():
+            return len(peer([_torchvision_input(image)])[0]["boxes"])
+
+        return predict, peer, [_torchvision_input(image)]
     if contender.family == "trashpole":
         predictor = build_trashpole(contender, size, proposals, detections)
 
@@ -204,10 +268,21 @@ def compiled_contenders() -> List[Contender]:
 
 
 def _observed_run(predict, model) -> Dict[str, Any]:
-    """One more call of ``predict``, recording what it computed (:func:`observe_features`)."""
+    """One more call of ``predict``, recording what it computed (:func:`observe_features`;
+    an OpenVINO model's runtime graph is read by :func:`describe_openvino` instead)."""
+    if is_openvino(model):
+        return {"detections": predict(), "seen": {}}
     with observe_features(model) as seen:
         detections = predict()
     return {"detections": detections, "seen": dict(seen)}
+
+
+def _setup_and_label(model) -> tuple:
+    """What a row ran, read from the timed model: (setup, label)."""
+    if is_openvino(model):
+        setup = describe_openvino(model)
+        return setup, openvino_label(setup)
+    return None, None
 
 
 def count_gmac(model: Any, inputs: list) -> Optional[float]:
@@ -228,6 +303,8 @@ def count_gmac(model: Any, inputs: list) -> Optional[float]:
     if isinstance(model, TrashPolePredictor):
         torch.manual_seed(0)
         model = build_model(model.cfg).eval()
+    elif is_openvino(model):  # the same network as the peer's PyTorch model
+        model = model.model
     try:
         with torch.no_grad():
             counter = FlopCountAnalysis(model, inputs)
@@ -307,8 +384,10 @@ def run(
         predict, model, inputs = prepared[c.name]
         row: Dict[str, Any] = {**asdict(c), "opts": list(c.opts)}
         row.update(_observed_run(predict, model))
-        row["setup"] = describe_model(model)
-        row["label"] = label(row["setup"], row["seen"])
+        row["setup"], row["label"] = _setup_and_label(model)
+        if row["setup"] is None:
+            row["setup"] = describe_model(model)
+            row["label"] = label(row["setup"], row["seen"])
         row["first_call_s"] = first_call[c.name]
         row["times_s"] = times[c.name]
         row.update(summarize(times[c.name]))
@@ -348,9 +427,12 @@ def add_ratios(
         )
 
     references = {"": peer(False), "_switches": peer(True)}
+    references["_openvino"] = next(
+        (r for r in rows.values() if r["family"] == "torchvision-openvino"), None
+    )
     for row in rows.values():
         if row.get("gmac"):
-            dtype = "bf16" if row.get("seen", {}).get("feature_dtype") == "bf16" else "fp32"
+            dtype = "bf16" if _computes_bf16(row) else "fp32"
             row["gflops"] = 2 * row["gmac"] / row["median_s"]
             row["peak_fraction"] = row["gflops"] / peak[f"{dtype}_gflops"]
             if f"{dtype}_conv_gflops" in peak:
@@ -359,3 +441,12 @@ def add_ratios(
             if reference is not None:
                 row[f"speedup_vs_torchvision{key}"] = reference["median_s"] / row["median_s"]
     return rows
+
+
+def _computes_bf16(row: Dict[str, Any]) -> bool:
+    """Whether a row's convolutions ran in bf16 (observed in PyTorch, read from the runtime
+    graph on OpenVINO; int8 rows count as bf16, their float parts' precision)."""
+    setup = row.get("setup") or {}
+    if setup.get("engine") == "openvino":
+        return "bf" in setup.get("precision", "")
+    return row.get("seen", {}).get("feature_dtype") == "bf16"

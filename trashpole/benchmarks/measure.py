@@ -262,15 +262,17 @@ def format_table(result: Dict[str, Any]) -> str:
     plain, switches = "speedup_vs_torchvision", "speedup_vs_torchvision_switches"
     if result.get("benchmark") == "training":
         plain, switches = "speedup_vs_torchvision_d2", "speedup_vs_torchvision_d2_switches"
-    header = f"{'contender (what ran)':<100} {per:>8} {'x plain':>7} {'x sw':>6} {'GMAC':>6}"
-    header += f" {'%peak':>6} {'%conv':>6} {'+RSS MB':>8}"
+    engine = "speedup_vs_torchvision_openvino"
+    header = f"{'contender (what ran)':<100} {per:>8} {'x plain':>7} {'x sw':>6} {'x OV':>6}"
+    header += f" {'GMAC':>6} {'%peak':>6} {'%conv':>6} {'+RSS MB':>8}"
     lines = [header, "-" * len(header)]
     for name, row in result["contenders"].items():
         peak = _num(100 * row.get("peak_fraction", float("nan")), 1)
         conv = _num(100 * row.get("conv_peak_fraction", float("nan")), 1)
         lines.append(
             f"{row.get('label', name):<100} {row['median_s']:>8.3f} {_num(row.get(plain), 2):>7} "
-            f"{_num(row.get(switches), 2):>6} {_num(row.get('gmac'), 1):>6} "
+            f"{_num(row.get(switches), 2):>6} {_num(row.get(engine), 2):>6} "
+            f"{_num(row.get('gmac'), 1):>6} "
             f"{peak:>6} {conv:>6} {_num(row.get('extra_rss_mb'), 0):>8}"
         )
     peak = result.get("matmul_peak", {})

@@ -298,3 +298,36 @@ def openvino_model(
     stages = compile_stages(models, precision, int(options.NUM_THREADS))
     description = " ".join(["openvino", precision] + label)
     return OpenVINOModel(model, stages, description)
+
+
+def load_exported(
+    export_dir: str, meta: Dict, precision: Optional[str] = None, int8: bool = False
+) -> OpenVINOModel:
+    """
+    An :class:`OpenVINOModel` from a folder written by ``tools/export_model.py --format openvino``:
+    the IR files and the glue built from the folder's ``config.yaml`` (its weights unused).
+
+    Args:
+        export_dir: the export folder.
+        meta: its ``export_meta.json``.
+        precision: "bf16" or "f32" (default: bf16 where the CPU has it).
+        int8: use ``features_int8.xml`` (written by ``--int8``).
+    """
+    from detectron2.modeling import build_model
+
+    from trashpole.config import load_config
+    from trashpole.errors import MissingFileError
+
+    cfg = load_config(os.path.join(export_dir, meta["glue_config"]), ["MODEL.DEVICE", "cpu"])
+    cfg.MODEL.WEIGHTS = ""
+    glue = build_model(cfg).eval()
+    files = dict(meta["stages"])
+    if int8:
+        if "stages_int8" not in meta:
+            raise MissingFileError(f"{export_dir} has no int8 model: export it with --int8")
+        files.update(meta["stages_int8"])
+    core = openvino_core()
+    models = {n: core.read_model(os.path.join(export_dir, f)) for n, f in files.items()}
+    precision = precision or precision_for(True)
+    stages = compile_stages(models, precision)
+    return OpenVINOModel(glue, stages, " ".join(["openvino", precision] + ["int8"] * int8))
