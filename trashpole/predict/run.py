@@ -4,7 +4,7 @@ COCO results and the positions of photos with GPS."""
 import logging
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 from tqdm import tqdm
@@ -19,6 +19,7 @@ from trashpole.predict.coco import (
 )
 from trashpole.predict.inputs import find_inputs, iter_video_frames
 from trashpole.predict.outputs import GeoCollector
+from trashpole.predict.pipeline import in_order, workers_for
 from trashpole.predict.predictor import TrashPolePredictor
 from trashpole.visualization.overlays import draw_predictions
 
@@ -77,17 +78,18 @@ def predict_paths(
     everything, coco_results, geo = {}, [], GeoCollector()
     skipped, converted = [], []
     start = time.perf_counter()
-    for path in tqdm(images, desc="images", unit="img", dynamic_ncols=True):
-        try:
-            image, note = read_bgr(path)
-        except UnreadableImage as e:
-            logger.warning(f"{path}: skipped, {e}")
-            skipped.append({"file_name": path, "reason": str(e)})
+    workers = workers_for(predictor)
+    results = in_order(lambda p: _read_and_predict(predictor, p), images, workers)
+    for path, (image, note, instances) in tqdm(
+        results, total=len(images), desc="images", unit="img", dynamic_ncols=True
+    ):
+        if instances is None:  # unreadable: note says why
+            logger.warning(f"{path}: skipped, {note}")
+            skipped.append({"file_name": path, "reason": note})
             continue
         if note:
             logger.info(f"{path}: {note}")
             converted.append({"file_name": path, "note": note})
-        instances = predictor(image)["instances"].to("cpu")
         stem = os.path.splitext(os.path.basename(path))[0]
         records = instances_to_records(instances, names)
         everything[path] = records
@@ -128,6 +130,16 @@ def predict_paths(
     return counts
 
 
+def _read_and_predict(predictor: TrashPolePredictor, path: str) -> Tuple:
+    """(image, conversion note, instances on the CPU) of an image file; (None, reason, None) for
+    one that cannot be used."""
+    try:
+        image, note = read_bgr(path)
+    except UnreadableImage as e:
+        return None, str(e), None
+    return image, note, predictor(image)["instances"].to("cpu")
+
+
 def _log_skipped(skipped: List[Dict], converted: List[Dict], total: int) -> None:
     """One summary line of the images that were skipped or converted (all are in the JSON)."""
     for items, what, key in ((skipped, "skipped", "reason"), (converted, "converted", "note")):
@@ -147,10 +159,14 @@ def _predict_video(predictor: TrashPolePredictor, path: str, output_dir: str) ->
     stem = os.path.splitext(os.path.basename(path))[0]
     total = int(cv2.VideoCapture(path).get(cv2.CAP_PROP_FRAME_COUNT)) or None
     writer = None
-    frames = []
-    for index, frame, fps in tqdm(iter_video_frames(path), total=total, desc=stem, unit="frame"):
-        instances = predictor(frame)["instances"].to("cpu")
-        frames.append(
+    records = []
+    frames = in_order(
+        lambda f: predictor(f[1])["instances"].to("cpu"),
+        iter_video_frames(path),
+        workers_for(predictor),
+    )
+    for (index, frame, fps), instances in tqdm(frames, total=total, desc=stem, unit="frame"):
+        records.append(
             {"frame": index, "predictions": instances_to_records(instances, predictor.class_names)}
         )
         overlay = draw_predictions(frame, instances, predictor.metadata)
@@ -161,8 +177,8 @@ def _predict_video(predictor: TrashPolePredictor, path: str, output_dir: str) ->
         writer.write(overlay)
     if writer is not None:
         writer.release()
-    _write_json({"file_name": path, "frames": frames}, f"{output_dir}/{stem}_pred.json")
-    return len(frames)
+    _write_json({"file_name": path, "frames": records}, f"{output_dir}/{stem}_pred.json")
+    return len(records)
 
 
 def _write_json(obj, path: str) -> None:

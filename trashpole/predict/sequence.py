@@ -28,6 +28,7 @@ from tqdm import tqdm
 from trashpole.jsonio import write_json
 from trashpole.predict.coco import instances_to_records
 from trashpole.predict.inputs import find_inputs, iter_video_frames
+from trashpole.predict.pipeline import in_order, workers_for
 from trashpole.predict.outputs import (
     SUMMARY_FILE,
     TRACKS_FILE,
@@ -154,8 +155,13 @@ def _track_sequence(
     overlay_dir = os.path.join(output_dir, f"{name}_track")
     if save_overlays and not is_video:
         os.makedirs(overlay_dir, exist_ok=True)
-    for index, frame, path, fps in tqdm(frames, desc=name, unit="frame", dynamic_ncols=True):
-        instances = predictor(frame)["instances"].to("cpu")
+    # frames are predicted ahead in threads, tracked here in their order
+    predicted = in_order(
+        lambda f: predictor(f[1])["instances"].to("cpu"), frames, workers_for(predictor)
+    )
+    for (index, frame, path, fps), instances in tqdm(
+        predicted, desc=name, unit="frame", dynamic_ncols=True
+    ):
         ids = tracker.update(instances, index)
         records = instances_to_records(instances, predictor.class_names)
         for rec, track_id in zip(records, ids.tolist()):

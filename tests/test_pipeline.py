@@ -1,0 +1,95 @@
+"""Folders and videos predicted in a pipeline (trashpole.predict.pipeline): results in order,
+really concurrent, errors at their item's turn, and tracks identical to one image at a time."""
+
+import json
+import threading
+import time
+
+import cv2
+import pytest
+import torch
+from detectron2.modeling import build_model
+from trashpole.predict.synthetic_video import pan_zoom_video
+from tiny_model import write_tiny_config
+
+from trashpole.config import load_config
+from trashpole.predict import load_predictor, track_paths
+from trashpole.predict.pipeline import in_order, workers_for
+
+
+def test_in_order_keeps_the_order_and_runs_concurrently():
+    threads, active, most = set(), [0], [0]
+    lock = threading.Lock()
+
+    def slow_square(x):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            threads.add(threading.current_thread().name)
+        time.sleep(0.02 * (5 - x % 5))  # later items finish first
+        with lock:
+            active[0] -= 1
+        return x * x
+
+    results = list(in_order(slow_square, range(12), workers=3))
+    assert results == [(x, x * x) for x in range(12)]
+    assert len(threads) == 3 and most[0] == 3
+
+
+def test_in_order_with_one_worker_is_a_plain_loop():
+    names = []
+    results = list(
+        in_order(lambda x: names.append(threading.current_thread().name) or -x, [1, 2], 1, 1)
+    )
+    assert results == [(1, -1), (2, -2)]
+    assert set(names) == {threading.current_thread().name}
+
+
+def test_in_order_raises_at_the_failing_items_turn():
+    def fail_on_three(x):
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    seen = []
+    with pytest.raises(ValueError, match="three"):
+        for item, result in in_order(fail_on_three, range(6), workers=2):
+            seen.append(result)
+    assert seen == [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> str:
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = load_config(write_tiny_config(tmp))
+    cfg.TRASHPOLE.CLASS_NAMES = ["pole", "trash-can"]
+    cfg.MODEL.WEIGHTS = ""
+    (tmp / "config.yaml").write_text(cfg.dump())
+    torch.manual_seed(0)
+    torch.save({"model": build_model(cfg).state_dict()}, tmp / "model_final.pth")
+    return str(tmp)
+
+
+def test_tracks_are_the_same_with_and_without_the_pipeline(tiny_run, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, frame in enumerate(pan_zoom_video(seed=5, num_frames=8, size=96).frames):
+        cv2.imwrite(str(frames / f"frame_{i:03d}.png"), frame)
+    few = ["TEST.DETECTIONS_PER_IMAGE", "8"]
+    outputs = {}
+    for workers in (1, 3):
+        opts = few + ["TRASHPOLE.INFERENCE.WORKERS", str(workers)]
+        predictor = load_predictor(tiny_run, score_thresh=0.0, opts=opts, backend="openvino")
+        assert workers_for(predictor) == workers
+        out = tmp_path / f"out{workers}"
+        summary = track_paths(predictor, str(frames), str(out), save_overlays=False)
+        outputs[workers] = (summary, json.loads((out / "frames_tracks.json").read_text()))
+    (one, tracks_one), (three, tracks_three) = outputs[1], outputs[3]
+    assert one["frames"] == three["frames"] == 8
+    assert one["objects"] == three["objects"] and sum(one["objects"].values()) > 0
+    assert tracks_one["frames"] == tracks_three["frames"]
+
+
+def test_pytorch_backend_predicts_one_image_at_a_time(tiny_run):
+    opts = ["TRASHPOLE.INFERENCE.WORKERS", "4"]
+    assert workers_for(load_predictor(tiny_run, opts=opts, backend="pytorch")) == 1
