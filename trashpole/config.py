@@ -91,6 +91,10 @@ def add_trashpole_config(cfg: CN) -> None:
     cfg.TRASHPOLE.INFERENCE.INT8 = False
     # Images of the train split (at the test size) that calibrate the int8 quantization.
     cfg.TRASHPOLE.INFERENCE.INT8_CALIBRATION_IMAGES = 32
+    # OpenVINO only: images of a folder or frames of a video predicted at once by
+    # tools/predict.py (threads; each has its own infer request, results keep their order, so
+    # tracks are those of one image at a time). 1 predicts one at a time.
+    cfg.TRASHPOLE.INFERENCE.WORKERS = 2
     # Speed options of the PyTorch backend (never of training or of the evaluations during
     # training); each can be switched off; measured in docs/performance.md.
     # Run under CPU bfloat16 autocast with bf16 weights. Used only where the CPU has native bf16
