@@ -10,6 +10,7 @@ Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and 
     tools/benchmark.py evaluation           # time and memory of the trashpole evaluator
     tools/benchmark.py report               # report.html of 1,000 images: size, load time
     tools/benchmark.py tracking             # ms/frame of tracking vs prediction (30 frames)
+    tools/benchmark.py folder               # images/s of tools/predict.py on 50 photos
     tools/benchmark.py all --quick          # everything shrunk to a smoke test (~1 min)
     tools/benchmark.py accuracy --run output/demo   # AP and speed of each speed option
     tools/benchmark.py accuracy --run RUN_A RUN_B   # ... over two trained seeds
@@ -112,6 +113,16 @@ def run_suite(name: str, args) -> dict:
         kwargs.update({k: v for k, v in (("size", args.size), ("frames", args.repeats)) if v})
         result = tracking.run(args.output, threads=args.threads, **kwargs)
         print(tracking.format_table(result))
+        return result
+    if name == "folder":
+        from trashpole.benchmarks import folder  # (one suite at a time, see above)
+
+        kwargs = dict(folder.QUICK) if args.quick else {}
+        kwargs.update({k: v for k, v in (("size", args.size), ("rounds", args.repeats)) if v})
+        if args.num_images:
+            kwargs["num_images"] = args.num_images
+        result = folder.run(args.output, threads=args.threads, **kwargs)
+        print(folder.format_table(result))
         return result
     if name == "data":
         from trashpole.benchmarks import data  # (one suite at a time, see above)

@@ -9,7 +9,8 @@
 - :mod:`.data`: registering and loading a large export;
 - :mod:`.evaluation`: time and memory of the trashpole evaluator;
 - :mod:`.report`: size on disk and load time in headless Chromium of a large report.html.
-- :mod:`.tracking`: the cost of tracking a frame against predicting it.
+- :mod:`.tracking`: the cost of tracking a frame against predicting it;
+- :mod:`.folder`: images per second of ``tools/predict.py`` on a folder, per backend.
 
 ``tools/benchmark.py`` runs them from the command line.
 """
@@ -24,4 +25,5 @@ SUITES = (
     "evaluation",
     "report",
     "tracking",
+    "folder",
 )
