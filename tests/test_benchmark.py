@@ -321,11 +321,16 @@ def test_accuracy_of_speed_options_on_a_tiny_run(tmp_path, clean_catalogs):
     (tmp_path / "config.yaml").write_text(cfg.dump())
     torch.manual_seed(0)
     torch.save({"model": build_model(cfg).state_dict()}, tmp_path / "model_final.pth")
-    nchw, nhwc = speed_opts(bf16=False, channels_last=False), speed_opts(False, True)
-    variants = {"fp32 NCHW": nchw, "channels_last": nhwc, "96": nchw + ["size=96"]}
+    pt = ["TRASHPOLE.INFERENCE.BACKEND", "pytorch"]
+    nchw, nhwc = pt + speed_opts(bf16=False, channels_last=False), pt + speed_opts(False, True)
+    ov = ["TRASHPOLE.INFERENCE.BACKEND", "openvino"] + speed_opts(bf16=False)
+    variants = {"fp32 NCHW": nchw, "channels_last": nhwc, "96": nchw + ["size=96"], "ov": ov}
     result = accuracy.run_accuracy(str(tmp_path), str(tmp_path / "out"), "test", variants=variants)
     rows = result["contenders"]
-    assert list(rows) == ["fp32 NCHW", "channels_last", "96"]
+    assert list(rows) == ["fp32 NCHW", "channels_last", "96", "ov"]
+    # the OpenVINO variant is evaluated as predict runs it, and says so
+    assert rows["ov"]["label"] == "openvino f32"
+    assert rows["ov"]["segm/AP"] == pytest.approx(rows["fp32 NCHW"]["segm/AP"], abs=1e-6)
     base = rows["fp32 NCHW"]
     assert base["delta_segm_AP"] == 0.0 and base["speedup_vs_default"] == 1.0
     # the baseline is fp32 NCHW and the variant NHWC, read from what ran: not the same set-up

@@ -346,12 +346,17 @@ def test_without_native_bf16_the_default_runs_fp32(trained_run, monkeypatch, cap
 def test_benchmark_fast_settings_follow_the_cpu(monkeypatch):
     from trashpole.benchmarks import inference
 
+    def keys(opts):
+        return dict(zip(opts[::2], opts[1::2]))
+
     monkeypatch.setattr(precision, "bf16_supported", lambda: False)
-    assert inference.fast_opts()[:2] == ["TRASHPOLE.INFERENCE.BF16", "False"]
+    fast = keys(inference.fast_opts())
+    assert fast["TRASHPOLE.INFERENCE.BF16"] == "False"
+    assert fast["TRASHPOLE.INFERENCE.BACKEND"] == "pytorch"
     peer = next(c for c in inference.default_contenders() if c.name == "torchvision switches")
     assert not peer.bf16 and peer.channels_last
     monkeypatch.setattr(precision, "bf16_supported", lambda: True)
-    assert inference.fast_opts()[:2] == ["TRASHPOLE.INFERENCE.BF16", "True"]
+    assert keys(inference.fast_opts())["TRASHPOLE.INFERENCE.BF16"] == "True"
 
 
 def test_indexed_gt_masks_behave_like_the_copies_they_replace():

@@ -4,6 +4,7 @@ Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and 
 
     tools/benchmark.py inference            # latency of a 640x640 image vs torchvision
     tools/benchmark.py profile              # where that time goes, by op category
+    tools/benchmark.py profile-openvino     # where it goes on OpenVINO, by phase and layer
     tools/benchmark.py profile-training     # where a training iteration's time goes
     tools/benchmark.py training             # s/iteration at batch 2, 640 px, vs torchvision
     tools/benchmark.py data                 # registering and loading a 10,000-image export
@@ -81,10 +82,12 @@ def run_suite(name: str, args) -> dict:
         result = module.run(args.output, threads=args.threads, **kwargs)
         print(measure.format_table(result))
         return result
-    if name in ("profile", "profile-training"):
-        from trashpole.benchmarks import profile, profile_training  # (see above)
+    if name in ("profile", "profile-training", "profile-openvino"):
+        from trashpole.benchmarks import profile, profile_openvino, profile_training  # (see above)
 
-        module = profile if name == "profile" else profile_training
+        module = {"profile": profile, "profile-training": profile_training}.get(
+            name, profile_openvino
+        )
         kwargs = dict(module.QUICK) if args.quick else {}
         kwargs.update({"size": args.size} if args.size else {})
         result = module.run(args.output, threads=args.threads, **kwargs)

@@ -3,6 +3,7 @@
 - :mod:`.inference`: latency of one image, trashpole's predictor against torchvision's Mask R-CNN
   (plain and with the same generic switches), each row labelled from what ran (:mod:`.describe`);
 - :mod:`.profile`: where that image's time goes (torch.profiler, by op category);
+- :mod:`.profile_openvino`: the same on OpenVINO (phases, and OpenVINO's per-layer counters);
 - :mod:`.profile_training`: where a training iteration's time goes (the same, for forward,
   backward and optimizer step);
 - :mod:`.training`: seconds per training iteration, trashpole's recipe against torchvision's;
@@ -19,6 +20,7 @@
 SUITES = (
     "inference",
     "profile",
+    "profile-openvino",
     "profile-training",
     "training",
     "data",

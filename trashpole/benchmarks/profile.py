@@ -26,6 +26,7 @@ from trashpole.benchmarks.measure import (
     street_image,
     write_result,
 )
+from trashpole.run import backend_opts
 from trashpole.speed import fp32_opts, precision, speed_opts
 
 logger = logging.getLogger(__name__)
@@ -46,8 +47,9 @@ def default_contenders() -> List[Contender]:
     switches as fast; equal work as in the inference benchmark (ROIAlign sampling 2)."""
 
     ratio2 = speed_opts(sampling_ratio=2)
+    pytorch = backend_opts("pytorch")  # torch.profiler sees inside the PyTorch backend only
     return [
-        Contender("trashpole fp32", "trashpole", R50_CONFIG, fp32_opts() + ratio2),
+        Contender("trashpole fp32", "trashpole", R50_CONFIG, pytorch + fp32_opts() + ratio2),
         Contender("trashpole fast", "trashpole", R50_CONFIG, fast_opts()),
         Contender(
             "torchvision switches",

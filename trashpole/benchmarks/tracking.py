@@ -29,9 +29,8 @@ logger = logging.getLogger(__name__)
 QUICK = {"size": 64, "frames": 3, "warmup": 1, "detections": 5}
 
 ROWS = {
-    "predict": "TrashPolePredictor(frame): CPU recipe R18-FPN (bf16, channels_last where the "
-    "CPU has them), {input} px input, random weights, score 0: {found:.1f} detections a frame "
-    "on average (at most {detections})",
+    "predict": "TrashPolePredictor(frame): CPU recipe R18-FPN on {backend}, {input} px input, "
+    "random weights, score 0: {found:.1f} detections a frame on average (at most {detections})",
     "track model boxes": "InstanceTracker.update(the frame's predicted boxes ({found:.1f}), "
     "classes, scores): detectron2 Hungarian tracker + track records",
     "track true boxes": "InstanceTracker.update(the frame's true boxes, {true_per_frame:.1f} "
@@ -92,6 +91,7 @@ def run(
             found.append(len(instances))
     true_per_frame = statistics.mean(len(t) for t in truth[warmup:])
     words = {"input": min(384, size), "detections": detections, "found": statistics.mean(found)}
+    words["backend"] = predictor.backend  # what ran, as built
     words["true_per_frame"] = true_per_frame
     rows = {
         name: {

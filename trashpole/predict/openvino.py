@@ -212,7 +212,7 @@ class CompiledStage:
         self.compiled = compiled
         self._local = threading.local()
 
-    def _request(self):
+    def request(self):
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
@@ -221,7 +221,7 @@ class CompiledStage:
     def __call__(self, *inputs: torch.Tensor):
         """Run on Tensors (float32); returns one Tensor, or a tuple for several outputs, as the
         PyTorch stage does."""
-        request = self._request()
+        request = self.request()
         arrays = [np.ascontiguousarray(t.detach().float().numpy()) for t in inputs]
         request.infer(arrays, share_inputs=True)
         count = len(self.compiled.outputs)
@@ -232,13 +232,18 @@ class CompiledStage:
 
 
 def compile_stages(
-    models: Dict[str, Any], precision: str, num_threads: int = 0
+    models: Dict[str, Any],
+    precision: str,
+    num_threads: int = 0,
+    extra: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, CompiledStage]:
     """Compile each stage for the CPU at ``precision`` ("bf16", "f32"; "int8" models were
-    quantized before and run their float parts in bf16 where available)."""
+    quantized before and run their float parts in bf16 where available). ``extra``: more CPU
+    plugin properties (e.g. ``{"PERF_COUNT": True}`` for per-layer timings)."""
     config: Dict[str, Any] = {
         "INFERENCE_PRECISION_HINT": precision,
         "PERFORMANCE_HINT": "LATENCY",
+        **(extra or {}),
     }
     if num_threads > 0:
         config["INFERENCE_NUM_THREADS"] = int(num_threads)
@@ -258,13 +263,21 @@ class OpenVINOModel:
         description: what runs (precision, int8), for logs and benchmark labels.
     """
 
-    def __init__(self, glue: GeneralizedRCNN, stages: Dict[str, CompiledStage], description: str):
+    def __init__(
+        self,
+        glue: GeneralizedRCNN,
+        stages: Dict[str, CompiledStage],
+        description: str,
+        graphs: Optional[Dict[str, Any]] = None,
+    ):
         self.glue = glue.eval()
         self.stages = stages
         self.description = description
+        self.graphs = graphs or {}  # the openvino.Models compiled, for profiling
+        self.laps = None  # a stages.Laps to time each phase (benchmarks)
 
     def __call__(self, batched_inputs: Sequence[Dict]) -> List[Dict]:
-        return run_stages(self.glue, self.stages, list(batched_inputs))
+        return run_stages(self.glue, self.stages, list(batched_inputs), self.laps)
 
     def eval(self) -> "OpenVINOModel":
         return self
@@ -297,7 +310,7 @@ def openvino_model(
     precision = precision_for(bool(options.BF16))
     stages = compile_stages(models, precision, int(options.NUM_THREADS))
     description = " ".join(["openvino", precision] + label)
-    return OpenVINOModel(model, stages, description)
+    return OpenVINOModel(model, stages, description, models)
 
 
 def load_exported(
@@ -330,4 +343,5 @@ def load_exported(
     models = {n: core.read_model(os.path.join(export_dir, f)) for n, f in files.items()}
     precision = precision or precision_for(True)
     stages = compile_stages(models, precision)
-    return OpenVINOModel(glue, stages, " ".join(["openvino", precision] + ["int8"] * int8))
+    description = " ".join(["openvino", precision] + ["int8"] * int8)
+    return OpenVINOModel(glue, stages, description, models)

@@ -19,7 +19,8 @@ That glue holds no weights, so the same code serves every backend: the PyTorch s
 reference the tests compare with) and the OpenVINO ones (:mod:`trashpole.predict.openvino`).
 """
 
-from typing import Callable, Dict, List, Sequence, Tuple
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.modeling import GeneralizedRCNN
@@ -169,9 +170,34 @@ def stage_inputs(model: GeneralizedRCNN) -> Dict[str, List[str]]:
     return names
 
 
+class Laps:
+    """Wall time of each phase of :func:`run_stages`, added up over calls (seconds by phase);
+    ``lap(name)`` charges the time since the previous lap to ``name``."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
+        self._last = now
+
+
+class _NoLaps(Laps):
+    def lap(self, name: str) -> None:
+        pass
+
+
 @torch.no_grad()
 def run_stages(
-    model: GeneralizedRCNN, stages: Dict[str, StageFn], batched_inputs: List[Dict]
+    model: GeneralizedRCNN,
+    stages: Dict[str, StageFn],
+    batched_inputs: List[Dict],
+    laps: Optional[Laps] = None,
 ) -> List[Dict[str, Instances]]:
     """
     ``GeneralizedRCNN.inference`` with the networks run by ``stages`` and detectron2's own
@@ -184,6 +210,8 @@ def run_stages(
             signatures of :class:`FeatureStage`, :class:`BoxStage` and :class:`MaskStage`.
         batched_inputs: detectron2's model inputs: ``{"image": Tensor[3, h, w], "height",
             "width"}`` per image, the image already resized.
+        laps: where to add up the time of each phase (the stages, the glue between them and
+            the pasting), for the benchmarks; None times nothing.
 
     Returns:
         ``[{"instances": Instances}]`` at each image's original size, as the model returns.
@@ -191,10 +219,14 @@ def run_stages(
     rpn, heads = model.proposal_generator, model.roi_heads
     names = feature_names(model)
     per_stage = stage_inputs(model)
+    laps = laps or _NoLaps()
     results = []
     for inputs in batched_inputs:
+        laps.start()
         images = model.preprocess_image([inputs])
+        laps.lap("preprocess")
         outputs = list(stages["features"](images.tensor))
+        laps.lap("features")
         features = dict(zip(names, outputs[: len(names)]))
         flat = outputs[len(names) :]
         num_levels = len(rpn.in_features)
@@ -202,14 +234,16 @@ def run_stages(
         proposals = rpn.predict_proposals(
             anchors, flat[:num_levels], flat[num_levels:], images.image_sizes
         )
-        instances = _detect(heads, stages, features, per_stage, proposals)
+        laps.lap("proposals")
+        instances = _detect(heads, stages, features, per_stage, proposals, laps)
         height = inputs.get("height", images.image_sizes[0][0])
         width = inputs.get("width", images.image_sizes[0][1])
         results.append({"instances": detector_postprocess(instances, height, width)})
+        laps.lap("paste")
     return results
 
 
-def _detect(heads, stages, features, per_stage, proposals) -> Instances:
+def _detect(heads, stages, features, per_stage, proposals, laps: Laps) -> Instances:
     """Box stage, detectron2's box inference, mask stage and mask selection for one image."""
     boxes = proposals[0].proposal_boxes.tensor
     box_features = [features[n] for n in per_stage["boxes"]]
@@ -218,7 +252,9 @@ def _detect(heads, stages, features, per_stage, proposals) -> Instances:
     else:  # no proposal survived: nothing to classify
         classes = heads.num_classes
         scores, deltas = boxes.new_zeros((0, classes + 1)), boxes.new_zeros((0, 4 * classes))
+    laps.lap("boxes")
     instances = heads.box_predictor.inference((scores, deltas), proposals)[0][0]
+    laps.lap("box decoding and NMS")
     if "masks" not in stages:
         return instances
     detected = instances.pred_boxes.tensor
@@ -227,5 +263,7 @@ def _detect(heads, stages, features, per_stage, proposals) -> Instances:
     else:
         size = heads.mask_pooler.output_size[0] * 2  # the standard head upsamples once
         logits = detected.new_zeros((0, 1, size, size))
+    laps.lap("masks")
     mask_rcnn_inference(logits, [instances])
+    laps.lap("mask selection")
     return instances
