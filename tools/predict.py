@@ -11,6 +11,7 @@ Run a trained trashpole model on images, folders, globs or videos.
     tools/predict.py --run output/demo --input street.jpg --output out --backend pytorch --fp32
     tools/predict.py --run output/demo --input walk.mp4 --output out --track   # IDs and counts
     tools/predict.py --run output/demo --input frames/ --output out --track --min-track-frames 3
+    tools/predict.py --run output/demo --input "photos/*.jpg" --output out --slice auto
 
 Photos with GPS EXIF also give detections.geojson and positions.png. --track: see
 trashpole/predict/sequence.py for what the output folder holds (tracks.csv, summary.json...).
@@ -29,7 +30,9 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 from trashpole.cli import add_debug_flag, run_tool
+from trashpole.errors import UserError
 from trashpole.predict import find_inputs, load_predictor, predict_paths, track_paths
+from trashpole.predict.slicing import slice_opts
 from trashpole.speed import speed_opts
 
 
@@ -64,6 +67,21 @@ def parse_args(argv=None):
         type=int,
         default=None,
         help="frames a track must be detected in to count (default: TRASHPOLE.TRACK.MIN_FRAMES)",
+    )
+    slicing = p.add_argument_group("slicing (large photos; docs/slicing.md)")
+    slicing.add_argument(
+        "--slice",
+        default=None,
+        metavar="SIZE|auto|on|off",
+        help="cut each image into overlapping slices of SIZE px (on: INPUT.MIN_SIZE_TEST), run "
+        "them in batches plus the whole image, merge the masks; auto: only the images the test "
+        "size shrinks 2x or more (default: TRASHPOLE.INFERENCE.SLICE.MODE, off)",
+    )
+    slicing.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        help="least share of a slice's side shared by its neighbours, 0-1 (default 0.2)",
     )
     engine = p.add_argument_group("engine")
     engine.add_argument(
@@ -111,6 +129,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.track and (args.coco_json or args.coco_images):
         p.error("--coco-json and --coco-images are for image predictions, not for --track")
+    try:
+        slice_opts(args.slice, args.overlap)
+    except UserError as e:
+        p.error(str(e))
     if args.min_track_frames is not None and args.min_track_frames < 1:
         p.error(f"--min-track-frames {args.min_track_frames}: give 1 or more frames")
     return args
@@ -143,6 +165,8 @@ def main(argv=None):
         input_size=args.input_size or None,
         backend=args.backend,
         int8=args.int8,
+        slice=args.slice,
+        overlap=args.overlap,
     )
     if args.track:
         summary = track_paths(

@@ -144,8 +144,14 @@ def build_inference_model(cfg: CfgNode, weights: Optional[str] = None, model=Non
 
     Returns:
         a callable ``model(batched_inputs) -> [{"instances": Instances}]`` with a
-        ``description`` of what runs (backend, precision).
+        ``description`` of what runs (backend, precision). With ``TRASHPOLE.INFERENCE.SLICE.MODE``
+        on or auto, a :class:`trashpole.predict.sliced_model.SlicedModel` over the backend: it
+        takes the images at their original size (``takes_original_images``; the evaluation
+        loads them with its ``test_mapper()``).
     """
+    from trashpole.predict.slicing import slice_settings  # trashpole.predict imports this module
+
+    slicing = slice_settings(cfg)  # a bad SLICE key is reported before anything is built
     weights = cfg.MODEL.WEIGHTS if weights is None else weights
     if model is None:
         model = load_weights(cfg, weights)
@@ -156,6 +162,10 @@ def build_inference_model(cfg: CfgNode, weights: Optional[str] = None, model=Non
         from trashpole.predict.openvino import openvino_model
 
         built = openvino_model(model, cfg, weights)
+    if slicing.mode != "off":  # large images sliced (TRASHPOLE.INFERENCE.SLICE, docs/slicing.md)
+        from trashpole.predict.sliced_model import SlicedModel
+
+        built = SlicedModel(built, cfg, slicing)
     logger.info(f"Inference backend: {built.description}")
     return built
 

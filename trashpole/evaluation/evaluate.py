@@ -57,7 +57,9 @@ def evaluate_and_report(
             (``--eval-only``, the evaluation at the end of training, the benchmarks: the model as
             ``predict`` runs it, on its backend), or the model being trained (the periodic
             evaluations, fp32 PyTorch). Its ``description`` (backend and precision) goes into
-            the log and ``metrics.json``.
+            the log and ``metrics.json``. A model with a ``test_mapper()`` (sliced inference,
+            :class:`trashpole.predict.sliced_model.SlicedModel`) gets its images through that
+            mapper, at their original resolution.
         dataset_name: a registered data set.
         report_dir: where the report goes; default ``eval_dir(cfg.OUTPUT_DIR, split)``.
 
@@ -67,7 +69,9 @@ def evaluate_and_report(
     """
     if report_dir is None:
         report_dir = eval_dir(cfg.OUTPUT_DIR, split_name(cfg, dataset_name))
-    data_loader = build_detection_test_loader(cfg, dataset_name)
+    # sliced inference cuts slices from the full-resolution image: such a model names its mapper
+    mapper = model.test_mapper() if hasattr(model, "test_mapper") else None
+    data_loader = build_detection_test_loader(cfg, dataset_name, mapper=mapper)
     # the evaluators write their files here; the report is made from them
     inference_dir = os.path.join(report_dir, "inference")
     evaluators = build_evaluator_list(cfg, dataset_name, inference_dir)

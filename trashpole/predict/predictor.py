@@ -2,7 +2,7 @@
 run's backend (OpenVINO on a CPU by default, PyTorch on CUDA: :mod:`trashpole.run`)."""
 
 import logging
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from detectron2.config import CfgNode
@@ -10,6 +10,8 @@ from detectron2.data import Metadata
 from detectron2.engine import DefaultPredictor
 
 from trashpole.predict.preprocess import cfg_model_input, class_names
+from trashpole.predict.sliced_model import original_input
+from trashpole.predict.slicing import slice_opts
 from trashpole.run import backend_opts, build_inference_model, open_run, resolve_run  # noqa: F401
 from trashpole.visualization import class_colors
 
@@ -88,8 +90,12 @@ class TrashPolePredictor(DefaultPredictor):
             original_image: uint8 array [H, W, 3] in BGR order.
 
         Returns:
-            ``{"image": Tensor[3, h, w] of float32, "height": H, "width": W}``.
+            ``{"image": Tensor[3, h, w] of float32, "height": H, "width": W}``; with slicing on
+            (a :class:`~trashpole.predict.sliced_model.SlicedModel`), the image unresized, as
+            Tensor[3, H, W] of uint8, which the model slices or resizes itself.
         """
+        if getattr(self.model, "takes_original_images", False):  # sliced: cut at full size
+            return original_input(original_image, self.input_format)
         height, width = original_image.shape[:2]
         image = cfg_model_input(self.cfg, original_image)
         return {"image": image.to(self.cfg.MODEL.DEVICE), "height": height, "width": width}
@@ -104,6 +110,8 @@ def load_predictor(
     input_size: Optional[int] = None,
     backend: Optional[str] = None,
     int8: Optional[bool] = None,
+    slice: Union[None, str, int] = None,
+    overlap: Optional[float] = None,
 ) -> TrashPolePredictor:
     """
     Build a predictor from a trained run.
@@ -121,13 +129,19 @@ def load_predictor(
         backend: ``"auto"`` (OpenVINO on a CPU, PyTorch on CUDA), ``"openvino"`` or
             ``"pytorch"`` (default: the config's ``TRASHPOLE.INFERENCE.BACKEND``).
         int8: OpenVINO in int8 (``TRASHPOLE.INFERENCE.INT8``; calibrated on the run's train split).
+        slice: sliced inference of large images (docs/slicing.md): ``"off"``, ``"on"``,
+            ``"auto"`` (only the images the test size shrinks at least
+            ``SLICE.AUTO_MIN_SHRINK`` times), or a slice side in px (on, at that size); default:
+            the config's ``TRASHPOLE.INFERENCE.SLICE.MODE`` and ``SIZE``.
+        overlap: least share of a slice's side shared by its neighbours (``SLICE.OVERLAP``).
 
     Returns:
         a :class:`TrashPolePredictor` (a detectron2 ``DefaultPredictor``); ``predictor(bgr_image)``
         returns ``{"instances": Instances}`` with ``pred_masks``, ``pred_boxes``, ``pred_classes``
-        and ``scores``; ``predictor.class_names`` names the classes.
+        and ``scores``, sliced and merged where ``slice`` says; ``predictor.class_names`` names
+        the classes.
     """
-    opts = list(opts or []) + backend_opts(backend, int8)
+    opts = list(opts or []) + backend_opts(backend, int8) + slice_opts(slice, overlap)
     run = open_run(run_or_config, weights, opts, score_thresh, device, input_size)
     predictor = TrashPolePredictor(run.cfg)
     logger.info(f"Loaded {run.weights} with classes {predictor.class_names} ({predictor.backend})")

@@ -14,7 +14,11 @@ pieces united across slice edges).
   shrink the image by at least ``AUTO_MIN_SHRINK``), with the reason to log;
 - :func:`predict_sliced`: the whole job over a ``run_batch`` function, the backend's batched
   prediction;
-- :func:`slice_settings`: ``cfg.TRASHPOLE.INFERENCE.SLICE`` read and checked.
+- :func:`slice_settings`: ``cfg.TRASHPOLE.INFERENCE.SLICE`` read and checked;
+- :func:`slice_opts`: the config overrides of ``--slice`` / ``--overlap``.
+
+:class:`trashpole.predict.sliced_model.SlicedModel` runs this over an inference model, for the
+predictor and the evaluation alike.
 
 The backend is any function ``run_batch(images) -> instances``: a list of BGR uint8 images in,
 one detectron2 ``Instances`` per image out, at that image's size, with ``pred_classes``,
@@ -25,7 +29,7 @@ test size as usual; a slice of ``MIN_SIZE_TEST`` pixels then runs at scale 1.
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -94,6 +98,42 @@ def slice_settings(cfg: CfgNode) -> SliceSettings:
         int(node.BATCH),
         float(node.AUTO_MIN_SHRINK),
     )
+
+
+def slice_opts(
+    slice: Union[None, bool, int, str] = None, overlap: Optional[float] = None
+) -> List[str]:
+    """
+    Config overrides for a slicing choice (``tools/predict.py --slice --overlap``,
+    ``load_predictor(slice=, overlap=)``).
+
+    Args:
+        slice: None (the config's ``SLICE.MODE`` and ``SIZE``); ``"off"``, ``"on"`` or
+            ``"auto"`` (that mode, the config's size); a slice side in px (an int or its digits:
+            ``on`` at that size); True / False for ``"on"`` / ``"off"``.
+        overlap: ``SLICE.OVERLAP`` (None: the config's).
+
+    Returns:
+        ``[KEY, VALUE, ...]`` for ``merge_from_list``.
+    """
+    opts: List[str] = []
+    if isinstance(slice, bool):
+        slice = "on" if slice else "off"
+    if slice is not None:
+        text = str(slice).strip().lower()
+        if text.isdigit():
+            _check(int(text), 0.0)
+            opts += ["TRASHPOLE.INFERENCE.SLICE.MODE", "on", "TRASHPOLE.INFERENCE.SLICE.SIZE", text]
+        elif text in MODES:
+            opts += ["TRASHPOLE.INFERENCE.SLICE.MODE", text]
+        else:
+            raise UserError(
+                f"--slice {slice!r}: give off, on, auto, or a slice side in px (e.g. 800)"
+            )
+    if overlap is not None:
+        _check(1, float(overlap))
+        opts += ["TRASHPOLE.INFERENCE.SLICE.OVERLAP", str(float(overlap))]
+    return opts
 
 
 def _starts(length: int, size: int, overlap: float) -> List[int]:

@@ -1,0 +1,318 @@
+"""Sliced inference wherever prediction goes, with a tiny trained model (tiny_model.train_tiny_run:
+64 px test size, trained on two 64 px images of 4 objects each).
+
+The high-resolution image is those two images tiled 2 x 2 (128 x 128, 16 objects): the whole-
+image pass shrinks it 2x and loses the thin poles, 64 px slices see each tile at the size the
+model was trained at. Checked: the predictor on both backends (slices in batches through the
+backend, then the whole image), ``auto`` and its log, tools/predict.py's flags (folder,
+detections.geojson), ``--track`` with stable IDs, and ``--eval-only`` with slicing."""
+
+import json
+import logging
+import os
+import runpy
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import save_json
+from test_geo import gps_tags, write_photo
+from tiny_model import REPO, train_tiny_run
+
+from trashpole.benchmarks.training import synthetic_samples
+from trashpole.errors import UserError
+from detectron2.structures import BitMasks, Instances
+
+from trashpole.predict import TrashPolePredictor, load_predictor, track_paths
+from trashpole.predict.sliced_model import SlicedModel
+from trashpole.predict.slicing import slice_opts
+from trashpole.predict.track import match_to_truth
+from trashpole.run import backend_opts, open_run
+
+# the two tiles of each row of the 2 x 2 image
+LAYOUT = ((0, 1), (1, 0))
+SLICE = {"slice": 64, "overlap": 0.25}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> str:
+    """A tiny run trained on ``synthetic_samples(64, 2, seed=0)``."""
+    tmp = tmp_path_factory.mktemp("sliced_run")
+    train_tiny_run(tmp)
+    return str(tmp)
+
+
+def tiled(layout=LAYOUT):
+    """(image [128, 128, 3] BGR, true boxes Tensor[16, 4] XYXY, true classes [16])."""
+    samples = synthetic_samples(64, num_images=2, seed=0)
+    rows, boxes, classes = [], [], []
+    for r, row in enumerate(layout):
+        rows.append(np.concatenate([samples[k]["image"] for k in row], axis=1))
+        for c, k in enumerate(row):
+            boxes.append(samples[k]["boxes"] + np.float32([64 * c, 64 * r] * 2))
+            classes += samples[k]["classes"].tolist()
+    return np.concatenate(rows, axis=0), torch.from_numpy(np.concatenate(boxes)), classes
+
+
+def found(instances, boxes, classes, min_score=0.5) -> int:
+    """True objects matched one to one (same class, box IoU >= 0.4: the tiny model's boxes of
+    4 px wide poles are loose) by a detection scoring at least ``min_score``."""
+    keep = instances.scores >= min_score
+    boxes_found, classes_found = instances.pred_boxes.tensor[keep], instances.pred_classes[keep]
+    pairs = match_to_truth(boxes_found, classes_found.tolist(), boxes, classes, iou_thresh=0.4)
+    return len(pairs)
+
+
+class Recorder:
+    """Wraps the backend under a SlicedModel and records each call's input sizes."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+        self.description = inner.description
+
+    def __call__(self, inputs):
+        self.calls.append([(i["height"], i["width"], *i["image"].shape[1:]) for i in inputs])
+        return self.inner(inputs)
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "openvino"])
+def test_sliced_prediction_through_the_backend_finds_the_small_objects(trained, backend):
+    image, boxes, classes = tiled()
+    plain = load_predictor(trained, backend=backend)(image)["instances"]
+    predictor = load_predictor(trained, backend=backend, **SLICE)
+    assert predictor.backend.endswith("sliced on 64px overlap 0.25 batch 4 +whole")
+    recorder = predictor.model.inner = Recorder(predictor.model.inner)
+    out = predictor(image)["instances"]
+    # 128 px, 64 px slices, overlap 0.25: stride 48, 3 x 3 slices at 0, 32, 64; in batches of 4
+    # at scale 1, then the whole image resized to the 64 px test size
+    slice_call = (64, 64, 64, 64)
+    assert recorder.calls == [
+        [slice_call] * 4,
+        [slice_call] * 4,
+        [slice_call],
+        [(128, 128, 64, 64)],
+    ]
+    assert out.image_size == (128, 128) and out.pred_masks.shape == (len(out), 128, 128)
+    assert found(plain, boxes, classes) <= 2  # shrunk 2x, the poles are 2 px wide
+    assert found(out, boxes, classes) >= 15  # of 16
+    # each mask lies in its box, which is the box of the mask
+    for box, mask in zip(out.pred_boxes.tensor.int().tolist(), out.pred_masks):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == box
+
+
+def test_auto_slices_only_large_images_and_says_so_once_per_size(trained, caplog):
+    image, _, _ = tiled()
+    small = cv2.resize(image, (96, 96))  # shrunk 1.5x by the 64 px test size: left whole
+    plain = load_predictor(trained, backend="pytorch")
+    auto = load_predictor(trained, backend="pytorch", slice="auto")
+    with caplog.at_level(logging.INFO, logger="trashpole.predict.sliced_model"):
+        outputs = auto.predict_batch([image, small, image, small, image], batch_size=2)
+    lines = [r.getMessage() for r in caplog.records if r.name.endswith("sliced_model")]
+    assert lines == [
+        "slicing (auto): a 128x128 image, shrunk 2.0x by the whole-image pass, at least 2x: "
+        "9 slices of 64 px (overlap 0.2) + the whole image",
+        "not slicing (auto): a 96x96 image, shrunk 1.5x by the whole-image pass, under 2x",
+    ]
+    expected = plain(small)["instances"]
+    for k in (1, 3):  # run whole, exactly as without slicing
+        got = outputs[k]["instances"]
+        assert torch.equal(got.pred_boxes.tensor, expected.pred_boxes.tensor)
+        assert torch.equal(got.pred_masks, expected.pred_masks)
+    assert len(outputs[0]["instances"]) > len(plain(image)["instances"])
+
+
+def test_slice_opts_and_the_config():
+    mode, size, overlap = (f"TRASHPOLE.INFERENCE.SLICE.{k}" for k in ("MODE", "SIZE", "OVERLAP"))
+    assert slice_opts() == []
+    assert slice_opts("auto", 0.3) == [mode, "auto", overlap, "0.3"]
+    assert slice_opts(800) == slice_opts("800") == [mode, "on", size, "800"]
+    assert slice_opts(True) == [mode, "on"] and slice_opts("OFF") == [mode, "off"]
+    with pytest.raises(UserError, match="give off, on, auto, or a slice side"):
+        slice_opts("big")
+    with pytest.raises(UserError, match=r"in \[0, 1\)"):
+        slice_opts(overlap=1.5)
+
+
+@pytest.fixture(scope="module")
+def predict_tool():
+    return SimpleNamespace(**runpy.run_path(str(REPO / "tools" / "predict.py")))
+
+
+def test_predict_tool_slices_a_folder_with_gps(trained, tmp_path, predict_tool, capsys):
+    image, boxes, classes = tiled()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_photo(photos / "street.png", gps_tags("oslo"), pixels=image[:, :, ::-1])
+    out = tmp_path / "out"
+    argv = ["--run", trained, "--input", str(photos), "--output", str(out)]
+    counts = predict_tool.main(argv + ["--slice", "64", "--overlap", "0.25"])
+    records = json.loads((out / "street.json").read_text())["predictions"]
+    assert counts["detections"] == len(records) >= 15 and counts["images_with_gps"] == 1
+    geo = json.loads((out / "detections.geojson").read_text())
+    assert len(geo["features"]) == len(records)
+    whole = predict_tool.main(argv + ["--slice", "off", "--no-overlays"])
+    assert whole["detections"] <= 2
+    for bad in (["--slice", "big"], ["--overlap", "1.5"]):
+        with pytest.raises(SystemExit) as exit_info:
+            predict_tool.parse_args(argv + bad)
+        assert exit_info.value.code == 2
+    assert "give off, on, auto, or a slice side" in capsys.readouterr().err
+
+
+def test_track_ids_are_stable_with_slicing(trained, tmp_path):
+    """Five frames of the tiled scene moving 1 px right a frame, across the slice edges: each
+    object keeps one ID."""
+    image, boxes, classes = tiled()
+    padded = cv2.copyMakeBorder(image, 0, 0, 10, 0, cv2.BORDER_REPLICATE)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(5):  # the scene shifts right: the window moves left
+        cv2.imwrite(str(frames / f"frame_{k}.png"), padded[:, 10 - k : 138 - k])
+    predictor = load_predictor(trained, score_thresh=0.5, backend="openvino", **SLICE)
+    out = tmp_path / "out"
+    summary = track_paths(predictor, str(frames), str(out), min_frames=3, save_overlays=False)
+    assert summary["frames"] == 5
+    ids = {}  # true object -> track IDs matched to it
+    for k, frame in enumerate(json.loads((out / "frames_tracks.json").read_text())["frames"]):
+        records = frame["predictions"]
+        det = torch.tensor([r["bbox_xyxy"] for r in records], dtype=torch.float32).view(-1, 4)
+        det_classes = [r["category_id"] for r in records]
+        truth = boxes + torch.tensor([1.0 * k, 0, 1.0 * k, 0])
+        for d, t in match_to_truth(det, det_classes, truth.clamp(max=128), classes, 0.4):
+            ids.setdefault(t, set()).add(records[d]["track_id"])
+    assert len(ids) >= 15
+    assert all(len(v) == 1 for v in ids.values()), ids
+    assert sum(summary["objects"].values()) >= 15
+
+
+class RectangleFinder:
+    """A backend that finds each object of :func:`_moving_scene` exactly (grey level 10 * (k + 1)
+    in every channel) in an image at scale 1, and nothing in a resized one: the small objects
+    a whole-image pass loses."""
+
+    description = "rectangles"
+
+    def __call__(self, inputs):
+        outputs = []
+        for item in inputs:
+            height, width = item["height"], item["width"]
+            labels = item["image"][0].round().to(torch.int64)
+            found = [k for k in range(3) if (labels == 10 * (k + 1)).any()]
+            if tuple(labels.shape) != (height, width):
+                found = []
+            masks = torch.zeros((len(found), height, width), dtype=torch.bool)
+            for j, k in enumerate(found):
+                masks[j] = labels == 10 * (k + 1)
+            out = Instances((height, width))
+            out.pred_masks = masks
+            out.pred_boxes = BitMasks(masks).get_bounding_boxes()
+            out.scores = torch.full((len(found),), 0.9)
+            out.pred_classes = torch.tensor([k % 2 for k in found], dtype=torch.int64)
+            outputs.append({"instances": out})
+        return outputs
+
+
+def _moving_scene(k):
+    """Frame k of a 160 x 160 scene crossing the edges of 64 px slices (x and y at 0, 48, 96):
+    a pole crossing x = 64, a bin crossing x = 112 and y = 48, a long pole across every row."""
+    image = np.zeros((160, 160, 3), np.uint8)
+    image[20:60, 58 + k : 64 + k] = 10  # pole, moves right
+    image[40 + k : 52 + k, 104 + k : 116 + k] = 20  # bin, moves down and right
+    image[10:150, 20 + k : 28 + k] = 30  # long pole, moves right
+    return image
+
+
+def test_track_ids_are_exact_with_slicing_over_a_backend_that_sees_exactly(tmp_path, trained):
+    cfg = open_run(trained, opts=slice_opts(64, 0.25) + backend_opts("pytorch")).cfg
+    predictor = TrashPolePredictor(cfg, model=SlicedModel(RectangleFinder(), cfg))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(8):
+        cv2.imwrite(str(frames / f"frame_{k}.png"), _moving_scene(k))
+    out = tmp_path / "out"
+    summary = track_paths(predictor, str(frames), str(out), min_frames=2, save_overlays=False)
+    assert summary["sequences"]["frames"]["tracks"] == 3
+    assert summary["objects"] == {"pole": 2, "trash-can": 1}
+    tracks = json.loads((out / "frames_tracks.json").read_text())["frames"]
+    ids = {r["bbox_xyxy"][0]: r["track_id"] for r in tracks[0]["predictions"]}
+    long_pole, bin_, pole = ids[20.0], ids[104.0], ids[58.0]
+    for k, frame in enumerate(tracks):  # each object whole, once, under its first ID
+        boxes = {r["track_id"]: r["bbox_xyxy"] for r in frame["predictions"]}
+        assert boxes == {
+            long_pole: [20.0 + k, 10.0, 28.0 + k, 150.0],
+            bin_: [104.0 + k, 40.0 + k, 116.0 + k, 52.0 + k],
+            pole: [58.0 + k, 20.0, 64.0 + k, 60.0],
+        }
+
+
+def _write_export(root):
+    """A test split of the two tiled images (both layouts), boxes as polygons."""
+    folder = root / "test"
+    folder.mkdir(parents=True)
+    images, annotations = [], []
+    for i, layout in enumerate((LAYOUT, LAYOUT[::-1])):
+        image, boxes, classes = tiled(layout)
+        cv2.imwrite(str(folder / f"tiled_{i}.png"), image)
+        images.append({"id": i, "file_name": f"tiled_{i}.png", "height": 128, "width": 128})
+        for (x0, y0, x1, y1), c in zip(boxes.tolist(), classes):
+            polygon = [x0, y0, x1, y0, x1, y1, x0, y1]
+            annotations.append(
+                {
+                    "id": len(annotations),
+                    "image_id": i,
+                    "category_id": c + 1,
+                    "iscrowd": 0,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "segmentation": [polygon],
+                }
+            )
+    categories = [{"id": 0, "name": "trash-poles", "supercategory": "none"}]
+    categories += [
+        {"id": k + 1, "name": n, "supercategory": "trash-poles"}
+        for k, n in enumerate(("pole", "trash-can"))
+    ]
+    save_json(
+        folder / "_annotations.coco.json",
+        {"images": images, "annotations": annotations, "categories": categories},
+    )
+    return root
+
+
+def test_eval_only_with_slicing_measures_the_sliced_model(trained, tmp_path, clean_catalogs):
+    train_net = runpy.run_path(str(REPO / "tools" / "train_net.py"))
+    export = _write_export(tmp_path / "export")
+    results = {}
+    for mode in ("off", "on"):
+        out = tmp_path / mode
+        args = train_net["argument_parser"]().parse_args(
+            [
+                "--config-file",
+                os.path.join(trained, "config.yaml"),
+                "--eval-only",
+                "--eval-split",
+                "test",
+                "--dataset-root",
+                str(export),
+                "MODEL.WEIGHTS",
+                os.path.join(trained, "model_final.pth"),
+                "OUTPUT_DIR",
+                str(out),
+                "TRASHPOLE.INFERENCE.SLICE.MODE",
+                mode,
+                "TRASHPOLE.INFERENCE.SLICE.SIZE",
+                "64",
+                "TRASHPOLE.INFERENCE.SLICE.OVERLAP",
+                "0.25",
+            ]
+        )
+        train_net["main"](args)
+        results[mode] = json.loads((out / "eval" / "test" / "metrics.json").read_text())
+    assert "sliced" not in results["off"]["backend"]
+    assert results["on"]["backend"].endswith("sliced on 64px overlap 0.25 batch 4 +whole")
+    off, on = results["off"]["results"], results["on"]["results"]
+    assert on["segm"]["AP"] >= off["segm"]["AP"] + 30  # COCO AP in percent
+    assert on["trashpole"]["recall"] >= 0.9 > 0.2 >= off["trashpole"]["recall"]
