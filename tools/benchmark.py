@@ -12,6 +12,7 @@ Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and 
     tools/benchmark.py report               # report.html of 1,000 images: size, load time
     tools/benchmark.py tracking             # ms/frame of tracking vs prediction (30 frames)
     tools/benchmark.py folder               # images/s of tools/predict.py on 50 photos
+    tools/benchmark.py slicing              # a 1600x1200 photo whole and sliced (not in all)
     tools/benchmark.py all --quick          # everything shrunk to a smoke test (~1 min)
     tools/benchmark.py accuracy --run output/demo   # AP and speed of each speed option
     tools/benchmark.py accuracy --run RUN_A RUN_B   # ... over two trained seeds
@@ -39,7 +40,7 @@ def parse_args(argv=None):
         "suite",
         nargs="?",
         default="all",
-        choices=SUITES + ("accuracy", "all"),
+        choices=SUITES + ("accuracy", "slicing", "all"),
         help="which benchmark to run (default: all but accuracy)",
     )
     p.add_argument("--output", default="output/benchmark", help="folder for the JSON results")
@@ -126,6 +127,14 @@ def run_suite(name: str, args) -> dict:
             kwargs["num_images"] = args.num_images
         result = folder.run(args.output, threads=args.threads, **kwargs)
         print(folder.format_table(result))
+        return result
+    if name == "slicing":
+        from trashpole.benchmarks import slicing  # (one suite at a time, see above)
+
+        kwargs = dict(slicing.QUICK) if args.quick else {}
+        kwargs.update({"rounds": args.repeats} if args.repeats else {})
+        result = slicing.run(args.output, threads=args.threads, **kwargs)
+        print(slicing.format_table(result))
         return result
     if name == "data":
         from trashpole.benchmarks import data  # (one suite at a time, see above)
