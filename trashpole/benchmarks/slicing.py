@@ -24,7 +24,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -80,17 +80,54 @@ def _contenders(image: np.ndarray, size: int, batches) -> Dict[str, tuple]:
     return rows
 
 
-def _time_rows(predictors, contenders, rounds: int) -> Dict[str, List[float]]:
-    """Seconds of each row's prediction, ``rounds`` times in turn, after one untimed call."""
-    for name, (_, image) in contenders.items():
-        predictors[name](image)
+def _time_rows(predictors, contenders, rounds: int) -> Tuple[Dict[str, List[float]], Dict]:
+    """Seconds of each row's prediction, ``rounds`` times in turn, after one untimed call; and
+    the detections of that call."""
+    detections = {
+        name: len(predictors[name](image)["instances"]) for name, (_, image) in contenders.items()
+    }
     seconds: Dict[str, List[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, (_, image) in contenders.items():
             start = time.perf_counter()
             predictors[name](image)
             seconds[name].append(time.perf_counter() - start)
-    return seconds
+    return seconds, detections
+
+
+def summarize(
+    seconds: Dict[str, List[float]],
+    detections: Dict[str, int],
+    labels: Dict[str, str],
+    slices: int,
+) -> Dict[str, Dict[str, Any]]:
+    """
+    The rows of the result from their timings.
+
+    Args:
+        seconds: row -> seconds of each round; rows ``whole image``, ``one slice`` and the
+            sliced ones (names starting with ``sliced``).
+        detections: row -> detections of its image.
+        labels: row -> what ran (the predictor's backend).
+        slices: slices of the sliced photo.
+
+    Returns:
+        row -> ``label``, ``seconds``, ``median_s``, ``images_per_s``, ``detections``; the sliced
+        rows also ``bound_s`` (``slices x one slice + whole image``, medians), ``cost_vs_bound``
+        and ``cost_vs_slices`` (median over ``slices x one slice``).
+    """
+    rows: Dict[str, Dict[str, Any]] = {}
+    for name, times in seconds.items():
+        median = statistics.median(times)
+        rows[name] = {"label": labels[name], "seconds": list(times), "median_s": median}
+        rows[name].update(images_per_s=1.0 / median, detections=detections[name])
+    one, whole = rows["one slice"]["median_s"], rows["whole image"]["median_s"]
+    for name, row in rows.items():
+        if name.startswith("sliced"):
+            row["bound_s"] = slices * one + whole
+            row["cost_vs_bound"] = row["median_s"] / row["bound_s"]
+            row["cost_vs_slices"] = row["median_s"] / (slices * one)
+    return rows
 
 
 def run(
@@ -124,24 +161,12 @@ def run(
             name: load_predictor(run_dir, score_thresh=0.0, opts=opts)
             for name, (opts, _) in contenders.items()
         }
-        seconds = _time_rows(predictors, contenders, rounds)
-        detections = {
-            name: len(predictors[name](im)["instances"]) for name, (_, im) in contenders.items()
-        }
+        seconds, detections = _time_rows(predictors, contenders, rounds)
     result["load_after"] = load_average()
     slices = len(slice_grid(height, width, size, 0.2))
     result.update(slice_size=size, slices=slices)
-    rows = {}
-    for name in contenders:
-        median = statistics.median(seconds[name])
-        rows[name] = {"label": predictors[name].backend, "seconds": seconds[name]}
-        rows[name].update(median_s=median, images_per_s=1.0 / median, detections=detections[name])
-    one, whole = rows["one slice"]["median_s"], rows["whole image"]["median_s"]
-    for name, row in rows.items():
-        if name.startswith("sliced"):
-            row["bound_s"] = slices * one + whole
-            row["cost_vs_bound"] = row["median_s"] / row["bound_s"]
-            row["cost_vs_slices"] = row["median_s"] / (slices * one)
+    labels = {name: predictor.backend for name, predictor in predictors.items()}
+    rows = summarize(seconds, detections, labels, slices)
     result["rows"] = rows
     if out_dir:
         write_result(result, out_dir, "slicing_benchmark.json")
