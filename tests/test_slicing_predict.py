@@ -19,9 +19,10 @@ import pytest
 import torch
 from conftest import save_json
 from test_geo import gps_tags, write_photo
-from tiny_model import REPO, train_tiny_run
+from tiny_model import REPO, train_tiny_run, write_tiny_config
 
 from trashpole.benchmarks.training import synthetic_samples
+from trashpole.config import load_config
 from trashpole.errors import UserError
 from detectron2.structures import BitMasks, Instances
 
@@ -246,6 +247,28 @@ def test_track_ids_are_exact_with_slicing_over_a_backend_that_sees_exactly(tmp_p
             bin_: [104.0 + k, 40.0 + k, 116.0 + k, 52.0 + k],
             pole: [58.0 + k, 20.0, 64.0 + k, 60.0],
         }
+
+
+def test_sliced_model_takes_images_at_their_original_size(tmp_path):
+    cfg = load_config(write_tiny_config(tmp_path), slice_opts(64, 0.25))
+    model = SlicedModel(RectangleFinder(), cfg)
+    path = str(tmp_path / "scene.png")
+    cv2.imwrite(path, _moving_scene(0))
+    # the evaluation's mapper keeps the 160 px image (the default one would resize it to 64 px)
+    mapped = model.test_mapper()({"file_name": path, "height": 160, "width": 160, "image_id": 0})
+    assert tuple(mapped["image"].shape) == (3, 160, 160) and mapped["image"].dtype == torch.uint8
+    from_loader = model([mapped])[0]["instances"]
+    as_float = model([{"image": mapped["image"].float()}])[0]["instances"]
+    boxes = sorted(from_loader.pred_boxes.tensor.tolist())
+    assert boxes == sorted(as_float.pred_boxes.tensor.tolist())
+    assert boxes == [
+        [20.0, 10.0, 28.0, 150.0],
+        [58.0, 20.0, 64.0, 60.0],
+        [104.0, 40.0, 116.0, 52.0],
+    ]
+    resized = {"image": torch.zeros((3, 64, 64), dtype=torch.uint8), "height": 160, "width": 160}
+    with pytest.raises(ValueError, match=r"got 64x64 for an image of 160x160; .*test_mapper"):
+        model([resized])
 
 
 def _write_export(root):
