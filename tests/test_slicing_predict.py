@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import runpy
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import cv2
@@ -81,8 +83,8 @@ class Recorder:
 @pytest.mark.parametrize("backend", ["pytorch", "openvino"])
 def test_sliced_prediction_through_the_backend_finds_the_small_objects(trained, backend):
     image, boxes, classes = tiled()
-    plain = load_predictor(trained, backend=backend)(image)["instances"]
-    predictor = load_predictor(trained, backend=backend, **SLICE)
+    plain = load_predictor(trained, score_thresh=0.5, backend=backend)(image)["instances"]
+    predictor = load_predictor(trained, score_thresh=0.5, backend=backend, **SLICE)
     assert predictor.backend.endswith("sliced on 64px overlap 0.25 batch 4 +whole")
     recorder = predictor.model.inner = Recorder(predictor.model.inner)
     out = predictor(image)["instances"]
@@ -305,37 +307,30 @@ def _write_export(root):
     return root
 
 
-def test_eval_only_with_slicing_measures_the_sliced_model(trained, tmp_path, clean_catalogs):
-    train_net = runpy.run_path(str(REPO / "tools" / "train_net.py"))
+def test_eval_only_with_slicing_measures_the_sliced_model(trained, tmp_path):
+    """tools/train_net.py --eval-only with SLICE.MODE off and on, in subprocesses (its logger
+    setup would outlive the test here)."""
     export = _write_export(tmp_path / "export")
     results = {}
     for mode in ("off", "on"):
         out = tmp_path / mode
-        args = train_net["argument_parser"]().parse_args(
-            [
-                "--config-file",
-                os.path.join(trained, "config.yaml"),
-                "--eval-only",
-                "--eval-split",
-                "test",
-                "--dataset-root",
-                str(export),
-                "MODEL.WEIGHTS",
-                os.path.join(trained, "model_final.pth"),
-                "OUTPUT_DIR",
-                str(out),
-                "TRASHPOLE.INFERENCE.SLICE.MODE",
-                mode,
-                "TRASHPOLE.INFERENCE.SLICE.SIZE",
-                "64",
-                "TRASHPOLE.INFERENCE.SLICE.OVERLAP",
-                "0.25",
-            ]
+        argv = ["--config-file", os.path.join(trained, "config.yaml"), "--eval-only"]
+        argv += ["--eval-split", "test", "--dataset-root", str(export)]
+        argv += ["MODEL.WEIGHTS", os.path.join(trained, "model_final.pth"), "OUTPUT_DIR", str(out)]
+        argv += slice_opts(64, 0.25) if mode == "on" else slice_opts("off")
+        # the OpenVINO model converted by the tests above
+        argv += ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.5"]
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "tools" / "train_net.py"), *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=str(REPO),
         )
-        train_net["main"](args)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         results[mode] = json.loads((out / "eval" / "test" / "metrics.json").read_text())
-    assert "sliced" not in results["off"]["backend"]
-    assert results["on"]["backend"].endswith("sliced on 64px overlap 0.25 batch 4 +whole")
+    assert results["off"]["backend"] in ("openvino bf16", "openvino f32")
+    assert results["on"]["backend"].endswith(", sliced on 64px overlap 0.25 batch 4 +whole")
     off, on = results["off"]["results"], results["on"]["results"]
-    assert on["segm"]["AP"] >= off["segm"]["AP"] + 30  # COCO AP in percent
+    assert on["segm"]["AP"] >= 20 and off["segm"]["AP"] <= 5  # COCO AP in percent
     assert on["trashpole"]["recall"] >= 0.9 > 0.2 >= off["trashpole"]["recall"]
