@@ -95,7 +95,8 @@ class SlicedModel:
             if sliced:
                 slices = len(slice_grid(height, width, s.size, s.overlap))
                 whole = " + the whole image" if s.whole_image else ""
-                why += f": {slices} slices of {s.size} px (overlap {s.overlap:g}){whole}"
+                plural = "s" if slices > 1 else ""
+                why += f": {slices} slice{plural} of {s.size} px (overlap {s.overlap:g}){whole}"
             logger.info(why)
         return sliced
 
