@@ -68,6 +68,8 @@ class _TimedModel:
     def __init__(self, model, warmup: int = 2):
         self.model, self.warmup = model, warmup
         self.description = model.description
+        if hasattr(model, "test_mapper"):  # a sliced model reads its images at their own size
+            self.test_mapper = model.test_mapper
         self.seconds, self.images, self.calls = 0.0, 0, 0
 
     def __call__(self, inputs):
