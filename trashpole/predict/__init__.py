@@ -2,7 +2,12 @@
 Prediction from a trained run, and from detections to an inventory.
 
 - :mod:`.predictor`: :func:`load_predictor` and :class:`TrashPolePredictor` (detectron2's
-  ``DefaultPredictor`` with the run's class names and the CPU speed options);
+  ``DefaultPredictor`` with the run's class names, on the run's backend: :mod:`trashpole.run`);
+- :mod:`.stages`: Mask R-CNN split into three networks with detectron2's code between them;
+- :mod:`.openvino`: the OpenVINO backend (conversion, cache, precision), :mod:`.quantize` its
+  int8;
+- :mod:`.pipeline`: folders and videos read, predicted and drawn at once, in order;
+- :mod:`.slicing`, :mod:`.merge`, :mod:`.sliced_model`: sliced inference of large photos;
 - :mod:`.inputs`: files, folders, globs and videos to predict on;
 - :mod:`.run`: :func:`predict_paths`, what ``tools/predict.py`` runs;
 - :mod:`.coco`: predictions as JSON records and COCO results;
