@@ -25,12 +25,13 @@ from trashpole.errors import MissingFileError, UserError
 
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory):
-    """``tools/benchmark.py all --quick`` (every suite, shrunk; well under a minute)."""
+    """``tools/benchmark.py all --quick`` (every suite, shrunk; a few minutes: the OpenVINO rows
+    convert R50-FPN models)."""
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
         [sys.executable, str(REPO / "tools" / "benchmark.py"), "all", "--quick", "--output",
          str(out)],
-        capture_output=True, text=True, timeout=300, cwd=str(REPO),
+        capture_output=True, text=True, timeout=900, cwd=str(REPO),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc.stdout
@@ -41,8 +42,9 @@ def test_quick_inference_benchmark_is_equal_work(quick_results):
     result = json.loads((out / "inference_benchmark.json").read_text())
     rows = result["contenders"]
     assert set(rows) == {
-        "torchvision plain", "torchvision switches", "trashpole plain", "trashpole fp32",
-        "trashpole switches", "trashpole fast",
+        "torchvision plain", "torchvision switches", "torchvision openvino", "trashpole plain",
+        "trashpole fp32", "trashpole switches", "trashpole fast", "trashpole openvino",
+        "trashpole openvino int8",
     }  # fmt: skip
     for row in rows.values():
         # score threshold 0: every contender sends exactly `detections` boxes to the mask head
@@ -57,6 +59,7 @@ def test_quick_inference_benchmark_is_equal_work(quick_results):
     assert abs(tv - d2) / tv < 0.1
     assert rows["torchvision plain"]["speedup_vs_torchvision"] == 1.0
     assert rows["torchvision switches"]["speedup_vs_torchvision_switches"] == 1.0
+    assert rows["torchvision openvino"]["speedup_vs_torchvision_openvino"] == 1.0
     peak = result["matmul_peak"]
     assert peak["fp32_gflops"] > 0 and peak["bf16_gflops"] > 0
     assert "peak GFLOP/s" in stdout
@@ -83,6 +86,18 @@ def test_quick_inference_rows_say_what_ran(quick_results):
         assert rows[name]["seen"]["feature_dtype"] == dtype, name
         assert rows[name]["seen"]["feature_channels_last"], name
     assert "bf16 autocast" in rows["torchvision switches"]["label"] or dtype == "fp32"
+    # the OpenVINO rows, read from the runtime graphs: same precision for ours and the peer's,
+    # int8 convolutions only in the int8 row
+    from trashpole.predict.openvino import bf16_available
+
+    precision = "bf16" if bf16_available() else "f32"
+    for name in ("torchvision openvino", "trashpole openvino", "trashpole openvino int8"):
+        setup = rows[name]["setup"]
+        assert setup["engine"] == "openvino" and setup["precision"] == precision, name
+        assert f"on OpenVINO: {precision}" in rows[name]["label"], name
+    assert rows["trashpole openvino"]["setup"]["int8_convolutions"] == 0
+    assert rows["torchvision openvino"]["setup"]["int8_convolutions"] == 0
+    assert rows["trashpole openvino int8"]["setup"]["int8_convolutions"] > 40
     machine = result["machine"]
     assert {"avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni"} <= set(machine["isa_flags"])
     assert machine["torch"] == torch.__version__ and machine["onednn"]
@@ -198,18 +213,41 @@ def test_quick_run_writes_every_suite(quick_results):
     assert set(combined) == {
         "inference",
         "profile",
+        "profile-openvino",
         "profile-training",
         "training",
         "data",
         "evaluation",
         "report",
         "tracking",
+        "folder",
     }
     assert combined["data"]["num_images"] == 200
     assert (out / "data" / "data_benchmark.json").is_file()
     assert (out / "evaluation_benchmark.json").is_file()
     report = json.loads((out / "report_benchmark.json").read_text())
     assert report["num_images"] == 20 and report["page"]["files_count"] == 60
+
+
+def test_quick_openvino_profile_and_folder(quick_results):
+    out, stdout = quick_results
+    profile = json.loads((out / "profile_openvino_benchmark.json").read_text())
+    assert set(profile["phases_ms"]) == {
+        "preprocess", "features", "proposals", "boxes", "box decoding and NMS", "masks",
+        "mask selection", "paste",
+    }  # fmt: skip
+    assert sum(profile["share"].values()) == pytest.approx(1.0)
+    # OpenVINO's own counters: the convolutions of the feature stage, ROIAlign in both heads
+    assert any(k.startswith("Convolution") for k in profile["layers_ms"]["features"])
+    for stage in ("boxes", "masks"):
+        assert any(k.startswith("ROIAlign") for k in profile["layers_ms"][stage])
+    folder = json.loads((out / "folder_benchmark.json").read_text())
+    rows = folder["contenders"]
+    assert len(rows) == 4 and folder["num_images"] == 3
+    first = next(iter(rows.values()))
+    assert first["label"].startswith("pytorch") and first["speedup_vs_first"] == 1.0
+    assert all(r["median_images_per_s"] > 0 for r in rows.values())
+    assert [r["label"].split()[0] for r in rows.values()][1:] == ["openvino"] * 3
 
 
 def test_time_alternating_runs_contenders_in_turn():

@@ -194,6 +194,10 @@ def is_openvino(model: Any) -> bool:
     return hasattr(model, "stages")
 
 
+# OpenVINO's element types as the inference precision hint prints them
+_PRECISIONS = {"<Type: 'bfloat16'>": "bf16", "<Type: 'float32'>": "f32", "<Type: 'float16'>": "f16"}
+
+
 def describe_openvino(model: Any) -> Dict[str, Any]:
     """
     What an OpenVINO model ran, read from each compiled stage's runtime graph (what the CPU
@@ -223,10 +227,13 @@ def describe_openvino(model: Any) -> Dict[str, Any]:
                 counts[f"{kind} {info['runtimePrecision'].astype(str)}"] += 1
         ops[name] = dict(counts)
     int8 = sum(n for o in ops.values() for k, n in o.items() if k.endswith(("u8", "i8")))
+    # the network and the work it was converted with, read from the PyTorch model it came from
+    source = describe_model(getattr(model, "glue", None) or model.model)
     return {
+        **{k: source[k] for k in ("arch", "sampling_ratios", "proposals", "detections")},
         "library": "torchvision" if "torchvision" in model.description else "trashpole",
         "engine": "openvino",
-        "precision": "/".join(sorted(h.replace("<Type: '", "").rstrip("'>") for h in hints)),
+        "precision": "/".join(sorted(_PRECISIONS.get(h, h) for h in hints)),
         "ops": ops,
         "int8_convolutions": int8,
         "threads": torch.get_num_threads(),
@@ -234,9 +241,12 @@ def describe_openvino(model: Any) -> Dict[str, Any]:
 
 
 def openvino_label(setup: Dict[str, Any]) -> str:
-    """A table label from :func:`describe_openvino`, e.g. ``trashpole on OpenVINO: bfloat16,
-    int8 convolutions 43`` (what the runtime graphs hold, not what was asked for)."""
+    """A table label from :func:`describe_openvino`, e.g. ``trashpole R50-FPN on OpenVINO:
+    bf16, int8 convolutions 43, ROIAlign 2, 1000 prop, 2 thr`` (what the runtime graphs hold, not
+    what was asked for)."""
     parts = [setup["precision"]]
     if setup["int8_convolutions"]:
         parts.append(f"int8 convolutions {setup['int8_convolutions']}")
-    return f"{setup['library']} on OpenVINO: " + ", ".join(parts)
+    ratios = "/".join("adaptive" if r == 0 else str(r) for r in setup["sampling_ratios"])
+    parts += [f"ROIAlign {ratios}", f"{setup['proposals']} prop", f"{setup['threads']} thr"]
+    return f"{setup['library']} {setup['arch']} on OpenVINO: " + ", ".join(parts)

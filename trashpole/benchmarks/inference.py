@@ -137,10 +137,11 @@ def default_contenders() -> List[Contender]:
             note="the peer on the same engine at the same precision",
         ),
         Contender("trashpole plain", "trashpole", R50_CONFIG, pt + fp32_opts(True) + ratio2),
-        Contender("trashpole switches", "trashpole", R50_CONFIG, pt + switches + ratio2),
         Contender(
-            "trashpole pytorch", "trashpole", R50_CONFIG, fast_opts(), note="PyTorch default"
+            "trashpole fp32", "trashpole", R50_CONFIG, pt + fp32_opts() + ratio2, note="exact"
         ),
+        Contender("trashpole switches", "trashpole", R50_CONFIG, pt + switches + ratio2),
+        Contender("trashpole fast", "trashpole", R50_CONFIG, fast_opts(), note="PyTorch default"),
         Contender("trashpole openvino", "trashpole", R50_CONFIG, ov, note="the default on a CPU"),
         Contender(
             "trashpole openvino int8",
