@@ -21,8 +21,9 @@ Result = TypeVar("Result")
 def workers_for(predictor) -> int:
     """Images predicted at once: ``TRASHPOLE.INFERENCE.WORKERS`` on OpenVINO, 1 on PyTorch."""
     backend = getattr(predictor, "backend", "")
-    workers = int(predictor.cfg.TRASHPOLE.INFERENCE.WORKERS)
-    return max(1, workers) if backend.startswith("openvino") else 1
+    if not backend.startswith("openvino"):  # PyTorch, or any other callable predictor
+        return 1
+    return max(1, int(predictor.cfg.TRASHPOLE.INFERENCE.WORKERS))
 
 
 def in_order(
