@@ -7,12 +7,9 @@ import time
 
 import cv2
 import pytest
-import torch
-from detectron2.modeling import build_model
 from trashpole.predict.synthetic_video import pan_zoom_video
-from tiny_model import write_tiny_config
+from tiny_model import write_random_run
 
-from trashpole.config import load_config
 from trashpole.predict import load_predictor, track_paths
 from trashpole.predict.pipeline import in_order, workers_for
 
@@ -60,14 +57,7 @@ def test_in_order_raises_at_the_failing_items_turn():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> str:
-    tmp = tmp_path_factory.mktemp("run")
-    cfg = load_config(write_tiny_config(tmp))
-    cfg.TRASHPOLE.CLASS_NAMES = ["pole", "trash-can"]
-    cfg.MODEL.WEIGHTS = ""
-    (tmp / "config.yaml").write_text(cfg.dump())
-    torch.manual_seed(0)
-    torch.save({"model": build_model(cfg).state_dict()}, tmp / "model_final.pth")
-    return str(tmp)
+    return write_random_run(tmp_path_factory.mktemp("run"))
 
 
 def test_tracks_are_the_same_with_and_without_the_pipeline(tiny_run, tmp_path):

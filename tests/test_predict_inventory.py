@@ -12,13 +12,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from PIL.TiffImagePlugin import IFDRational
 from test_geo import PLACES, gps_tags, write_photo
-from tiny_model import REPO, write_tiny_config
+from tiny_model import REPO, write_random_run
 
-from trashpole.config import load_config
 from trashpole.predict import load_predictor, predict_paths
 from trashpole.predict.outputs import TRACK_COLUMNS
 from trashpole.predict.synthetic_video import pan_zoom_video
@@ -32,15 +30,7 @@ FEW = ["TEST.DETECTIONS_PER_IMAGE", "8"]
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> str:
     """A run folder (config.yaml + model_final.pth) of the tiny recipe with random weights."""
-    tmp = tmp_path_factory.mktemp("run")
-    cfg = load_config(write_tiny_config(tmp))
-    cfg.TRASHPOLE.CLASS_NAMES = ["pole", "trash-can"]
-    cfg.MODEL.WEIGHTS = ""
-    with open(tmp / "config.yaml", "w") as f:
-        f.write(cfg.dump())
-    torch.manual_seed(0)
-    torch.save({"model": build_model(cfg).state_dict()}, tmp / "model_final.pth")
-    return str(tmp)
+    return write_random_run(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

@@ -88,3 +88,28 @@ def train_tiny_run(folder, iterations: int = 60) -> list:
         torch.set_num_threads(count)
     torch.save({"model": model.state_dict()}, os.path.join(str(folder), "model_final.pth"))
     return [s["image"] for s in samples]
+
+
+def write_random_run(folder, seed: int = 0) -> str:
+    """
+    Write a run folder as training leaves it (config.yaml with the class names, model_final.pth)
+    of the tiny recipe with random weights (``seed``).
+
+    Returns:
+        the folder, as a string.
+    """
+    import torch
+    from detectron2.modeling import build_model
+
+    from trashpole.config import load_config
+
+    cfg = load_config(write_tiny_config(folder))
+    cfg.TRASHPOLE.CLASS_NAMES = ["pole", "trash-can"]
+    cfg.MODEL.WEIGHTS = ""
+    with open(os.path.join(str(folder), "config.yaml"), "w") as f:
+        f.write(cfg.dump())
+    torch.manual_seed(seed)
+    torch.save(
+        {"model": build_model(cfg).state_dict()}, os.path.join(str(folder), "model_final.pth")
+    )
+    return str(folder)
