@@ -9,7 +9,7 @@ from detectron2.config import CfgNode
 from detectron2.data import Metadata
 from detectron2.engine import DefaultPredictor
 
-from trashpole.predict.preprocess import cfg_model_input, class_names
+from trashpole.predict.preprocess import cfg_model_input, class_names, resize_transform
 from trashpole.predict.sliced_model import original_input
 from trashpole.predict.slicing import slice_opts
 from trashpole.run import backend_opts, build_inference_model, open_run, resolve_run  # noqa: F401
@@ -20,8 +20,9 @@ logger = logging.getLogger(__name__)
 
 class TrashPolePredictor(DefaultPredictor):
     """
-    detectron2's ``DefaultPredictor`` on the run's backend (:func:`trashpole.run.build_inference_model`:
-    OpenVINO on a CPU by default, PyTorch on CUDA), whose ``metadata`` carries the class names of
+    detectron2's ``DefaultPredictor`` on the run's backend
+    (:func:`trashpole.run.build_inference_model`: OpenVINO on a CPU by default, PyTorch on
+    CUDA), whose ``metadata`` carries the class names of
     the run (``TRASHPOLE.CLASS_NAMES`` in its config.yaml), so that nothing needs to be
     registered at inference time, plus :meth:`predict_batch` for many images. Outputs are the
     same on every backend: fp32 boxes and scores and bool masks at the image's size.
@@ -36,6 +37,8 @@ class TrashPolePredictor(DefaultPredictor):
         self.cfg = cfg.clone()
         self.model = model if model is not None else build_inference_model(cfg)
         self.input_format = cfg.INPUT.FORMAT
+        # DefaultPredictor's attribute: the test-time resize (what preprocess applies)
+        self.aug = resize_transform(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
         names = class_names(cfg)
         self.metadata = Metadata(
             name="trashpole_predictor", thing_classes=names, thing_colors=class_colors(len(names))
