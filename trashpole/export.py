@@ -247,14 +247,14 @@ def export_model(
     config, weights = resolve_run(run_or_config, weights)
     cfg = load_config(config, opts)
     cfg.MODEL.WEIGHTS = weights
-    _warn_ignored_speed_options(cfg)
     model = load_model(cfg)
     if sample_image is None:
         sample_image = default_sample_image(cfg)
-    if fmt == "openvino":
+    if fmt == "openvino":  # its precision is chosen where it is compiled (BF16 applies there)
         from trashpole.export_openvino import export_openvino
 
         return export_openvino(cfg, model, output_dir, sample_image, verify, int8, calibration)
+    _warn_ignored_speed_options(cfg)
     image = image_to_input(cfg, sample_image)
     adapter, reference = _trace_adapter(model, image)
     names = output_names(adapter.outputs_schema)
