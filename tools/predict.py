@@ -96,10 +96,12 @@ def parse_args(argv=None):
         default=None,
         help="OpenVINO in int8, calibrated on the run's train split (TRASHPOLE.INFERENCE.INT8)",
     )
-    speed = p.add_argument_group("speed (PyTorch backend on the CPU)")
+    speed = p.add_argument_group(
+        "speed (--bf16/--fp32: both backends; the rest: PyTorch on the CPU)"
+    )
     switch = argparse.BooleanOptionalAction
     speed.add_argument(
-        "--bf16", action=switch, default=None, help="bfloat16 (only on CPUs with native bf16)"
+        "--bf16", action=switch, default=None, help="bfloat16 where the CPU has it natively"
     )
     speed.add_argument(
         "--fp32", dest="bf16", action="store_const", const=False, help="same as --no-bf16"
