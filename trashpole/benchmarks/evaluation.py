@@ -18,12 +18,11 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.evaluation import TrashPoleEvaluator
 from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
-
-CLASS_NAMES = ["pole", "trash-can"]
 
 
 def _random_boxes(rng: np.random.Generator, n: int, height: int, width: int) -> np.ndarray:

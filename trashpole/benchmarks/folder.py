@@ -28,6 +28,7 @@ from trashpole.benchmarks.measure import (
     write_result,
 )
 from trashpole.config import load_config
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import load_predictor, predict_paths
 from trashpole.run import backend_opts
 
@@ -61,7 +62,7 @@ def _write_run(folder: str, size: int) -> str:
         R50_CONFIG, imagenet_norm_opts() + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
     )
     cfg.INPUT.MIN_SIZE_TEST = cfg.INPUT.MAX_SIZE_TEST = size
-    cfg.TRASHPOLE.CLASS_NAMES = ["pole", "trash-can"]
+    cfg.TRASHPOLE.CLASS_NAMES = list(CLASS_NAMES)
     cfg.TRASHPOLE.DATASET_ROOT = os.path.join(folder, "export")
     train = os.path.join(cfg.TRASHPOLE.DATASET_ROOT, "train")
     os.makedirs(train, exist_ok=True)

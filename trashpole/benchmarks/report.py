@@ -23,7 +23,7 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 
-from trashpole.data.synthetic import render_scene
+from trashpole.data.synthetic import CLASS_NAMES, render_scene
 from trashpole.evaluation import EvaluationDetail, TrashPoleEvaluator, write_report
 from trashpole.evaluation.browser import BrowserError, HeadlessChromium, find_chromium
 from trashpole.evaluation.evaluator import records_by_image_id
@@ -32,7 +32,6 @@ from trashpole.evaluation.matching import masks_to_rles
 
 logger = logging.getLogger(__name__)
 
-CLASS_NAMES = ["pole", "trash-can"]
 QUICK = dict(num_images=20, unique=10, repeats=1)
 VIEWPORT = (1280, 900)
 

@@ -38,6 +38,7 @@ from trashpole.benchmarks.measure import (
     write_result,
 )
 from trashpole.config import load_config
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import load_predictor
 from trashpole.predict.slicing import slice_grid, slice_opts
 
@@ -61,7 +62,7 @@ def _write_run(folder: str) -> str:
     """A run folder of the CPU recipe with random weights (seed 0)."""
     opts = imagenet_norm_opts() + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
     cfg = load_config(CPU_CONFIG, opts)
-    cfg.TRASHPOLE.CLASS_NAMES = ["pole", "trash-can"]
+    cfg.TRASHPOLE.CLASS_NAMES = list(CLASS_NAMES)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.yaml"), "w") as f:
         f.write(cfg.dump())
