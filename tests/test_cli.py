@@ -164,6 +164,12 @@ def test_predict_with_an_unreadable_input(tmp_path):
     [
         ("export_model", ["--run", "{tmp}/run", "--format", "onnx", "--output", "{tmp}/o"],
          "{tmp}/run does not exist: give a run folder"),
+        ("export_model", ["--run", "{tmp}/run", "--format", "openvino", "--output", "{tmp}/o",
+                          "--sample-image", "{tmp}/none.jpg"],
+         "--sample-image {tmp}/none.jpg: no such file"),
+        ("export_model", ["--run", "{tmp}/run", "--format", "openvino", "--output", "{tmp}/o",
+                          "--sample-image", "{tmp}/empty.jpg"],
+         "--sample-image {tmp}/empty.jpg: empty file (0 bytes); give a JPEG or PNG"),
         ("visualize_data", ["--dataset-root", "{tmp}/nope", "--output", "{tmp}/o"],
          "{tmp}/nope: dataset root not found"),
         ("benchmark", ["accuracy", "--run", "{tmp}/run", "--output", "{tmp}/o"],
@@ -173,6 +179,7 @@ def test_predict_with_an_unreadable_input(tmp_path):
     ],
 )  # fmt: skip
 def test_other_tools_report_a_missing_input(tmp_path, tool, argv, expected):
+    (tmp_path / "empty.jpg").write_bytes(b"")
     argv = [a.format(tmp=tmp_path) for a in argv]
     status, err = _run(_tool(tool).main if tool != "visualize_data" else _visualize, argv)
     assert status == 2 and expected.format(tmp=tmp_path) in _one_line(err)

@@ -16,14 +16,15 @@ Run the result without trashpole: examples/run_openvino.py (OpenVINO), examples/
 
 import argparse
 import logging
+import os
 import sys
 
-import cv2
 from detectron2.utils.logger import setup_logger
 
 from trashpole.cli import add_debug_flag, run_tool
 from trashpole.errors import UserError
 from trashpole.export import EXPORT_FORMATS, export_model
+from trashpole.images import UnreadableImage, read_bgr
 
 
 def parse_args(argv=None):
@@ -60,12 +61,15 @@ def main(argv=None) -> str:
     setup_logger(name="trashpole")
     image = None
     if args.sample_image:
-        image = cv2.imread(args.sample_image)
-        if image is None:
+        if not os.path.isfile(args.sample_image):
+            raise UserError(f"--sample-image {args.sample_image}: no such file")
+        try:  # read as training and predict read it
+            image, _ = read_bgr(args.sample_image)
+        except UnreadableImage as e:
             raise UserError(
-                f"--sample-image {args.sample_image}: missing or not a readable image; give a "
-                "JPEG or PNG, or leave it out to trace with noise"
-            )
+                f"--sample-image {args.sample_image}: {e}; give a JPEG or PNG, or leave it out "
+                "to trace with noise"
+            ) from None
     path = export_model(
         args.run,
         args.output,

@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from trashpole.images import UnreadableImage, read_bgr
 from trashpole.jsonio import write_json
 from trashpole.predict.coco import instances_to_records
 from trashpole.predict.inputs import find_inputs, iter_video_frames
-from trashpole.predict.pipeline import in_order, workers_for
 from trashpole.predict.outputs import (
     SUMMARY_FILE,
     TRACKS_FILE,
@@ -36,6 +36,7 @@ from trashpole.predict.outputs import (
     track_rows,
     write_tracks_csv,
 )
+from trashpole.predict.pipeline import in_order, workers_for
 from trashpole.predict.predictor import TrashPolePredictor
 from trashpole.predict.track import TRACKER_NAME, InstanceTracker, count_objects
 from trashpole.visualization.overlays import draw_tracked
@@ -126,9 +127,10 @@ def _image_frames(paths: List[str]) -> Iterator[Frame]:
 
     index = 0
     for path in paths:
-        frame = cv2.imread(path)
-        if frame is None:
-            logger.warning(f"{path}: not a readable image, skipped (the frame numbers go on)")
+        try:  # read as training and predict read (EXIF orientation, 16-bit, CMYK)
+            frame, _ = read_bgr(path)
+        except UnreadableImage as e:
+            logger.warning(f"{path}: {e}, skipped (the frame numbers go on)")
             continue
         yield index, frame, path, 0.0
         index += 1
