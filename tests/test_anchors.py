@@ -54,6 +54,17 @@ def test_fit_sizes_scales_every_level_by_one_factor():
     assert fit.ratios == [1.0] and fit.coverage_after == 1.0
 
 
+def test_fit_of_a_fit_gives_it_back():
+    # 16 px boxes need size 16 (factor 0.5, the smallest), 8 px boxes size 8: the first fit
+    # covers half. Run again on its own output (a run's config.yaml, e.g. with --resume), the
+    # factors apply to the sizes rescaled to 32 px first, so the sizes are not halved once more.
+    boxes = np.array([[16.0, 16.0]] * 3 + [[8.0, 8.0]] * 3)
+    fit = fit_anchors(boxes, [[32], [64]], [1.0], 0.7, fit_sizes=True)
+    assert fit.sizes == [[16.0], [32.0]] and fit.coverage_after == 0.5
+    again = fit_anchors(boxes, fit.sizes, fit.ratios, 0.7, fit_sizes=True)
+    assert again.sizes == fit.sizes and again.ratios == fit.ratios
+
+
 def test_setup_sets_anchors_from_the_train_boxes(tmp_path, clean_catalogs, caplog):
     from trashpole.engine import derive_from_data, register_datasets
 

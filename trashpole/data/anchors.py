@@ -24,8 +24,10 @@ logger = logging.getLogger(__name__)
 
 # Candidate aspect ratios (height / width) tried by the greedy search: log-spaced, 1/32 to 32.
 CANDIDATE_RATIOS = np.exp(np.linspace(math.log(1 / 32), math.log(32), 121))
-# Common factors tried on every anchor size with TRASHPOLE.ANCHORS.FIT_SIZES.
+# Common factors tried on every anchor size with TRASHPOLE.ANCHORS.FIT_SIZES, after the sizes are
+# rescaled so that the first is SIZE_BASE pixels (detectron2's).
 SIZE_FACTORS = tuple(2.0 ** (k / 4) for k in range(-4, 3))
+SIZE_BASE = 32.0
 
 
 @dataclass
@@ -134,8 +136,9 @@ def fit_anchors(
         iou_thresh: the RPN's positive IoU (``MODEL.RPN.IOU_THRESHOLDS[-1]``).
         num_ratios: how many ratios to choose; 0 keeps the config's number (and so the shape of
             a pretrained RPN head).
-        fit_sizes: also try the factors :data:`SIZE_FACTORS` on every size (the number of sizes
-            per level never changes).
+        fit_sizes: also try the factors :data:`SIZE_FACTORS` on every size, rescaled so that
+            the first is :data:`SIZE_BASE` (the number of sizes per level never changes; a fit
+            of a fit's output gives it back).
 
     Returns:
         :class:`AnchorFit`; the config's anchors are kept unless a fit covers more boxes.
@@ -143,8 +146,11 @@ def fit_anchors(
     num = num_ratios or len(ratios)
     before = _score(boxes_wh, sizes, list(ratios), iou_thresh)
     best = None
+    # the factors apply to the sizes rescaled to detectron2's first size (32 px), so that a fit
+    # run again on its own output (a run's config.yaml) gives the same sizes
+    base = SIZE_BASE / sizes[0][0] if fit_sizes else 1.0
     for factor in SIZE_FACTORS if fit_sizes else (1.0,):
-        scaled = [[float(f"{s * factor:.4g}") for s in level] for level in sizes]
+        scaled = [[float(f"{s * base * factor:.4g}") for s in level] for level in sizes]
         new_ratios = fit_ratios(boxes_wh, scaled, num, iou_thresh)
         score = _score(boxes_wh, scaled, new_ratios, iou_thresh)
         if best is None or score > best[0]:
