@@ -162,7 +162,8 @@ def add_trashpole_config(cfg: CN) -> None:
     # Number of aspect ratios to choose; 0 keeps the config's number, so that a pretrained RPN
     # head (one output per anchor) still loads whole.
     cfg.TRASHPOLE.ANCHORS.NUM_RATIOS = 0
-    # Also scale every anchor size by one common factor (0.5-1.4) when it covers more boxes.
+    # Also scale the anchor sizes, rescaled so that the first is 32 px, by one common factor
+    # (0.5-1.4) when that covers more boxes.
     cfg.TRASHPOLE.ANCHORS.FIT_SIZES = False
 
     cfg.TRASHPOLE.AUG = CN()
