@@ -169,19 +169,26 @@ def save_stages(models: Dict[str, Any], folder: str, suffix: str = "") -> Dict[s
     return paths
 
 
-def converted_stages(model: GeneralizedRCNN, cfg: CfgNode, weights: str) -> Dict[str, Any]:
+def run_cache_dir(cfg: CfgNode, weights: str) -> Optional[str]:
+    """The cache folder of a run's converted model (:func:`cache_dir` of :func:`graph_key`), or
+    None when the weights are not a file (nothing to key the cache by)."""
+    if not weights or not os.path.isfile(weights):
+        return None
+    return cache_dir(weights, graph_key(cfg, weights))
+
+
+def converted_stages(model: GeneralizedRCNN, weights: str, folder: Optional[str]) -> Dict[str, Any]:
     """
-    The run's stages as ``openvino.Model``s, from the cache or converted now (and cached when
-    the weights are a file). The first call logs that it converts and how long it took.
+    The run's stages as ``openvino.Model``s, from the cache ``folder`` or converted now (and
+    cached there; None: not cached). The first call logs that it converts and how long it took.
     """
     import openvino as ov
 
-    if not weights or not os.path.isfile(weights):
+    if folder is None:
         logger.info("Converting the model to OpenVINO (weights not from a file: not cached)")
         return convert_stages(model)
-    key = graph_key(cfg, weights)
-    folder = cache_dir(weights, key)
-    paths = {n: p for n, p in stage_paths(folder).items() if n in build_stages(model)}
+    names = ["features", *stage_inputs(model)]
+    paths = {n: p for n, p in stage_paths(folder).items() if n in names}
     if all(os.path.isfile(p) for p in paths.values()):
         logger.info(f"OpenVINO model from the cache: {folder}")
         core = openvino_core()
@@ -191,7 +198,8 @@ def converted_stages(model: GeneralizedRCNN, cfg: CfgNode, weights: str) -> Dict
     models = convert_stages(model)
     save_stages(models, folder)
     write_json(
-        {"weights": os.path.abspath(weights), "key": key, "openvino": ov.__version__},
+        {"weights": os.path.abspath(weights), "key": os.path.basename(folder)}
+        | {"openvino": ov.__version__},
         os.path.join(folder, "source.json"),
     )
     logger.info(f"Converted in {time.perf_counter() - start:.1f} s; cached in {folder}")
@@ -297,13 +305,12 @@ def openvino_model(
         calibration: a folder of int8 calibration images (default: the train split).
     """
     options = cfg.TRASHPOLE.INFERENCE
-    models = converted_stages(model, cfg, weights)
+    folder = run_cache_dir(cfg, weights)  # hashes the weights file once
+    models = converted_stages(model, weights, folder)
     label = []
     if options.INT8:
         from trashpole.predict.quantize import quantized_features
 
-        cached = weights and os.path.isfile(weights)
-        folder = cache_dir(weights, graph_key(cfg, weights)) if cached else None
         path = stage_paths(folder, "_int8")["features"] if folder else None
         models["features"] = quantized_features(model, cfg, models["features"], path, calibration)
         label.append("int8 features")
