@@ -335,3 +335,39 @@ def test_predict_sliced_with_coarse_masks_still_finds_every_object_once():
             iou = np.array([(m & truth).sum() / (m | truth).sum() for m in masks])
             assert (iou > 0.1).sum() == 1 and iou.max() >= 0.95, (k, iou.max())
             assert out.pred_classes[int(iou.argmax())] == category
+
+
+# ---- the picture of a merge (tools/slice_picture.py)
+
+
+def test_merge_picture_shows_each_slice_piece_and_the_merged_mask():
+    from trashpole.predict.merge import group_pieces, unite
+    from trashpole.visualization.palette import CLASS_COLORS
+    from trashpole.visualization.slices import merge_picture, pick_merged_group
+
+    # the pole of the first merge test (two slices) and a bin seen in one slice only
+    a, b = (0, 0, 100, 120), (0, 80, 100, 200)
+    pole = (40, 10, 50, 190)
+    pieces = [piece(a, pole, POLE, 0.6), piece(b, pole, POLE, 0.8), piece(a, (5, 5, 20, 20))]
+    groups = group_pieces(pieces)
+    chosen = pick_merged_group(pieces, groups, POLE)
+    assert sorted(groups[chosen]) == [0, 1]
+    assert pick_merged_group(pieces, groups, BIN) is None  # the bin joins no other slice
+    image = np.zeros((200, 100, 3), np.uint8)
+    members = [pieces[i] for i in groups[chosen]]
+    picture = merge_picture(image, members, unite(members), [a, b], height_px=180)
+    # the region: the pole's hull (rows 10-189, x 40-49) padded by 0.6 x 180 px, inside the image
+    # (200 rows x 100 columns): scaled to 180 px high, two 90 px panels and an 8 px gap
+    assert picture.shape == (180, 90 + 8 + 90, 3)
+    right = picture[:, 98:]
+    merged = np.all(right == np.uint8(np.float32(CLASS_COLORS[POLE]) * 0.55), axis=2)
+    # the pole (x 40-49, rows 10-189), scaled 0.9, away from the dashed edges
+    assert merged[20:60, 36:45].all() and merged[120:165, 36:45].all()
+    assert not merged[:, :30].any()
+    # left panel: slice A's piece above the edges (rows 80-119 -> 72-107), slice B's below
+    left = picture[:, :90]
+    top, bottom = left[30, 40], left[150, 40]
+    assert top.any() and bottom.any() and not np.array_equal(top, bottom)
+    # dashed white lines at the slice edges y = 80 and 120 (72 and 108 px at 0.9)
+    for row in (72, 108):
+        assert (left[row] == 255).all(axis=1).sum() >= 30

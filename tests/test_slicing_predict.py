@@ -334,3 +334,18 @@ def test_eval_only_with_slicing_measures_the_sliced_model(trained, tmp_path):
     off, on = results["off"]["results"], results["on"]["results"]
     assert on["segm"]["AP"] >= 20 and off["segm"]["AP"] <= 5  # COCO AP in percent
     assert on["trashpole"]["recall"] >= 0.9 > 0.2 >= off["trashpole"]["recall"]
+
+
+def test_slice_picture_tool_draws_an_object_merged_from_slices(trained, tmp_path):
+    tool = runpy.run_path(str(REPO / "tools" / "slice_picture.py"))
+    image, _, _ = tiled()
+    path = tmp_path / "tiled.png"
+    cv2.imwrite(str(path), image)
+    out = tmp_path / "pic" / "merged.png"
+    argv = ["--run", trained, "--image", str(path), "--output", str(out), "--height", "120"]
+    result = tool["main"](argv + ["--slice", "64", "--overlap", "0.25", "--class-name", "pole"])
+    assert result["slices"] >= 2 and result["pieces"] >= result["slices"]
+    picture = cv2.imread(str(out))
+    assert picture.shape[0] == 120 and picture.shape[1] > 2 * 8
+    code = tool["run_tool"](tool["main"], argv + ["--class-name", "hydrant"])
+    assert code == 2

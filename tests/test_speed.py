@@ -1,5 +1,6 @@
-"""Speed options of inference: norm folding, fp32 guards under bf16, predictor outputs, COCO
-results and the flags of tools/predict.py. Tiny random models at 64 px."""
+"""Speed options of the PyTorch backend (bf16 autocast with fp32 guards, channels_last, threads),
+predictor outputs, COCO results and the flags of tools/predict.py; removed keys of older runs.
+Tiny random models at 64 px."""
 
 import json
 import os
@@ -10,20 +11,17 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_tiny_export
-from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from detectron2.modeling import build_model
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from tiny_model import REPO, write_tiny_config
-from torch import nn
 
 from trashpole.config import load_config
 from trashpole.predict import load_predictor, predict_paths
 from trashpole.speed import (
     apply_inference_options,
     bf16_supported,
-    fuse_conv_norm,
     inference_autocast,
     install_fp32_guards,
     set_test_size,
@@ -54,60 +52,6 @@ def keep_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-
-
-def _random_norm(norm):
-    norm.weight.data.uniform_(0.5, 1.5)
-    norm.bias.data.uniform_(-0.5, 0.5)
-    norm.running_mean.uniform_(-0.5, 0.5)
-    norm.running_var.uniform_(0.5, 2.0)
-    return norm
-
-
-def test_fuse_conv_norm_keeps_the_output():
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        Conv2d(3, 8, 3, padding=1, bias=False, norm=_random_norm(FrozenBatchNorm2d(8))),
-        Conv2d(8, 4, 1, bias=True, norm=_random_norm(nn.BatchNorm2d(4)), activation=torch.relu),
-        Conv2d(4, 4, 1, norm=nn.GroupNorm(2, 4)),
-    ).eval()
-    x = torch.randn(2, 3, 16, 16)
-    expected = model(x)
-    assert fuse_conv_norm(model) == 2
-    assert model[0].norm is None and model[1].norm is None
-    assert isinstance(model[2].norm, nn.GroupNorm)  # cannot be folded: left alone
-    torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
-
-
-def test_fuse_conv_norm_skips_batchnorm_in_training_mode():
-    model = nn.Sequential(Conv2d(3, 4, 1, norm=nn.BatchNorm2d(4))).train()
-    assert fuse_conv_norm(model) == 0
-    assert model[0].norm is not None
-
-
-def test_fused_activations_keep_the_backbone_output(tmp_path):
-    from trashpole.speed import fuse_conv_activations
-
-    cfg = load_config(write_tiny_config(tmp_path))
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            _random_norm(module)
-    backbone = model.backbone
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        expected = backbone(x)
-        fuse_conv_norm(model)
-        switched = fuse_conv_activations(model)
-        actual = backbone(x)
-    if switched == 0:
-        pytest.skip("no oneDNN in this torch build")
-    assert type(backbone.bottom_up.res2[0]).__name__ == "_FusedBasicBlock"
-    for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], atol=1e-4, rtol=1e-4)
-    # with gradients (training) the plain path runs, and still gives the same result
-    torch.testing.assert_close(backbone(x)["p2"].detach(), expected["p2"], atol=1e-4, rtol=1e-4)
 
 
 def test_to_fp32_converts_instances_boxes_and_containers():
@@ -166,20 +110,35 @@ def test_apply_inference_options_sets_threads_and_layout(tmp_path, keep_threads)
     assert torch.get_num_threads() == 1
     assert not model.training
     conv = model.backbone.bottom_up.stem.conv1
-    assert conv.norm is None  # BN folded
+    assert conv.norm is not None  # detectron2's modules as built: nothing folded or swapped
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert conv.weight.dtype == torch.float32
 
 
-def test_bf16_model_holds_bf16_weights_and_asks_for_autocast(tmp_path):
+def test_bf16_model_keeps_fp32_weights_and_runs_under_autocast(tmp_path):
+    if not bf16_supported():
+        pytest.skip("this CPU has no native bf16: the option is ignored")
     cfg = load_config(write_tiny_config(tmp_path), speed_opts(bf16=True))
     model = apply_inference_options(build_model(cfg), cfg)
-    assert model.backbone.bottom_up.stem.conv1.weight.dtype == torch.bfloat16
+    assert model.backbone.bottom_up.stem.conv1.weight.dtype == torch.float32
     inputs = [{"image": torch.rand(3, 64, 64) * 255, "height": 64, "width": 64}]
-    with torch.no_grad():
-        with pytest.raises(RuntimeError, match="inference_autocast"):
-            model(inputs)
-        with inference_autocast(cfg):
-            assert model(inputs)[0]["instances"].scores.dtype == torch.float32
+    seen = []
+    model.backbone.register_forward_hook(lambda m, a, out: seen.append(out["p2"].dtype))
+    with torch.no_grad(), inference_autocast(cfg):
+        instances = to_fp32(model(inputs))[0]["instances"]
+    assert seen == [torch.bfloat16] and instances.scores.dtype == torch.float32
+
+
+def test_a_run_config_with_removed_keys_still_loads(tmp_path):
+    config = tmp_path / "old_run.yaml"
+    text = open(write_tiny_config(tmp_path)).read()
+    text += "\nTRASHPOLE:\n  INFERENCE:\n    FUSE: true\n    COMPILE: false\n"
+    config.write_text(text)
+    cfg = load_config(str(config), ["TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN", "True"])
+    assert "FUSE" not in cfg.TRASHPOLE.INFERENCE and "COMPILE" not in cfg.TRASHPOLE.INFERENCE
+    assert "THREADED_ROI_ALIGN" not in cfg.TRASHPOLE.INFERENCE
+    with pytest.raises(ValueError, match="unknown config key TRASHPOLE.INFERENCE.FUSED"):
+        load_config(str(config), ["TRASHPOLE.INFERENCE.FUSED", "True"])
 
 
 def test_speed_opts_are_config_keys(tmp_path):
@@ -314,11 +273,10 @@ def test_predict_tool_switches_every_option_off(tiny_run, tmp_path):
     predict_tool = runpy.run_path(str(REPO / "tools" / "predict.py"))
     run, export = tiny_run
     base = ["--run", run, "--input", str(export / "test"), "--output", str(tmp_path)]
-    off = ["--fp32", "--no-channels-last", "--no-fuse", "--no-threaded-roi-align"]
+    off = ["--fp32", "--no-channels-last"]
     opts = predict_tool["speed_opts_of"](predict_tool["parse_args"](base + off))
     assert opts == [
         "TRASHPOLE.INFERENCE.BF16", "False", "TRASHPOLE.INFERENCE.CHANNELS_LAST", "False",
-        "TRASHPOLE.INFERENCE.FUSE", "False", "TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN", "False",
     ]  # fmt: skip
     no_bf16 = predict_tool["parse_args"](base + ["--no-bf16"])
     assert predict_tool["speed_opts_of"](no_bf16) == ["TRASHPOLE.INFERENCE.BF16", "False"]
@@ -326,8 +284,7 @@ def test_predict_tool_switches_every_option_off(tiny_run, tmp_path):
     # what the tool builds from them
     setup = describe_model(load_predictor(run, opts=opts, backend="pytorch"))
     assert setup["weights_dtype"] == "fp32" and not setup["channels_last"]
-    assert setup["fused"] == {} and setup["norm_layers"] > 0
-    assert setup["threaded_roi_align"] == 0
+    assert setup["norm_layers"] > 0 and setup["threaded_roi_align"] == 0
 
 
 def test_uint8_image_roundtrip_through_predict_batch(tiny_run):
@@ -337,24 +294,6 @@ def test_uint8_image_roundtrip_through_predict_batch(tiny_run):
     single = predictor(image)["instances"]
     batch = predictor.predict_batch([image, np.ascontiguousarray(image[:, ::-1])], batch_size=2)
     torch.testing.assert_close(batch[0]["instances"].scores, single.scores)
-
-
-def test_compile_is_off_by_default_and_wraps_only_the_backbone(tmp_path):
-    cfg = load_config(write_tiny_config(tmp_path))
-    assert cfg.TRASHPOLE.INFERENCE.COMPILE is False
-    model = apply_inference_options(build_model(cfg), cfg)
-    assert not hasattr(model.backbone, "_orig_mod")
-    cfg = load_config(write_tiny_config(tmp_path), speed_opts(compile=True))
-    model = apply_inference_options(build_model(cfg), cfg)
-    assert hasattr(model.backbone, "_orig_mod")  # compiled at its first call, not here
-    assert not hasattr(model.proposal_generator, "_orig_mod")
-
-
-def test_compile_leaves_the_conv_fusion_to_inductor(tmp_path):
-    cfg = load_config(write_tiny_config(tmp_path), speed_opts(compile=True))
-    model = apply_inference_options(build_model(cfg), cfg)
-    assert model.backbone.bottom_up.stem.conv1.norm is None  # folded
-    assert not [m for m in model.modules() if "Fused" in type(m).__name__]
 
 
 def test_fp32_copy_of_a_feature_map_is_made_once_per_version():

@@ -55,9 +55,6 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=0, help="image side (inference, training, tracking)")
     p.add_argument("--num-images", type=int, default=0, help="images (data, evaluation, report)")
     p.add_argument(
-        "--compile", action="store_true", help="add a row with the backbone compiled (inference)"
-    )
-    p.add_argument(
         "--run",
         nargs="+",
         default=["output/demo"],
@@ -78,8 +75,6 @@ def run_suite(name: str, args) -> dict:
         module = inference if name == "inference" else training
         kwargs = dict(module.QUICK) if args.quick else {}
         kwargs.update({k: v for k, v in (("size", args.size), ("repeats", args.repeats)) if v})
-        if name == "inference" and args.compile:
-            kwargs["compile"] = True
         result = module.run(args.output, threads=args.threads, **kwargs)
         print(measure.format_table(result))
         return result

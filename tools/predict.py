@@ -18,9 +18,9 @@ trashpole/predict/sequence.py for what the output folder holds (tracks.csv, summ
 
 Engine: OpenVINO on a CPU (bf16 where the CPU has it; the first use of a run's weights converts
 them and caches the result beside them), PyTorch on CUDA; --backend chooses. The PyTorch speed
-options are on or off as the run's config says (TRASHPOLE.INFERENCE) unless a flag says
-otherwise; --backend pytorch --fp32 --no-channels-last --no-fuse --no-threaded-roi-align runs
-the model exactly as detectron2 builds it. See docs/performance.md and docs/export.md.
+options (bf16 autocast, channels_last, threads) are on or off as the run's config says
+(TRASHPOLE.INFERENCE) unless a flag says otherwise; --backend pytorch --fp32 --no-channels-last
+runs the model exactly as detectron2 builds it. See docs/performance.md and docs/export.md.
 """
 
 import argparse
@@ -96,9 +96,7 @@ def parse_args(argv=None):
         default=None,
         help="OpenVINO in int8, calibrated on the run's train split (TRASHPOLE.INFERENCE.INT8)",
     )
-    speed = p.add_argument_group(
-        "speed (--bf16/--fp32: both backends; the rest: PyTorch on the CPU)"
-    )
+    speed = p.add_argument_group("speed (--bf16/--fp32: both backends; --channels-last: PyTorch)")
     switch = argparse.BooleanOptionalAction
     speed.add_argument(
         "--bf16", action=switch, default=None, help="bfloat16 where the CPU has it natively"
@@ -107,15 +105,6 @@ def parse_args(argv=None):
         "--fp32", dest="bf16", action="store_const", const=False, help="same as --no-bf16"
     )
     speed.add_argument("--channels-last", action=switch, default=None, help="NHWC convolutions")
-    speed.add_argument(
-        "--fuse", action=switch, default=None, help="fold norms, fuse conv+ReLU(+add) (exact)"
-    )
-    speed.add_argument(
-        "--threaded-roi-align", action=switch, default=None, help="ROIAlign over the threads"
-    )
-    speed.add_argument(
-        "--compile", action=switch, default=None, help="torch.compile the backbone (slow start)"
-    )
     speed.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
     speed.add_argument(
         "--proposals",
@@ -147,9 +136,6 @@ def speed_opts_of(args) -> list:
         channels_last=args.channels_last,
         threads=args.threads,
         proposals=args.proposals,
-        fuse=args.fuse,
-        threaded_roi_align=args.threaded_roi_align,
-        compile=args.compile,
     )
 
 

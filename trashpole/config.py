@@ -31,6 +31,14 @@ COCO_WEIGHTS = (
 OPTIMIZERS = ("Adam", "AdamW", "SGD")
 
 
+# keys that trashpole no longer has; yacs skips them with a warning where a config sets them
+REMOVED_KEYS = (
+    "TRASHPOLE.INFERENCE.FUSE",
+    "TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN",
+    "TRASHPOLE.INFERENCE.COMPILE",
+)
+
+
 def add_trashpole_config(cfg: CN) -> None:
     """
     Add trashpole's keys to a detectron2 config, in place. Every schedule key in epochs is turned
@@ -96,25 +104,17 @@ def add_trashpole_config(cfg: CN) -> None:
     # tracks are those of one image at a time). 1 predicts one at a time.
     cfg.TRASHPOLE.INFERENCE.WORKERS = 2
     # Speed options of the PyTorch backend (never of training or of the evaluations during
-    # training); each can be switched off; measured in docs/performance.md.
-    # Run under CPU bfloat16 autocast with bf16 weights. Used only where the CPU has native bf16
-    # (AVX-512 BF16 or AMX, probed at run time); elsewhere ignored with a warning (emulated bf16
-    # is slower than fp32), so True means "bf16 where the CPU does it natively".
+    # training): PyTorch's generic switches, each of which can be switched off. On a CPU the
+    # engine is OpenVINO (BACKEND auto), which only reads BF16; measured in docs/performance.md.
+    # Run under CPU bfloat16 autocast (the parts that need fp32 stay fp32). Used only where the
+    # CPU has native bf16 (AVX-512 BF16 or AMX, probed at run time); elsewhere ignored with a
+    # warning (emulated bf16 is slower than fp32), so True means "bf16 where the CPU does it
+    # natively". OpenVINO: bf16 inference precision under the same rule.
     cfg.TRASHPOLE.INFERENCE.BF16 = True
     # Convert the model to channels_last (NHWC) memory format, oneDNN's native layout.
     cfg.TRASHPOLE.INFERENCE.CHANNELS_LAST = True
-    # Fold every frozen/eval-mode norm into its convolution and run conv+ReLU(+residual add) as
-    # one oneDNN call (exact up to fp32 rounding; inference-only models).
-    cfg.TRASHPOLE.INFERENCE.FUSE = True
-    # Split ROIAlign's boxes over the torch threads (bit-identical to the serial op) when a level
-    # gets at least 64 boxes.
-    cfg.TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN = True
     # torch intra-op threads for inference; 0 leaves torch's default (one per core).
     cfg.TRASHPOLE.INFERENCE.NUM_THREADS = 0
-    # torch.compile (Inductor, with weight freezing) the backbone + FPN of an inference-only
-    # model. The first image then pays the compilation (tens of seconds; see
-    # docs/performance.md), so it is off by default; worth it for long runs.
-    cfg.TRASHPOLE.INFERENCE.COMPILE = False
     # Sliced inference of large photos (trashpole.predict.slicing; the merge rule in
     # trashpole.predict.merge): overlapping slices at the model's input size, run in batches,
     # plus one whole-image pass, merged so that each object comes out once with its whole mask.
@@ -135,6 +135,12 @@ def add_trashpole_config(cfg: CN) -> None:
     cfg.TRASHPOLE.INFERENCE.SLICE.BATCH = 4
     # auto's threshold: the shrink factor of the whole-image pass (> 1) from which auto slices.
     cfg.TRASHPOLE.INFERENCE.SLICE.AUTO_MIN_SHRINK = 2.0
+
+    # Keys of the PyTorch inference path that OpenVINO replaced (hand-fused convolutions,
+    # threaded ROIAlign at inference, torch.compile): a run's config.yaml written before still
+    # loads, and the key is ignored with a warning.
+    for key in REMOVED_KEYS:
+        cfg.register_deprecated_key(key)
 
     cfg.TRASHPOLE.TRAIN = CN()
     # Speed options of training (the trainer's model; bit-identical, so on by default).

@@ -118,7 +118,7 @@ def describe_pytorch(cfg: CfgNode) -> str:
 
     options = cfg.TRASHPOLE.INFERENCE
     parts = ["pytorch", "bf16" if use_bf16(cfg) else "fp32"]
-    parts += [n.lower() for n in ("CHANNELS_LAST", "FUSE", "COMPILE") if options.get(n)]
+    parts += ["channels_last"] if options.CHANNELS_LAST else []
     return " ".join(parts)
 
 

@@ -1,4 +1,5 @@
-"""Speed and segm AP of each speed option on a trained run (``tools/benchmark.py accuracy``)."""
+"""Speed and segm AP of each backend and precision on a trained run (``tools/benchmark.py
+accuracy``)."""
 
 import contextlib
 import logging
@@ -30,33 +31,19 @@ def _nothing() -> Iterator[Dict]:
 
 
 def default_variants() -> Dict[str, List[str]]:
-    """Speed choices to compare on a trained run: name -> config overrides (run's config first,
-    these after). The first, the baseline of every delta, is fp32 NCHW with the exact fusions;
-    every other variant changes one thing from it (or says what it combines). ``size=N`` entries
-    set the test input size (see :func:`set_test_size`)."""
+    """Backends and precisions to compare on a trained run: name -> config overrides (run's config
+    first, these after). The first, the baseline of every delta, is the PyTorch backend in fp32
+    NCHW (detectron2's model as built); ``size=N`` entries would set the test input size (see
+    :func:`set_test_size`)."""
 
     pt = backend_opts("pytorch")
-    fp32 = pt + fp32_opts()
+    ov = backend_opts("openvino")
     return {
-        "fp32 (NCHW, exact fusions)": fp32,
-        "plain detectron2 (fp32, nothing fused)": pt + fp32_opts(plain=True),
-        "channels_last": pt + speed_opts(bf16=False, channels_last=True),
-        "bf16": pt + speed_opts(bf16=True, channels_last=False),
-        "bf16 + channels_last": pt + speed_opts(bf16=True, channels_last=True),
-        "bf16 + channels_last + compile": pt
-        + speed_opts(bf16=True, channels_last=True, compile=True),
-        "config defaults": [],
-        "openvino f32": backend_opts("openvino") + speed_opts(bf16=False),
-        "openvino bf16": backend_opts("openvino") + speed_opts(bf16=True),
+        "pytorch fp32": pt + fp32_opts(),
+        "pytorch bf16 + channels_last": pt + speed_opts(bf16=True, channels_last=True),
+        "openvino f32": ov + speed_opts(bf16=False),
+        "openvino bf16": ov + speed_opts(bf16=True),
         "openvino int8": backend_opts("openvino", int8=True) + speed_opts(bf16=True),
-        "1 thread": fp32 + speed_opts(threads=1),
-        "ROIAlign adaptive (ratio 0)": fp32 + speed_opts(sampling_ratio=0),
-        "ROIAlign ratio 2": fp32 + speed_opts(sampling_ratio=2),
-        "1000 proposals": fp32 + speed_opts(proposals=1000),
-        "300 proposals": fp32 + speed_opts(proposals=300),
-        "100 proposals": fp32 + speed_opts(proposals=100),
-        "input 320": fp32 + ["size=320"],
-        "input 448": fp32 + ["size=448"],
     }
 
 

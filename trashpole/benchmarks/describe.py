@@ -67,12 +67,11 @@ def describe_model(model: Any) -> Dict[str, Any]:
     Returns:
         ``library`` ("trashpole" or "torchvision"), ``arch`` ("R50-FPN"...), ``weights_dtype``
         (of the convolutions: "fp32", "bf16" or "mixed"), ``channels_last`` (the 3x3 conv
-        weights are NHWC), ``fused`` (class name -> count of fused modules), ``norm_layers``
-        (norm modules left, after any folding), ``threaded_roi_align`` (count),
+        weights are NHWC), ``norm_layers`` (norm modules), ``threaded_roi_align`` (count),
         ``sampling_ratios`` (sorted list of ROIAlign samples per bin; 0 = adaptive),
         ``proposals`` and ``detections`` (at test time), ``train_proposals``,
-        ``trainable_fraction`` (of the parameters), ``threads`` (torch's, now),
-        ``compiled_backbone`` (``torch.compile`` wraps the backbone) and ``indexed_gt_masks``
+        ``trainable_fraction`` (of the parameters), ``threads`` (torch's, now) and
+        ``indexed_gt_masks``
         (training bitmask targets reach the mask loss as an index, not a copy per RoI: always in
         torchvision, with ``TRASHPOLE.TRAIN.INDEXED_GT_MASKS`` in trashpole).
     """
@@ -102,9 +101,6 @@ def describe_model(model: Any) -> Dict[str, Any]:
         "channels_last": bool(square)
         and all(w.is_contiguous(memory_format=torch.channels_last) for w in square)
         and not square[0].is_contiguous(),
-        "fused": dict(
-            Counter(type(m).__name__ for m in model.modules() if "Fused" in type(m).__name__)
-        ),
         "norm_layers": len(norms),
         "threaded_roi_align": sum(type(m).__name__ == "_ThreadedROIAlign" for m in aligns),
         "sampling_ratios": sorted({int(m.sampling_ratio) for m in aligns}),
@@ -114,7 +110,6 @@ def describe_model(model: Any) -> Dict[str, Any]:
         "trainable_fraction": sum(p.numel() for p in params if p.requires_grad)
         / max(1, sum(p.numel() for p in params)),
         "threads": torch.get_num_threads(),
-        "compiled_backbone": hasattr(model.backbone, "_orig_mod"),
         "indexed_gt_masks": _is_torchvision(model) or _indexes_gt_masks(model),
     }
 
@@ -156,23 +151,18 @@ def observe_features(model: Any) -> Iterator[Dict[str, Any]]:
 def label(setup: Dict[str, Any], seen: Dict[str, Any], training: bool = False) -> str:
     """
     A table label from :func:`describe_model` and :func:`observe_features`, e.g. ``trashpole
-    R50-FPN: bf16, NHWC, fused x22, norms folded, ROIAlign 2 threaded, 1000 prop, 2 thr``
-    ("bf16 autocast" where the weights stayed fp32). With ``training``, the training proposals,
-    the way bitmask targets reach the mask loss, and the trainable share of the parameters instead
-    of the fusions (which only inference uses).
+    R50-FPN: bf16 autocast, NHWC, ROIAlign 2, 1000 prop, 2 thr`` ("bf16 autocast" where the
+    weights stayed fp32). With ``training``, the training proposals, the norms, the way bitmask
+    targets reach the mask loss, and the trainable share of the parameters.
     """
     compute = seen.get("feature_dtype", "?")
     dtype = compute if compute == setup["weights_dtype"] else f"{compute} autocast"
     parts = [dtype, "NHWC" if seen.get("feature_channels_last") else "NCHW"]
-    fused = sum(setup["fused"].values())
-    if not training:
-        parts.append(f"fused x{fused}" if fused else "unfused")
-    parts.append("norms folded" if setup["norm_layers"] == 0 else f"{setup['norm_layers']} norms")
+    if training:
+        parts.append(f"{setup['norm_layers']} norms")
     ratios = "/".join("adaptive" if r == 0 else str(r) for r in setup["sampling_ratios"])
     threaded = " threaded" if setup["threaded_roi_align"] else ""
     parts.append(f"ROIAlign {ratios}{threaded}")
-    if setup.get("compiled_backbone"):
-        parts.append("compiled backbone")
     if training:
         parts.append(f"{setup['train_proposals']} prop")
         if "indexed_gt_masks" in setup:

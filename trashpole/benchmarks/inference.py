@@ -95,31 +95,26 @@ class Contender:
     note: str = ""
 
 
-def fast_opts() -> List[str]:
-    """The PyTorch backend's fastest settings that keep the work equal (1000 proposals, 100
-    masks): bf16 (where the CPU has it natively), channels_last, fused convolutions, threaded
-    ROIAlign with 2x2 samples per bin."""
+def pytorch_opts() -> List[str]:
+    """The PyTorch backend's default switches with equal work (1000 proposals, 100 masks, ROIAlign
+    2x2 samples per bin): bf16 autocast (where the CPU has it natively), channels_last. The same
+    generic switches as the peer's "switches" row."""
 
     return backend_opts("pytorch") + speed_opts(
-        bf16=precision.bf16_supported(),
-        channels_last=True,
-        sampling_ratio=2,
-        fuse=True,
-        threaded_roi_align=True,
+        bf16=precision.bf16_supported(), channels_last=True, sampling_ratio=2
     )
 
 
 def default_contenders() -> List[Contender]:
-    """torchvision's R50-FPN plain and with the generic switches, and trashpole's R50-FPN (same
-    network) as detectron2 builds it, in fp32 with the exact fusions, with the generic switches
-    only, and fast; all with ROIAlign sampling 2 as torchvision."""
+    """torchvision's R50-FPN plain, with the generic switches, and on OpenVINO; trashpole's R50-FPN
+    (the same network, but for ``STRIDE_IN_1X1``) as detectron2 builds it (fp32), with the PyTorch
+    backend's default switches, and on OpenVINO (the default on a CPU) in float and int8; all
+    with ROIAlign sampling 2 as torchvision."""
 
     from trashpole.predict.openvino import precision_for
 
     bf16 = precision.bf16_supported()
     ratio2 = speed_opts(sampling_ratio=2)
-    pt = backend_opts("pytorch")
-    switches = speed_opts(bf16=bf16, channels_last=True, fuse=False, threaded_roi_align=False)
     ov = backend_opts("openvino") + ratio2
     return [
         Contender("torchvision plain", "torchvision", note="the peer as built"),
@@ -136,12 +131,20 @@ def default_contenders() -> List[Contender]:
             precision=precision_for(True),
             note="the peer on the same engine at the same precision",
         ),
-        Contender("trashpole plain", "trashpole", R50_CONFIG, pt + fp32_opts(True) + ratio2),
         Contender(
-            "trashpole fp32", "trashpole", R50_CONFIG, pt + fp32_opts() + ratio2, note="exact"
+            "trashpole plain",
+            "trashpole",
+            R50_CONFIG,
+            backend_opts("pytorch") + fp32_opts() + ratio2,
+            note="detectron2's model as built",
         ),
-        Contender("trashpole switches", "trashpole", R50_CONFIG, pt + switches + ratio2),
-        Contender("trashpole fast", "trashpole", R50_CONFIG, fast_opts(), note="PyTorch default"),
+        Contender(
+            "trashpole pytorch",
+            "trashpole",
+            R50_CONFIG,
+            pytorch_opts(),
+            note="PyTorch backend default: the peer's switches",
+        ),
         Contender("trashpole openvino", "trashpole", R50_CONFIG, ov, note="the default on a CPU"),
         Contender(
             "trashpole openvino int8",
@@ -260,14 +263,6 @@ def _prepare(contender: Contender, image: np.ndarray, size: int, proposals: int,
     raise ValueError(f"unknown contender family {contender.family!r}; use trashpole or torchvision")
 
 
-def compiled_contenders() -> List[Contender]:
-    """trashpole's fast setting with the backbone + FPN compiled (``TRASHPOLE.INFERENCE.COMPILE``:
-    norms folded, Inductor fuses the rest); its ``first_call_s`` holds the compilation."""
-
-    compiled = fast_opts() + speed_opts(compile=True)
-    return [Contender("trashpole fast compiled", "trashpole", R50_CONFIG, compiled)]
-
-
 def _observed_run(predict, model) -> Dict[str, Any]:
     """One more call of ``predict``, recording what it computed (:func:`observe_features`;
     an OpenVINO model's runtime graph is read by :func:`describe_openvino` instead)."""
@@ -293,8 +288,7 @@ def count_gmac(model: Any, inputs: list) -> Optional[float]:
 
     Args:
         model: a detectron2 or torchvision detection model in eval mode, or a
-            :class:`TrashPolePredictor`, whose model is counted in its plain fp32 form (the fused
-            oneDNN calls of the speed options do the same work but are opaque to the counter).
+            :class:`TrashPolePredictor`, whose model is counted in its plain fp32 form.
         inputs: the model's input list for one image.
 
     Returns:
@@ -327,7 +321,6 @@ def run(
     proposals: int = 1000,
     detections: int = 100,
     seed: int = 0,
-    compile: bool = False,
 ) -> Dict[str, Any]:
     """
     Time one image through each contender, alternating, and write ``inference_benchmark.json``.
@@ -344,15 +337,13 @@ def run(
         detections: detections that reach the mask head, in every contender (with score
             threshold 0 each image yields exactly this many).
         seed: seed of the image and the random weights.
-        compile: add :func:`compiled_contenders` to the contenders.
 
     Returns:
         dict with ``size``, ``proposals``, ``detections``, ``threads``, ``load_before`` and
         ``load_after`` (load averages), ``machine`` (:func:`machine_info`), ``matmul_peak`` and
         ``contenders``: name -> ``label`` (what ran, read from the model), ``setup``
         (:func:`describe_model`), ``seen`` (:func:`observe_features`), ``median_s``,
-        ``first_call_s`` (the first prediction after building: oneDNN's kernel choice, and
-        compilation where there is one), ``min_s``, ``max_s``, ``times_s``, ``detections``,
+        ``first_call_s`` (the first prediction after building: oneDNN's kernel choice), ``min_s``, ``max_s``, ``times_s``, ``detections``,
         ``gmac``, ``gflops``,
         ``peak_fraction``, ``conv_peak_fraction``, ``peak_rss_mb``, ``extra_rss_mb`` (see
         :func:`measure_memory`) and ``speedup_vs_torchvision`` /
@@ -361,8 +352,6 @@ def run(
     if threads > 0:
         torch.set_num_threads(threads)
     contenders = list(contenders or default_contenders())
-    if compile:
-        contenders += compiled_contenders()
     image = street_image(size, seed)
     result: Dict[str, Any] = {
         "benchmark": "inference",

@@ -5,9 +5,7 @@ the rest), for the same contenders and equal work as :mod:`trashpole.benchmarks.
 Mask pasting is what runs inside the postprocessing that pastes the masks into the image
 (detectron2's ``detector_postprocess``, torchvision's ``paste_masks_in_image``), found through
 a profiler scope around it; every other category is read from the op's name. torch.profiler
-does not see the threads of trashpole's threaded ROIAlign: its scope in the calling thread
-(``trashpole::roi_align_threaded``) counts their wall time as ROIAlign instead. Self times are
-summed over the threads the profiler sees; the shares are of that total. The profiler adds its own overhead: the
+sums self times over the threads it sees; the shares are of that total. The profiler adds its own overhead: the
 wall time here is a little above the inference benchmark's."""
 
 import contextlib
@@ -18,7 +16,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import torch
 
 from trashpole.benchmarks.describe import describe_model, label, observe_features
-from trashpole.benchmarks.inference import Contender, _prepare, fast_opts
+from trashpole.benchmarks.inference import Contender, _prepare, pytorch_opts
 from trashpole.benchmarks.measure import (
     R50_CONFIG,
     load_average,
@@ -43,14 +41,15 @@ QUICK = {"size": 64, "warmup": 0, "proposals": 50, "detections": 5}
 
 
 def default_contenders() -> List[Contender]:
-    """trashpole's R50-FPN in fp32 (exact fusions) and fast, and the peer with the same
-    switches as fast; equal work as in the inference benchmark (ROIAlign sampling 2)."""
+    """trashpole's R50-FPN on the PyTorch backend in fp32 and with its default switches, and the
+    peer with the same switches; equal work as in the inference benchmark (ROIAlign sampling 2).
+    The OpenVINO backend's profile: :mod:`trashpole.benchmarks.profile_openvino`."""
 
     ratio2 = speed_opts(sampling_ratio=2)
     pytorch = backend_opts("pytorch")  # torch.profiler sees inside the PyTorch backend only
     return [
         Contender("trashpole fp32", "trashpole", R50_CONFIG, pytorch + fp32_opts() + ratio2),
-        Contender("trashpole fast", "trashpole", R50_CONFIG, fast_opts()),
+        Contender("trashpole pytorch", "trashpole", R50_CONFIG, pytorch_opts()),
         Contender(
             "torchvision switches",
             "torchvision",

@@ -1,20 +1,19 @@
 """
-CPU speed options of the predictor and the evaluation path: ``cfg.TRASHPOLE.INFERENCE``.
+CPU speed options of the PyTorch backend (``cfg.TRASHPOLE.INFERENCE``) and of training.
 
-``cfg.TRASHPOLE.INFERENCE`` holds the choices (bf16 autocast, channels_last, norm folding and fused
-convolutions, threaded ROIAlign, thread count), each of which can be switched off;
-:func:`apply_inference_options` prepares a model for them once, and :func:`inference_autocast`
-opens the bf16 region around each forward. Whatever runs in bf16, the parts that need fp32 stay
-in fp32: the box predictor (scores and box deltas), the RPN's outputs before decoding and NMS,
-ROIAlign (its boxes would otherwise be rounded to bf16, ~4 px steps at 640 px) and the mask
-probabilities that are pasted into the image. The outputs are therefore fp32 boxes and scores and
-bool masks, as without the options. For an inference-only model it also folds norms, fuses
-conv+ReLU(+add) and spreads ROIAlign over the threads (exact; tests/test_speed_exact.py compares
-each with detectron2's plain fp32 outputs). Measurements: docs/performance.md.
+The PyTorch backend gets the generic switches only (bf16 autocast where the CPU has native bf16,
+channels_last, thread count); on a CPU the inference engine is OpenVINO
+(:mod:`trashpole.predict.openvino`), which replaced the hand-written fusions, bf16 weight casting,
+threaded ROIAlign at inference and ``torch.compile`` of the backbone (docs/performance.md).
+:func:`apply_inference_options` prepares a model once, :func:`inference_autocast` opens the bf16
+region around each forward. Whatever runs in bf16, the parts that need fp32 stay in fp32: the box
+predictor (scores and box deltas), the RPN's outputs before decoding and NMS, ROIAlign (its boxes
+would otherwise be rounded to bf16, ~4 px steps at 640 px) and the mask probabilities that are
+pasted into the image; training's bf16 autocast uses the same guards.
 
-Modules: ``precision`` (bf16 and the fp32 guards), ``fusion`` (norm folding, fused layers),
-``threads`` (thread count, threaded ROIAlign), ``options`` (the config applied to a model);
-for training, ``gt_masks`` (bitmask targets without a copy per proposal).
+Modules: ``precision`` (bf16 and the fp32 guards), ``threads`` (thread count, threaded ROIAlign
+for training), ``options`` (the config applied to a model); for training, ``gt_masks`` (bitmask
+targets without a copy per proposal).
 
 Typical use::
 
@@ -23,18 +22,15 @@ Typical use::
         outputs = model(inputs)
 """
 
-from trashpole.speed.fusion import fuse_conv_activations, fuse_conv_norm
 from trashpole.speed.gt_masks import IndexedBitMasks, index_gt_masks
 from trashpole.speed.options import (
     apply_inference_options,
-    compile_backbone,
     fp32_opts,
     set_test_size,
     speed_opts,
 )
 from trashpole.speed.precision import (
     bf16_supported,
-    cast_weights_to_bf16,
     cpu_features,
     inference_autocast,
     install_fp32_guards,
@@ -47,12 +43,8 @@ __all__ = [
     "IndexedBitMasks",
     "apply_inference_options",
     "bf16_supported",
-    "cast_weights_to_bf16",
-    "compile_backbone",
     "cpu_features",
     "fp32_opts",
-    "fuse_conv_activations",
-    "fuse_conv_norm",
     "index_gt_masks",
     "inference_autocast",
     "install_fp32_guards",

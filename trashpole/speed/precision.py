@@ -1,4 +1,4 @@
-"""bf16 on the CPU: whether the CPU has it, the autocast region, bf16 weights, and the fp32 guards
+"""bf16 on the CPU: whether the CPU has it, the autocast region, and the fp32 guards
 that keep boxes, scores, ROIAlign and mask probabilities in fp32."""
 
 import contextlib
@@ -93,42 +93,6 @@ def use_bf16(cfg: CfgNode) -> bool:
     """``TRASHPOLE.INFERENCE.BF16``, unless the CPU lacks native bf16 (then it would only slow
     things down, so fp32 is used)."""
     return bool(cfg.TRASHPOLE.INFERENCE.BF16) and bf16_supported()
-
-
-def cast_weights_to_bf16(model: nn.Module) -> int:
-    """
-    Store the weights and biases of the convolutions and linear layers in bf16, in place, so that
-    autocast does not cast them again at every forward (~44M values for R50-FPN). The model then
-    runs only under :func:`inference_autocast`; a pre-hook says so if it is called without.
-    Norm layers and the box predictor stay fp32. For inference-only models (as norm folding).
-
-    Args:
-        model: a model prepared by :func:`install_fp32_guards`.
-
-    Returns:
-        how many layers were cast.
-    """
-    count = 0
-    fp32 = {id(m) for p in model.modules() if isinstance(p, _Fp32BoxPredictor) for m in p.modules()}
-    for module in model.modules():
-        if id(module) in fp32:
-            continue
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            for param in (module.weight, module.bias):
-                if param is not None:
-                    param.data = param.data.to(torch.bfloat16)
-            count += 1
-    if count:
-        model.register_forward_pre_hook(_require_autocast)
-    return count
-
-
-def _require_autocast(module: nn.Module, args: tuple) -> None:
-    if not torch.is_autocast_enabled("cpu"):
-        raise RuntimeError(
-            "this model holds bf16 weights (TRASHPOLE.INFERENCE.BF16 was set when it was "
-            "prepared): call it inside trashpole.speed.inference_autocast(cfg)"
-        )
 
 
 def install_fp32_guards(model: nn.Module) -> None:
