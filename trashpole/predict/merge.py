@@ -23,11 +23,25 @@ the model kept apart are never merged, so two bins side by side stay two even wh
 (a blurred whole-image mask) overlaps both.
 
 **One instance per group.** Class: the pieces' class. Score: the highest score of its pieces.
-Mask: the union of its slice pieces, plus the whole-image piece's pixels that lie outside every
-slice window in which the group has a piece (a slice sees the object at the model's native
-resolution, so where one saw it its mask is kept; the whole-image pass fills in the parts of a
-large object that no slice detected). Box: the box of that mask, ``[x0, y0, x1 + 1, y1 + 1]`` of
-its first and last pixels, as detectron2's ``BitMasks.get_bounding_boxes``.
+Mask, in one of two ways:
+
+- *the whole-image pass resolved it*: when the group holds a whole-image piece whose mean thickness
+  (mask area over the longer side of its box) is at least ``whole_side`` (default 0.1) times the
+  slice side, the instance is that piece's mask and box. The whole pass sees such an object at the scale the model was trained at, while
+  each slice sees only a part of it, magnified (on the high-resolution synthetic set, letting the
+  slices' pieces replace its mask lost 8 points of large-object AP, docs/slicing.md);
+- *otherwise* (a small or thin object, or one the whole pass missed): the union of its slice
+  pieces, plus the whole-image piece's pixels that lie outside every slice window in which the
+  group has a piece (a slice sees the object at the model's native resolution, so where one saw
+  it its mask is kept; the whole-image pass fills in the parts that no slice detected).
+
+Box: the box of that mask, ``[x0, y0, x1 + 1, y1 + 1]`` of its first and last pixels, as
+detectron2's ``BitMasks.get_bounding_boxes``.
+
+**Fragments.** An instance made of slice pieces only that lies inside an instance the whole pass
+resolved (intersection over its own mask >= ``ios``, same class) is a part of that object that a
+slice detected on its own (a slice can return two parts of one large object, which the grouping
+keeps apart): it is dropped.
 
 Objects cut by a slice edge are merged through the overlap of the slices (overlap > 0) or through
 the whole-image pass; with neither, their pieces stay apart.
@@ -43,6 +57,10 @@ import numpy as np
 EDGE_IOU = 0.5
 # Intersection over the smaller mask at which two pieces are one object.
 IOS = 0.7
+# Mean thickness of a whole-image piece (mask area over its box's longer side), as a share of the
+# slice side, from which the whole-image pass gives the object's mask (see "One instance per
+# group").
+WHOLE_SIDE = 0.1
 
 Window = Tuple[int, int, int, int]  # (x0, y0, x1, y1) in image pixels, x1 and y1 excluded
 
@@ -202,17 +220,39 @@ def group_pieces(
     return list(groups.values())
 
 
-def unite(group: Sequence[Piece]) -> Piece:
+def resolved_whole(group: Sequence[Piece], whole_side: float = WHOLE_SIDE) -> Optional[Piece]:
+    """The group's whole-image piece when the whole pass resolved the object: its mean thickness
+    (mask area over the longer side of its box, so that a slanted pole counts as thin) is at least
+    ``whole_side`` x the side of the group's slices. None otherwise."""
+    whole = [p for p in group if p.whole]
+    sides = [p.window[2] - p.window[0] for p in group if not p.whole]
+    if not whole or not sides:
+        return whole[0] if whole else None
+    thickness = whole[0].area / max(whole[0].mask.shape)
+    return whole[0] if thickness >= whole_side * max(sides) else None
+
+
+def unite(group: Sequence[Piece], whole_side: float = WHOLE_SIDE) -> Piece:
     """
-    One instance from the pieces of one object (the last paragraph of the module docstring).
+    One instance from the pieces of one object (the paragraph "One instance per group" of the
+    module docstring).
 
     Args:
         group: pieces of one class, at most one of them from the whole-image pass.
+        whole_side: see :data:`WHOLE_SIDE`.
 
     Returns:
         a piece whose window is the hull of the group's windows, ``whole`` False, mask cut to
         its box.
     """
+    windows = np.array([p.window for p in group])
+    window = (*windows[:, :2].min(axis=0).tolist(), *windows[:, 2:].max(axis=0).tolist())
+    score = max(p.score for p in group)
+    resolved = resolved_whole(group, whole_side)
+    if resolved is not None:
+        merged = make_piece(resolved.mask, resolved.box, False, resolved.category, score)
+        merged.window = window
+        return merged
     boxes = np.array([p.box for p in group])
     hull = (*boxes[:, :2].min(axis=0).tolist(), *boxes[:, 2:].max(axis=0).tolist())
     canvas = np.zeros((hull[3] - hull[1], hull[2] - hull[0]), bool)
@@ -229,25 +269,44 @@ def unite(group: Sequence[Piece]) -> Piece:
             if inside is not None:
                 fill[inside[1] - y0 : inside[3] - y0, inside[0] - x0 : inside[2] - x0] = False
         target |= fill
-    windows = np.array([p.window for p in group])
-    window = (*windows[:, :2].min(axis=0).tolist(), *windows[:, 2:].max(axis=0).tolist())
-    merged = make_piece(canvas, hull, False, group[0].category, max(p.score for p in group))
+    merged = make_piece(canvas, hull, False, group[0].category, score)
     merged.window = window
     return merged
 
 
+def _inside(a: Piece, b: Piece) -> float:
+    """Intersection of the masks of ``a`` and ``b`` over the mask of ``a``."""
+    meet = _intersect(a.box, b.box)
+    if meet is None:
+        return 0.0
+    return int(np.count_nonzero(_crop(a, meet) & _crop(b, meet))) / a.area
+
+
 def merge_pieces(
-    pieces: Sequence[Piece], edge_iou: float = EDGE_IOU, ios: float = IOS
+    pieces: Sequence[Piece],
+    edge_iou: float = EDGE_IOU,
+    ios: float = IOS,
+    whole_side: float = WHOLE_SIDE,
 ) -> List[Piece]:
     """
     The merge rule of the module docstring: pieces of every pass -> one piece per object.
 
     Args:
         pieces: the pieces of every pass over one image.
-        edge_iou, ios: the pairing thresholds.
+        edge_iou, ios: the pairing thresholds (``ios`` also finds the fragments).
+        whole_side: see :data:`WHOLE_SIDE`.
 
     Returns:
         one piece per object, highest score first (ties: in the order of their first piece).
     """
-    merged = [unite([pieces[i] for i in g]) for g in group_pieces(pieces, edge_iou, ios)]
-    return sorted(merged, key=lambda p: -p.score)
+    groups = [[pieces[i] for i in g] for g in group_pieces(pieces, edge_iou, ios)]
+    merged = [unite(g, whole_side) for g in groups]
+    resolved = [m for m, g in zip(merged, groups) if resolved_whole(g, whole_side) is not None]
+    fragments = {
+        k
+        for k, (m, g) in enumerate(zip(merged, groups))
+        if not any(p.whole for p in g)
+        and any(r.category == m.category and _inside(m, r) >= ios for r in resolved)
+    }
+    kept = [m for k, m in enumerate(merged) if k not in fragments]
+    return sorted(kept, key=lambda p: -p.score)
