@@ -129,14 +129,26 @@ def test_bf16_model_keeps_fp32_weights_and_runs_under_autocast(tmp_path):
     assert seen == [torch.bfloat16] and instances.scores.dtype == torch.float32
 
 
-def test_a_run_config_with_removed_keys_still_loads(tmp_path):
+def test_a_run_config_with_removed_keys_still_loads(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from trashpole import config as config_module
+
+    monkeypatch.setattr(config_module, "_NOTED_REMOVED", set())
     config = tmp_path / "old_run.yaml"
     text = open(write_tiny_config(tmp_path)).read()
     text += "\nTRASHPOLE:\n  INFERENCE:\n    FUSE: true\n    COMPILE: false\n"
     config.write_text(text)
-    cfg = load_config(str(config), ["TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN", "True"])
+    with caplog.at_level(logging.INFO):
+        for _ in range(2):
+            cfg = load_config(str(config), ["TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN", "True"])
     assert "FUSE" not in cfg.TRASHPOLE.INFERENCE and "COMPILE" not in cfg.TRASHPOLE.INFERENCE
     assert "THREADED_ROI_ALIGN" not in cfg.TRASHPOLE.INFERENCE
+    # one line for the three keys, once per process; no warning per merge
+    notes = [r for r in caplog.records if "no longer exist" in r.getMessage()]
+    assert len(notes) == 1 and notes[0].levelno == logging.INFO
+    assert all(key in notes[0].getMessage() for key in config_module.REMOVED_KEYS)
+    assert not [r for r in caplog.records if r.getMessage().startswith("Deprecated config key")]
     with pytest.raises(ValueError, match="unknown config key TRASHPOLE.INFERENCE.FUSED"):
         load_config(str(config), ["TRASHPOLE.INFERENCE.FUSED", "True"])
 

@@ -6,11 +6,12 @@ Setup order (always): ``get_cfg()`` -> :func:`add_trashpole_config` -> detectron
 (:func:`resolve_epochs`) -> ``freeze()``.
 """
 
+import contextlib
 import difflib
 import logging
 import math
 import os
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import torch
 import yaml
@@ -31,7 +32,8 @@ COCO_WEIGHTS = (
 OPTIMIZERS = ("Adam", "AdamW", "SGD")
 
 
-# keys that trashpole no longer has; yacs skips them with a warning where a config sets them
+# keys that trashpole no longer has (OpenVINO replaced the hand-written PyTorch inference
+# options); a config that sets one still loads, and load_config says once that it is ignored
 REMOVED_KEYS = (
     "TRASHPOLE.INFERENCE.FUSE",
     "TRASHPOLE.INFERENCE.THREADED_ROI_ALIGN",
@@ -242,8 +244,9 @@ def load_config(config_file: str, opts: Optional[Sequence[str]] = None) -> CN:
     cfg = get_cfg()
     add_trashpole_config(cfg)
     cfg.merge_from_file(zoo_config_file(ZOO_BASE_CONFIG))
-    _merge(cfg, config_file, lambda: cfg.merge_from_file(config_file))
-    _merge(cfg, "command-line opts", lambda: cfg.merge_from_list(list(opts or [])))
+    with _removed_keys_noted(config_file):
+        _merge(cfg, config_file, lambda: cfg.merge_from_file(config_file))
+        _merge(cfg, "command-line opts", lambda: cfg.merge_from_list(list(opts or [])))
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.info("No CUDA device: MODEL.DEVICE set to cpu")
         cfg.MODEL.DEVICE = "cpu"
@@ -253,6 +256,45 @@ def load_config(config_file: str, opts: Optional[Sequence[str]] = None) -> CN:
             f"{list(OPTIMIZERS)}"
         )
     return cfg
+
+
+_NOTED_REMOVED: set = set()
+
+
+class _DeprecationNotes(logging.Filter):
+    """Takes yacs's "Deprecated config key (ignoring): KEY" warnings (one per merge of a key in
+    REMOVED_KEYS) off the log and keeps the keys."""
+
+    def __init__(self):
+        super().__init__()
+        self.keys: List[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Deprecated config key"):
+            self.keys.append(message.rsplit(":", 1)[-1].strip())
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _removed_keys_noted(source: str) -> Iterator[None]:
+    """Within the block, merging a removed key logs one INFO line per key and process instead of
+    yacs's warning at every merge."""
+    notes = _DeprecationNotes()
+    yacs_logger = logging.getLogger("yacs.config")
+    yacs_logger.addFilter(notes)
+    try:
+        yield
+    finally:
+        yacs_logger.removeFilter(notes)
+    new = [k for k in dict.fromkeys(notes.keys) if k not in _NOTED_REMOVED]
+    if new:
+        _NOTED_REMOVED.update(new)
+        logger.info(
+            f"{source}: {', '.join(new)} no longer exist (OpenVINO replaced these PyTorch "
+            "inference options, docs/performance.md); ignored"
+        )
 
 
 def _merge(cfg: CN, source: str, merge: Callable[[], None]) -> None:
