@@ -125,9 +125,15 @@ def convert_stages(model: GeneralizedRCNN) -> Dict[str, Any]:
     return models
 
 
+# Bumped whenever the exported stages change (trashpole.predict.stages), so that a model cached
+# by an older trashpole is converted again. 2: blocked_layout_hint before ROIAlign.
+GRAPH_VERSION = 2
+
+
 def graph_key(cfg: CfgNode, weights: str) -> str:
     """The cache key of a run's converted model: SHA-256 of the weights file, the graph-shaping
-    config keys and the OpenVINO and trashpole versions (16 hex digits)."""
+    config keys, the OpenVINO and trashpole versions and :data:`GRAPH_VERSION` (16 hex
+    digits)."""
     import openvino as ov
 
     digest = hashlib.sha256()
@@ -135,7 +141,7 @@ def graph_key(cfg: CfgNode, weights: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     digest.update(cfg.MODEL.dump().encode())
-    digest.update(f"{cfg.INPUT.FORMAT}|{ov.__version__}|{__version__}".encode())
+    digest.update(f"{cfg.INPUT.FORMAT}|{ov.__version__}|{__version__}|{GRAPH_VERSION}".encode())
     return digest.hexdigest()[:16]
 
 
