@@ -78,6 +78,21 @@ def test_pytorch_stages_with_the_glue_are_detectron2_bit_for_bit(trained_run):
     assert torch.equal(actual.pred_masks, expected.pred_masks)
 
 
+def test_roialign_reads_features_through_the_exact_layout_hint(trained_run):
+    from trashpole.predict.stages import blocked_layout_hint
+
+    features = torch.randn(1, 16, 12, 10)
+    assert torch.equal(blocked_layout_hint(features), features)  # exact in fp32
+    run, _ = trained_run
+    cfg = open_run(run).cfg
+    models = ov_backend.convert_stages(load_weights(cfg, cfg.MODEL.WEIGHTS))
+    for stage in ("boxes", "masks"):
+        aligns = [op for op in models[stage].get_ops() if op.get_type_name() == "ROIAlign"]
+        sources = {op.input_value(0).get_node().get_type_name() for op in aligns}
+        # one ROIAlign a level, each fed by the 1x1 depthwise convolution, not by a stage input
+        assert len(aligns) == 4 and sources == {"GroupConvolution"}, (stage, sources)
+
+
 def test_openvino_f32_matches_pytorch_fp32(trained_run):
     run, images = trained_run
     _, reference = _instances(run, images, "pytorch", opts=["TRASHPOLE.INFERENCE.BF16", "False"])

@@ -242,7 +242,10 @@ def to_instances(pieces: Sequence[Piece], height: int, width: int) -> Instances:
         ``scores`` (Tensor[N] of float32), ``pred_classes`` (Tensor[N] of int64) and
         ``pred_masks`` (Tensor[N, height, width] of bool).
     """
-    masks = torch.zeros((len(pieces), height, width), dtype=torch.bool)
+    # numpy's zeros come from calloc: pages no instance writes stay the kernel's shared zero
+    # page, so N full-size masks cost what their boxes cost (torch.zeros would write every byte:
+    # 0.6 s for 338 masks of 1600x1200)
+    masks = torch.from_numpy(np.zeros((len(pieces), height, width), dtype=bool))
     for k, p in enumerate(pieces):
         x0, y0, x1, y1 = p.box
         masks[k, y0:y1, x0:x1] = torch.from_numpy(p.mask)
