@@ -11,10 +11,10 @@ import torch
 from detectron2.structures import PolygonMasks, polygons_to_bitmask
 from tiny_model import REPO, write_tiny_config
 
-from trashpole.benchmarks import accuracy
-from trashpole.benchmarks import inference as bench
-from trashpole.benchmarks import measure
-from trashpole.benchmarks.training import (
+from benchmarks import accuracy
+from benchmarks import inference as bench
+from benchmarks import measure
+from benchmarks.training import (
     detectron2_batch,
     synthetic_samples,
     torchvision_batch,
@@ -102,7 +102,7 @@ def test_quick_inference_rows_say_what_ran(quick_results):
 
 
 def test_quick_profile_breaks_the_time_down(quick_results):
-    from trashpole.benchmarks.profile import CATEGORIES
+    from benchmarks.profile import CATEGORIES
 
     out, stdout = quick_results
     result = json.loads((out / "profile_benchmark.json").read_text())
@@ -115,7 +115,7 @@ def test_quick_profile_breaks_the_time_down(quick_results):
 
 
 def test_quick_training_profile_splits_an_iteration(quick_results):
-    from trashpole.benchmarks.profile_training import CATEGORIES
+    from benchmarks.profile_training import CATEGORIES
 
     out, stdout = quick_results
     result = json.loads((out / "profile_training_benchmark.json").read_text())
@@ -151,8 +151,8 @@ class _Event:
 def test_training_profile_counts_ops_by_scope():
     """Ops inside the optimizer's scope count as optimizer time whatever their name; the scope's
     own self time is left out; other ops by name."""
-    from trashpole.benchmarks.profile import breakdown
-    from trashpole.benchmarks.profile_training import CATEGORIES
+    from benchmarks.profile import breakdown
+    from benchmarks.profile_training import CATEGORIES
 
     scope = _Event("trashpole::train_optimizer", 500)
     events = [
@@ -168,7 +168,7 @@ def test_training_profile_counts_ops_by_scope():
 
 
 def test_profile_categories():
-    from trashpole.benchmarks.profile import CATEGORIES, breakdown, categorize
+    from benchmarks.profile import CATEGORIES, breakdown, categorize
 
     assert categorize("mkldnn::_convolution_pointwise") == "conv"
     assert categorize("aten::mkldnn_convolution") == "conv"

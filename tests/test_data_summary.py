@@ -11,7 +11,7 @@ from conftest import ANNOTATION_FILE, edit_json, write_tiny_export
 from detectron2.data import DatasetCatalog
 from PIL import Image
 
-from trashpole.benchmarks import data as data_benchmark
+from benchmarks import data as data_benchmark
 from trashpole.data import (
     register_roboflow_splits,
     summarize_dataset,

@@ -15,7 +15,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import Boxes, Instances
 
-from trashpole.benchmarks.evaluation import run as run_benchmark
+from benchmarks.evaluation import run as run_benchmark
 from trashpole.evaluation import (
     compare_runs,
     format_table,

@@ -27,9 +27,11 @@ import sys
 
 from detectron2.utils.logger import setup_logger
 
-from trashpole.benchmarks import SUITES
-from trashpole.cli import add_debug_flag, run_tool
+from trashpole.cli import add_checkout_to_path, add_debug_flag, run_tool
 from trashpole.jsonio import write_json
+
+add_checkout_to_path(__file__)  # the suites in benchmarks/ are not installed with trashpole
+from benchmarks import SUITES  # noqa: E402
 
 logger = logging.getLogger("trashpole.benchmark")
 
@@ -70,7 +72,7 @@ def run_suite(name: str, args) -> dict:
     """Run one benchmark module with the command line's settings; returns its result."""
     if name in ("inference", "training"):
         # each suite loads only what it measures (the peer's model code, Chromium...)
-        from trashpole.benchmarks import inference, measure, training
+        from benchmarks import inference, measure, training
 
         module = inference if name == "inference" else training
         kwargs = dict(module.QUICK) if args.quick else {}
@@ -79,7 +81,7 @@ def run_suite(name: str, args) -> dict:
         print(measure.format_table(result))
         return result
     if name in ("profile", "profile-training", "profile-openvino"):
-        from trashpole.benchmarks import profile, profile_openvino, profile_training  # (see above)
+        from benchmarks import profile, profile_openvino, profile_training  # (see above)
 
         module = {"profile": profile, "profile-training": profile_training}.get(
             name, profile_openvino
@@ -90,13 +92,13 @@ def run_suite(name: str, args) -> dict:
         print(module.format_table(result))
         return result
     if name == "accuracy":
-        from trashpole.benchmarks import accuracy  # (one suite at a time, see above)
+        from benchmarks import accuracy  # (one suite at a time, see above)
 
         result = accuracy.run_accuracy(args.run, args.output, args.split, args.dataset_root)
         print(accuracy.format_accuracy_table(result))
         return result
     if name == "report":
-        from trashpole.benchmarks import report  # (one suite at a time, see above)
+        from benchmarks import report  # (one suite at a time, see above)
 
         kwargs = dict(report.QUICK) if args.quick else {}
         kwargs.update(
@@ -106,7 +108,7 @@ def run_suite(name: str, args) -> dict:
         print(report.format_table(result))
         return result
     if name == "tracking":
-        from trashpole.benchmarks import tracking  # (one suite at a time, see above)
+        from benchmarks import tracking  # (one suite at a time, see above)
 
         kwargs = dict(tracking.QUICK) if args.quick else {}
         kwargs.update({k: v for k, v in (("size", args.size), ("frames", args.repeats)) if v})
@@ -114,7 +116,7 @@ def run_suite(name: str, args) -> dict:
         print(tracking.format_table(result))
         return result
     if name == "folder":
-        from trashpole.benchmarks import folder  # (one suite at a time, see above)
+        from benchmarks import folder  # (one suite at a time, see above)
 
         kwargs = dict(folder.QUICK) if args.quick else {}
         kwargs.update({k: v for k, v in (("size", args.size), ("rounds", args.repeats)) if v})
@@ -124,7 +126,7 @@ def run_suite(name: str, args) -> dict:
         print(folder.format_table(result))
         return result
     if name == "slicing":
-        from trashpole.benchmarks import slicing  # (one suite at a time, see above)
+        from benchmarks import slicing  # (one suite at a time, see above)
 
         kwargs = dict(slicing.QUICK) if args.quick else {}
         kwargs.update({"rounds": args.repeats} if args.repeats else {})
@@ -132,12 +134,12 @@ def run_suite(name: str, args) -> dict:
         print(slicing.format_table(result))
         return result
     if name == "data":
-        from trashpole.benchmarks import data  # (one suite at a time, see above)
+        from benchmarks import data  # (one suite at a time, see above)
 
         num = args.num_images or (200 if args.quick else 10000)
         result = data.run(os.path.join(args.output, "data"), num_images=num)
     else:
-        from trashpole.benchmarks import evaluation  # (one suite at a time, see above)
+        from benchmarks import evaluation  # (one suite at a time, see above)
 
         kwargs = dict(num_images=5, size=(256, 256), instances=10) if args.quick else {}
         if args.num_images:

@@ -12,9 +12,9 @@ trashpole's models use ImageNet mean/std here as torchvision does.
 Equal switches: the peer runs as built (fp32, NCHW), with the generic PyTorch switches that
 trashpole's PyTorch backend uses (bf16 autocast where the CPU has native bf16, channels_last, the
 same threads), and on OpenVINO at the precision of trashpole's OpenVINO row, split and converted
-as trashpole's model is (:mod:`trashpole.benchmarks.peer_openvino`); every row has its speed-up
+as trashpole's model is (:mod:`benchmarks.peer_openvino`); every row has its speed-up
 against each. Each row's label is read from the
-model that was timed (:mod:`trashpole.benchmarks.describe`), not from the options asked for.
+model that was timed (:mod:`benchmarks.describe`), not from the options asked for.
 
 Contenders run in turn (one image each, round after round) after a warm-up, so that a change
 of load on the machine hits all of them alike; the median of the rounds is reported, with the
@@ -33,7 +33,7 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 
-from trashpole.benchmarks.describe import (
+from benchmarks.describe import (
     describe_model,
     describe_openvino,
     is_openvino,
@@ -41,7 +41,7 @@ from trashpole.benchmarks.describe import (
     observe_features,
     openvino_label,
 )
-from trashpole.benchmarks.measure import (
+from benchmarks.measure import (
     R50_CONFIG,
     imagenet_norm_opts,
     load_average,
@@ -241,7 +241,7 @@ def _prepare(contender: Contender, image: np.ndarray, size: int, proposals: int,
 
         return predict, model, [_torchvision_input(image)]
     if contender.family == "torchvision-openvino":
-        from trashpole.benchmarks.peer_openvino import TorchvisionOpenVINO
+        from benchmarks.peer_openvino import TorchvisionOpenVINO
 
         peer = TorchvisionOpenVINO(
             build_torchvision(size, proposals, detections),

@@ -17,8 +17,8 @@ from typing import Any, Dict, List
 
 import torch
 
-from trashpole.benchmarks.inference import Contender, build_trashpole
-from trashpole.benchmarks.measure import CPU_CONFIG, load_average, write_result
+from benchmarks.inference import Contender, build_trashpole
+from benchmarks.measure import CPU_CONFIG, load_average, write_result
 from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import InstanceTracker
 from trashpole.predict.synthetic_video import pan_zoom_video, truth_as_predictions

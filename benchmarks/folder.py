@@ -19,7 +19,7 @@ import cv2
 import torch
 from detectron2.modeling import build_model
 
-from trashpole.benchmarks.measure import (
+from benchmarks.measure import (
     R50_CONFIG,
     imagenet_norm_opts,
     load_average,

@@ -21,7 +21,7 @@ from trashpole.speed import cpu_features
 
 logger = logging.getLogger(__name__)
 
-REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs")
+REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 R50_CONFIG = os.path.join(REPO_CONFIGS, "mask_rcnn_R_50_FPN_reference.yaml")
 CPU_CONFIG = os.path.join(REPO_CONFIGS, "mask_rcnn_R_18_FPN_cpu_quick.yaml")
 

@@ -9,8 +9,8 @@ import statistics
 from collections import defaultdict
 from typing import Any, Dict, Optional
 
-from trashpole.benchmarks.inference import Contender, build_trashpole
-from trashpole.benchmarks.measure import (
+from benchmarks.inference import Contender, build_trashpole
+from benchmarks.measure import (
     R50_CONFIG,
     load_average,
     machine_info,

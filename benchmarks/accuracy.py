@@ -9,8 +9,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 
-from trashpole.benchmarks.describe import describe_model, label, observe_features
-from trashpole.benchmarks.measure import load_average, machine_info, write_result
+from benchmarks.describe import describe_model, label, observe_features
+from benchmarks.measure import load_average, machine_info, write_result
 from trashpole.config import load_config
 from trashpole.engine.setup import derive_from_data, register_datasets
 from trashpole.errors import UserError
@@ -86,7 +86,7 @@ def evaluate_variant(
         ``{"bbox/AP", "segm/AP", "segm/AP50", "trashpole/mIoU", "trashpole/F1", "ms_per_image",
         "images", "threads", "label", "setup", "seen"}``: the time leaves out the first two
         images (warm-up), ``images`` counts the timed ones; ``label`` says what ran, read from
-        the model (:mod:`trashpole.benchmarks.describe`).
+        the model (:mod:`benchmarks.describe`).
     """
     config, weights = resolve_run(run_dir)
     sizes = [int(o[5:]) for o in opts if o.startswith("size=")]

@@ -16,7 +16,7 @@ recipe and its fast settings, with random weights and the same generated batch f
   contender's ``opts`` and, with ``bf16``, the forward under CPU bf16 autocast (losses in fp32,
   see :func:`trashpole.speed.install_fp32_guards`).
 
-Each row's label is read from the model (:mod:`trashpole.benchmarks.describe`) and from what its
+Each row's label is read from the model (:mod:`benchmarks.describe`) and from what its
 backbone computed in the last timed step. Each contender uses its usual optimizer (SGD with
 momentum for torchvision, the recipe's Adam for trashpole) with a learning rate of 1e-7, so the
 weights barely move and every iteration does the same work. bf16 training in the trainer itself is
@@ -35,8 +35,8 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
-from trashpole.benchmarks.describe import describe_model, label, observe_features
-from trashpole.benchmarks.measure import (
+from benchmarks.describe import describe_model, label, observe_features
+from benchmarks.measure import (
     R50_CONFIG,
     imagenet_norm_opts,
     load_average,

@@ -19,10 +19,9 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
+from trashpole.data.register import ANNOTATION_FILE, register_roboflow_splits
+from trashpole.data.validation import validate_coco_json
 from trashpole.jsonio import write_json
-
-from ..data.register import ANNOTATION_FILE, register_roboflow_splits
-from ..data.validation import validate_coco_json
 
 logger = logging.getLogger(__name__)
 

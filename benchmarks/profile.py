@@ -1,6 +1,6 @@
 """Where the time of one 640x640 inference goes: torch.profiler's self CPU time of every op, by
 category (convolutions, linear layers, ROIAlign, NMS, mask pasting, copies and casts, fills,
-the rest), for the same contenders and equal work as :mod:`trashpole.benchmarks.inference`.
+the rest), for the same contenders and equal work as :mod:`benchmarks.inference`.
 
 Mask pasting is what runs inside the postprocessing that pastes the masks into the image
 (detectron2's ``detector_postprocess``, torchvision's ``paste_masks_in_image``), found through
@@ -15,9 +15,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import torch
 
-from trashpole.benchmarks.describe import describe_model, label, observe_features
-from trashpole.benchmarks.inference import Contender, _prepare, pytorch_opts
-from trashpole.benchmarks.measure import (
+from benchmarks.describe import describe_model, label, observe_features
+from benchmarks.inference import Contender, _prepare, pytorch_opts
+from benchmarks.measure import (
     R50_CONFIG,
     load_average,
     machine_info,
@@ -43,7 +43,7 @@ QUICK = {"size": 64, "warmup": 0, "proposals": 50, "detections": 5}
 def default_contenders() -> List[Contender]:
     """trashpole's R50-FPN on the PyTorch backend in fp32 and with its default switches, and the
     peer with the same switches; equal work as in the inference benchmark (ROIAlign sampling 2).
-    The OpenVINO backend's profile: :mod:`trashpole.benchmarks.profile_openvino`."""
+    The OpenVINO backend's profile: :mod:`benchmarks.profile_openvino`."""
 
     ratio2 = speed_opts(sampling_ratio=2)
     pytorch = backend_opts("pytorch")  # torch.profiler sees inside the PyTorch backend only

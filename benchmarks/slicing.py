@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 
-from trashpole.benchmarks.measure import (
+from benchmarks.measure import (
     CPU_CONFIG,
     imagenet_norm_opts,
     load_average,

@@ -10,7 +10,7 @@ Contenders:
   as polygons, as the demo's export has them);
 - trashpole's R50-FPN with the fast settings, and torchvision's R50-FPN set up like detectron2
   with the same generic switches, at the training benchmark's equal work (2 images of 640 px,
-  ROIAlign sampling 2), as in :mod:`trashpole.benchmarks.training`.
+  ROIAlign sampling 2), as in :mod:`benchmarks.training`.
 
 What the profile leaves out: the data loader (the demo's runs in a worker process, here the batch
 is made once beforehand) and the trainer's hooks (logging, checkpoints, evaluation). As in the
@@ -23,9 +23,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from trashpole.benchmarks.measure import R50_CONFIG, load_average, machine_info, write_result
-from trashpole.benchmarks.profile import category_lines, load_line, profiled_row
-from trashpole.benchmarks.training import (
+from benchmarks.measure import R50_CONFIG, load_average, machine_info, write_result
+from benchmarks.profile import category_lines, load_line, profiled_row
+from benchmarks.training import (
     PHASE_SCOPES,
     TrainContender,
     _make_step,
@@ -57,7 +57,7 @@ class ProfiledContender:
     A training set-up and the batch it is profiled on.
 
     Attributes:
-        contender: what trains (see :class:`trashpole.benchmarks.training.TrainContender`).
+        contender: what trains (see :class:`benchmarks.training.TrainContender`).
         size: image side (0: the run's).
         batch: images per iteration (0: the run's).
     """
@@ -100,7 +100,7 @@ def profile_step(
 ) -> Dict[str, Any]:
     """Profile one training iteration of ``item`` after ``warmup`` unprofiled ones (``size``,
     ``batch``, ``proposals`` and ``rois`` apply where ``item`` sets none, see
-    :func:`trashpole.benchmarks.training.run`)."""
+    :func:`benchmarks.training.run`)."""
     size, batch = item.size or size, item.batch or batch
     samples = synthetic_samples(size, batch, seed)
     step, model = _make_step(item.contender, samples, size, seed, proposals, rois)
@@ -135,7 +135,7 @@ def run(
         warmup: unprofiled iterations first (oneDNN picks and caches its kernels in the first).
         threads: torch threads (0: torch's default).
         contenders: default :func:`default_contenders`.
-        proposals, rois: as in :func:`trashpole.benchmarks.training.run` (0: each default).
+        proposals, rois: as in :func:`benchmarks.training.run` (0: each default).
         quick: every contender at ``size`` and ``batch`` (a smoke test).
 
     Returns:
