@@ -17,13 +17,7 @@ import torch
 
 from benchmarks.describe import describe_model, label, observe_features
 from benchmarks.inference import Contender, _prepare, pytorch_opts
-from benchmarks.measure import (
-    R50_CONFIG,
-    load_average,
-    machine_info,
-    street_image,
-    write_result,
-)
+from benchmarks.measure import R50_CONFIG, measuring, street_image, use_threads, write_result
 from trashpole.run import backend_opts
 from trashpole.speed import fp32_opts, precision, speed_opts
 
@@ -36,8 +30,11 @@ _LINEAR = {"addmm", "mm", "bmm", "matmul", "linear", "_mkldnn_linear", "mkldnn_l
 _COPIES = {"copy_", "to", "_to_copy", "contiguous", "clone", "cat", "stack", "index_select"}
 _FILLS = {"zero_", "fill_", "zeros", "zeros_like", "full", "new_zeros", "new_full"}
 
+NAME = "profile"
 # arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = {"size": 64, "warmup": 0, "proposals": 50, "detections": 5}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"threads": "threads", "size": "size"}
 
 
 def default_contenders() -> List[Contender]:
@@ -222,21 +219,11 @@ def run(
         ``label``, ``wall_s``, ``self_ms`` and ``share`` by category, ``total_self_ms``,
         ``top_ops``.
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
-    result: Dict[str, Any] = {
-        "benchmark": "profile",
-        "size": size,
-        "proposals": proposals,
-        "detections": detections,
-        "threads": torch.get_num_threads(),
-        "load_before": load_average(),
-        "machine": machine_info(),
-    }
+    use_threads(threads)
     rows = {}
-    for c in contenders or default_contenders():
-        rows[c.name] = profile_contender(c, size, proposals, detections, warmup)
-    result["load_after"] = load_average()
+    with measuring(NAME, size=size, proposals=proposals, detections=detections) as result:
+        for c in contenders or default_contenders():
+            rows[c.name] = profile_contender(c, size, proposals, detections, warmup)
     result["contenders"] = rows
     if out_dir:
         write_result(result, out_dir, "profile_benchmark.json")

@@ -21,9 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-import torch
-
-from benchmarks.measure import R50_CONFIG, load_average, machine_info, write_result
+from benchmarks.measure import R50_CONFIG, measuring, use_threads, write_result
 from benchmarks.profile import category_lines, load_line, profiled_row
 from benchmarks.training import (
     PHASE_SCOPES,
@@ -47,8 +45,11 @@ CATEGORIES = (
 )
 DEMO_CONFIG = "configs/mask_rcnn_R_18_FPN_cpu_quick.yaml"
 
+NAME = "profile-training"
 # arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = {"size": 64, "batch": 1, "warmup": 0, "proposals": 50, "rois": 16, "quick": True}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"threads": "threads", "size": "size"}
 
 
 @dataclass
@@ -143,24 +144,15 @@ def run(
         ``size``, ``batch``, ``wall_s``, ``phase_s`` (forward, backward, optimizer), ``self_ms``
         and ``share`` by category, ``total_self_ms``, ``top_ops``.
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
-    result: Dict[str, Any] = {
-        "benchmark": "profile-training",
-        "proposals": proposals or "default",
-        "rois": rois or "default",
-        "threads": torch.get_num_threads(),
-        "warmup": warmup,
-        "load_before": load_average(),
-        "machine": machine_info(),
-    }
+    use_threads(threads)
+    settings = dict(proposals=proposals or "default", rois=rois or "default", warmup=warmup)
     rows = {}
-    for item in contenders or default_contenders():
-        if quick:
-            item = ProfiledContender(item.contender)
-        logger.info("profiling a training iteration of %s", item.contender.name)
-        rows[item.contender.name] = profile_step(item, size, batch, warmup, proposals, rois)
-    result["load_after"] = load_average()
+    with measuring(NAME, **settings) as result:
+        for item in contenders or default_contenders():
+            if quick:
+                item = ProfiledContender(item.contender)
+            logger.info("profiling a training iteration of %s", item.contender.name)
+            rows[item.contender.name] = profile_step(item, size, batch, warmup, proposals, rois)
     result["contenders"] = rows
     if out_dir:
         write_result(result, out_dir, "profile_training_benchmark.json")

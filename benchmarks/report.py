@@ -32,7 +32,11 @@ from trashpole.evaluation.matching import masks_to_rles
 
 logger = logging.getLogger(__name__)
 
+NAME = "report"
+# arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = dict(num_images=20, unique=10, repeats=1)
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"num_images": "num_images", "repeats": "repeats"}
 VIEWPORT = (1280, 900)
 
 

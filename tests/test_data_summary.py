@@ -128,7 +128,7 @@ def test_data_benchmark_runs(tmp_path):
     result = data_benchmark.run(str(tmp_path), num_images=20)
     assert result["num_images"] == 20 and result["num_annotations"] == 60
     assert result["dataset_get_s"] > 0 and result["register_s"] > 0
-    assert json.loads((tmp_path / "data_benchmark.json").read_text()) == result
+    assert json.loads((tmp_path / "data" / "data_benchmark.json").read_text()) == result
     assert not [n for n in DatasetCatalog.list() if n.startswith("trashpole_benchmark")]
 
 
