@@ -1,6 +1,7 @@
 """tools/benchmark.py --quick end to end, and the measuring tools on hand-made cases."""
 
 import importlib.util
+import inspect
 import json
 import os
 import subprocess
@@ -11,10 +12,10 @@ import torch
 from detectron2.structures import PolygonMasks, polygons_to_bitmask
 from tiny_model import REPO, write_tiny_config
 
-from trashpole.benchmarks import accuracy
-from trashpole.benchmarks import inference as bench
-from trashpole.benchmarks import measure
-from trashpole.benchmarks.training import (
+from benchmarks import ALL, SUITES, accuracy
+from benchmarks import inference as bench
+from benchmarks import load_suite, measure
+from benchmarks.training import (
     detectron2_batch,
     synthetic_samples,
     torchvision_batch,
@@ -102,7 +103,7 @@ def test_quick_inference_rows_say_what_ran(quick_results):
 
 
 def test_quick_profile_breaks_the_time_down(quick_results):
-    from trashpole.benchmarks.profile import CATEGORIES
+    from benchmarks.profile import CATEGORIES
 
     out, stdout = quick_results
     result = json.loads((out / "profile_benchmark.json").read_text())
@@ -115,7 +116,7 @@ def test_quick_profile_breaks_the_time_down(quick_results):
 
 
 def test_quick_training_profile_splits_an_iteration(quick_results):
-    from trashpole.benchmarks.profile_training import CATEGORIES
+    from benchmarks.profile_training import CATEGORIES
 
     out, stdout = quick_results
     result = json.loads((out / "profile_training_benchmark.json").read_text())
@@ -151,8 +152,8 @@ class _Event:
 def test_training_profile_counts_ops_by_scope():
     """Ops inside the optimizer's scope count as optimizer time whatever their name; the scope's
     own self time is left out; other ops by name."""
-    from trashpole.benchmarks.profile import breakdown
-    from trashpole.benchmarks.profile_training import CATEGORIES
+    from benchmarks.profile import breakdown
+    from benchmarks.profile_training import CATEGORIES
 
     scope = _Event("trashpole::train_optimizer", 500)
     events = [
@@ -168,7 +169,7 @@ def test_training_profile_counts_ops_by_scope():
 
 
 def test_profile_categories():
-    from trashpole.benchmarks.profile import CATEGORIES, breakdown, categorize
+    from benchmarks.profile import CATEGORIES, breakdown, categorize
 
     assert categorize("mkldnn::_convolution_pointwise") == "conv"
     assert categorize("aten::mkldnn_convolution") == "conv"
@@ -245,6 +246,65 @@ def test_quick_openvino_profile_and_folder(quick_results):
     assert first["label"].startswith("pytorch") and first["speedup_vs_first"] == 1.0
     assert all(r["median_images_per_s"] > 0 for r in rows.values())
     assert [r["label"].split()[0] for r in rows.values()][1:] == ["openvino"] * 3
+
+
+def _benchmark_tool():
+    spec = importlib.util.spec_from_file_location("tool_benchmark", REPO / "tools" / "benchmark.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_every_suite_follows_the_protocol():
+    options = vars(_benchmark_tool().parse_args([]))
+    assert ALL == tuple(SUITES)[:10] and "accuracy" not in ALL and "slicing" not in ALL
+    for name in SUITES:
+        suite = load_suite(name)
+        assert suite.NAME == name
+        assert set(suite.OPTIONS) <= set(options), name
+        params = inspect.signature(suite.run).parameters
+        assert list(params)[0] == "out_dir", name
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            assert set(suite.QUICK) | set(suite.OPTIONS.values()) <= set(params), name
+        assert callable(suite.format_table), name
+    with pytest.raises(ValueError, match="unknown benchmark suite 'nope'"):
+        load_suite("nope")
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["tracking", "--quick", "--repeats", "7", "--size", "80"],
+         {"size": 80, "frames": 7, "warmup": 1, "detections": 5}),
+        (["folder", "--num-images", "9", "--threads", "3", "--repeats", "2"],
+         {"threads": 3, "num_images": 9, "rounds": 2}),
+        (["profile", "--repeats", "4", "--size", "320"], {"size": 320}),  # no rounds to set
+        (["slicing", "--quick", "--repeats", "2", "--size", "99"],
+         {"width": 512, "height": 384, "rounds": 2, "batches": (4,)}),
+        (["data", "--quick"], {"num_images": 200}),
+        (["data", "--quick", "--num-images", "30"], {"num_images": 30}),
+        (["evaluation"], {}),
+        (["accuracy", "--quick", "--run", "a", "b", "--split", "valid"],
+         {"run_dirs": ["a", "b"], "split": "valid"}),
+    ],
+)  # fmt: skip
+def test_the_command_line_reaches_each_suite(argv, expected):
+    tool = _benchmark_tool()
+    args = tool.parse_args(argv)
+    assert tool.suite_kwargs(load_suite(argv[0]), args) == expected
+
+
+def test_measuring_gives_every_suite_the_same_header(monkeypatch):
+    loads = iter([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    monkeypatch.setattr(measure, "load_average", lambda: next(loads))
+    with measure.measuring("x", size=64, rounds=2) as result:
+        assert result["load_before"] == [1.0, 2.0, 3.0] and "load_after" not in result
+    keys = ["benchmark", "size", "rounds", "threads", "load_before", "machine", "load_after"]
+    assert list(result) == keys
+    assert (result["benchmark"], result["size"], result["rounds"]) == ("x", 64, 2)
+    assert result["threads"] == torch.get_num_threads()
+    assert result["load_after"] == [4.0, 5.0, 6.0]
+    assert result["machine"]["torch"] == torch.__version__
 
 
 def test_time_alternating_runs_contenders_in_turn():
@@ -360,7 +420,7 @@ def test_accuracy_of_speed_options_on_a_tiny_run(tmp_path, clean_catalogs):
     nchw, nhwc = pt + speed_opts(bf16=False, channels_last=False), pt + speed_opts(False, True)
     ov = ["TRASHPOLE.INFERENCE.BACKEND", "openvino"] + speed_opts(bf16=False)
     variants = {"fp32 NCHW": nchw, "channels_last": nhwc, "96": nchw + ["size=96"], "ov": ov}
-    result = accuracy.run_accuracy(str(tmp_path), str(tmp_path / "out"), "test", variants=variants)
+    result = accuracy.run(str(tmp_path / "out"), str(tmp_path), "test", variants=variants)
     rows = result["contenders"]
     assert list(rows) == ["fp32 NCHW", "channels_last", "96", "ov"]
     # the OpenVINO variant is evaluated as predict runs it, and says so
@@ -374,7 +434,7 @@ def test_accuracy_of_speed_options_on_a_tiny_run(tmp_path, clean_catalogs):
     assert rows["channels_last"]["segm/AP"] == pytest.approx(base["segm/AP"], abs=1e-6)
     assert all(r["images"] == 1 and r["ms_per_image"] > 0 for r in rows.values())
     assert (tmp_path / "out" / "accuracy_benchmark.json").is_file()
-    table = accuracy.format_accuracy_table(result)
+    table = accuracy.format_table(result)
     assert "channels_last" in table and "fp32, NCHW" in table
 
 
@@ -411,7 +471,7 @@ def test_accuracy_over_two_seeds_hand_worked():
     assert bf16["speedup_vs_default"] == pytest.approx(2.5)
     assert bf16["ms_per_image"] == pytest.approx(45.0) and bf16["images"] == 40
     assert rows["fp32"]["delta_segm_AP"] == 0.0 and rows["fp32"]["speedup_vs_default"] == 1.0
-    table = accuracy.format_accuracy_table(
+    table = accuracy.format_table(
         {"runs": ["a", "b"], "split": "test", "load_before": 0, "load_after": 0, "contenders": rows}
     )
     assert "+0.50 -1.00" in table and "means over a, b" in table

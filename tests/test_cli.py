@@ -14,7 +14,7 @@ from conftest import write_tiny_export
 from tiny_model import REPO, write_tiny_config
 from torch.multiprocessing import ProcessExitedException
 
-from trashpole.cli import DEBUG_ENV, error_line, run_tool, run_worker
+from trashpole.cli import DEBUG_ENV, add_checkout_to_path, error_line, run_tool, run_worker
 from trashpole.errors import MissingFileError, UserError
 
 
@@ -64,6 +64,14 @@ def test_a_user_error_is_one_line_and_status_2():
     status, err = _run(_raise(UserError(message)), [])
     assert status == 2
     assert _one_line(err) == "error: data/x.json: image 3 is missing; put it beside the JSON"
+
+
+def test_a_tool_puts_its_checkout_on_the_path_once(monkeypatch):
+    monkeypatch.setattr(sys, "path", ["/elsewhere"])
+    tool = str(REPO / "tools" / "benchmark.py")
+    assert add_checkout_to_path(tool) == str(REPO)
+    assert add_checkout_to_path(tool) == str(REPO)
+    assert sys.path == [str(REPO), "/elsewhere"]
 
 
 def test_error_line_collapses_whitespace():

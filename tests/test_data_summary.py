@@ -11,7 +11,7 @@ from conftest import ANNOTATION_FILE, edit_json, write_tiny_export
 from detectron2.data import DatasetCatalog
 from PIL import Image
 
-from trashpole.benchmarks import data as data_benchmark
+from benchmarks import data as data_benchmark
 from trashpole.data import (
     register_roboflow_splits,
     summarize_dataset,
@@ -128,7 +128,7 @@ def test_data_benchmark_runs(tmp_path):
     result = data_benchmark.run(str(tmp_path), num_images=20)
     assert result["num_images"] == 20 and result["num_annotations"] == 60
     assert result["dataset_get_s"] > 0 and result["register_s"] > 0
-    assert json.loads((tmp_path / "data_benchmark.json").read_text()) == result
+    assert json.loads((tmp_path / "data" / "data_benchmark.json").read_text()) == result
     assert not [n for n in DatasetCatalog.list() if n.startswith("trashpole_benchmark")]
 
 

@@ -15,7 +15,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import Boxes, Instances
 
-from trashpole.benchmarks.evaluation import run as run_benchmark
+from benchmarks.evaluation import measure_evaluator
+from benchmarks.evaluation import run as run_benchmark
 from trashpole.evaluation import (
     compare_runs,
     format_table,
@@ -218,8 +219,11 @@ def test_compare_runs(evaluated, tmp_path, capsys):
 
 
 def test_benchmark_runs_small(tmp_path):
+    measured = measure_evaluator(num_images=3, size=(64, 96), instances=4)
+    assert measured["num_images"] == 3 and measured["results"]["trashpole"]["num_images"] == 3
     report = run_benchmark(str(tmp_path), num_images=3, size=(64, 96), instances=4)
-    assert json.loads((tmp_path / "evaluation_benchmark.json").read_text())["num_images"] == 3
-    assert report["num_images"] == 3 and report["results"]["trashpole"]["num_images"] == 3
+    assert json.loads((tmp_path / "evaluation_benchmark.json").read_text()) == report
+    assert report["num_images"] == 3 and "results" not in report
+    assert report["size"] == [64, 96] and report["full_masks_mb"] == 3 * 4 * 64 * 96 / 2**20
     assert report["state_mb"] < 1.0 and report["process_s"] > 0
     assert not any(n.startswith("trashpole_benchmark_eval_") for n in DatasetCatalog.list())

@@ -252,3 +252,18 @@ def test_installed_detectron2_is_the_repack_or_a_source_build():
     assert dist.version == INSTALL["VERSION"]
     assert not any(str(f).startswith("tools/") for f in dist.files)
     assert not any("numpy<2" in r for r in dist.requires)
+
+
+def test_the_package_holds_trashpole_only(monkeypatch):
+    """setup.py's own package list: trashpole and its subpackages; benchmarks/, tools/ and tests/
+    stay in the checkout."""
+    import setuptools
+
+    kwargs = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: kwargs.update(kw))
+    monkeypatch.chdir(REPO)
+    runpy.run_path(str(REPO / "setup.py"))
+    packages = kwargs["packages"]
+    assert "trashpole" in packages and "trashpole.predict" in packages
+    assert [p for p in packages if p.split(".")[0] != "trashpole"] == []
+    assert (REPO / "benchmarks" / "__init__.py").is_file()  # there, and left out

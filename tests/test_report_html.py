@@ -18,7 +18,7 @@ from box_data import BoxModel, evaluate_and_write, write_box_dataset
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
-from trashpole.evaluation.browser import HeadlessChromium, find_chromium
+from benchmarks.browser import HeadlessChromium, find_chromium
 from trashpole.evaluation.html_report import gt_outcome
 from trashpole.evaluation.markdown_html import markdown_to_html
 from trashpole.evaluation.run_index import find_reports, write_run_index

@@ -1,10 +1,10 @@
-"""The slicing benchmark's arithmetic (trashpole.benchmarks.slicing) on hand-worked timings; the
+"""The slicing benchmark's arithmetic (benchmarks.slicing) on hand-worked timings; the
 suite itself runs with ``tools/benchmark.py slicing`` (about 30 s with --quick: an OpenVINO
 conversion)."""
 
 import pytest
 
-from trashpole.benchmarks.slicing import format_table, summarize
+from benchmarks.slicing import format_table, summarize
 
 
 def test_summarize_against_the_bound_of_one_pass_at_a_time():

@@ -20,14 +20,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import save_json
+from detectron2.structures import BitMasks, Instances
 from test_geo import gps_tags, write_photo
 from tiny_model import REPO, train_tiny_run, write_tiny_config
 
-from trashpole.benchmarks.training import synthetic_samples
+from benchmarks.training import synthetic_samples
 from trashpole.config import load_config
 from trashpole.errors import UserError
-from detectron2.structures import BitMasks, Instances
-
 from trashpole.predict import TrashPolePredictor, load_predictor, track_paths
 from trashpole.predict.sliced_model import SlicedModel
 from trashpole.predict.slicing import slice_opts

@@ -176,7 +176,7 @@ def test_set_test_size_keeps_the_ratio(tmp_path):
 
 
 def test_predictor_channels_last_matches_nchw(tiny_run):
-    from trashpole.benchmarks.describe import describe_model
+    from benchmarks.describe import describe_model
 
     run, export = tiny_run
     image = cv2.imread(str(export / "test" / "test_000.jpg"))
@@ -280,7 +280,7 @@ def test_predict_tool_speed_flags(tiny_run, tmp_path, keep_threads):
 
 
 def test_predict_tool_switches_every_option_off(tiny_run, tmp_path):
-    from trashpole.benchmarks.describe import describe_model
+    from benchmarks.describe import describe_model
 
     predict_tool = runpy.run_path(str(REPO / "tools" / "predict.py"))
     run, export = tiny_run
@@ -334,7 +334,7 @@ def test_trainer_threads_roi_align_by_its_key(tmp_path, threaded):
 
 
 def test_trainer_channels_last_by_its_key_trains_like_nchw(tmp_path):
-    from trashpole.benchmarks.training import detectron2_batch, synthetic_samples
+    from benchmarks.training import detectron2_batch, synthetic_samples
     from trashpole.engine.trainer import Trainer
 
     batch = detectron2_batch(synthetic_samples(64, num_images=2))

@@ -12,8 +12,8 @@ from detectron2.utils.events import EventStorage
 from tiny_model import train_tiny_run, write_tiny_config
 from torch import nn
 
-from trashpole.benchmarks.describe import describe_model, observe_features
-from trashpole.benchmarks.training import detectron2_batch, synthetic_samples
+from benchmarks.describe import describe_model, observe_features
+from benchmarks.training import detectron2_batch, synthetic_samples
 from trashpole.config import load_config
 from trashpole.predict import load_predictor
 from trashpole.speed import fp32_opts, precision, speed_opts, thread_roi_align, threads
@@ -219,7 +219,7 @@ def test_without_native_bf16_the_default_runs_fp32(trained_run, monkeypatch, cap
 
 
 def test_benchmark_pytorch_settings_follow_the_cpu(monkeypatch):
-    from trashpole.benchmarks import inference
+    from benchmarks import inference
 
     def keys(opts):
         return dict(zip(opts[::2], opts[1::2]))

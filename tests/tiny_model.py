@@ -62,7 +62,7 @@ def train_tiny_run(folder, iterations: int = 60) -> list:
     from detectron2.modeling import build_model
     from detectron2.utils.events import EventStorage
 
-    from trashpole.benchmarks.training import detectron2_batch, synthetic_samples
+    from benchmarks.training import detectron2_batch, synthetic_samples
     from trashpole.config import load_config
 
     cfg = load_config(write_tiny_config(folder))

@@ -24,12 +24,15 @@ import argparse
 import logging
 import os
 import sys
+from types import ModuleType
 
 from detectron2.utils.logger import setup_logger
 
-from trashpole.benchmarks import SUITES
-from trashpole.cli import add_debug_flag, run_tool
+from trashpole.cli import add_checkout_to_path, add_debug_flag, run_tool
 from trashpole.jsonio import write_json
+
+add_checkout_to_path(__file__)  # the suites in benchmarks/ are not installed with trashpole
+from benchmarks import ALL, SUITES, load_suite  # noqa: E402
 
 logger = logging.getLogger("trashpole.benchmark")
 
@@ -40,7 +43,7 @@ def parse_args(argv=None):
         "suite",
         nargs="?",
         default="all",
-        choices=SUITES + ("accuracy", "slicing", "all"),
+        choices=tuple(SUITES) + ("all",),
         help="which benchmark to run (default: all but accuracy)",
     )
     p.add_argument("--output", default="output/benchmark", help="folder for the JSON results")
@@ -66,92 +69,30 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def run_suite(name: str, args) -> dict:
-    """Run one benchmark module with the command line's settings; returns its result."""
-    if name in ("inference", "training"):
-        # each suite loads only what it measures (the peer's model code, Chromium...)
-        from trashpole.benchmarks import inference, measure, training
+def suite_kwargs(suite: ModuleType, args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``suite.run``: its ``QUICK`` ones with ``--quick``, then each
+    option the suite takes (``suite.OPTIONS``) that the command line set."""
+    kwargs = dict(suite.QUICK) if args.quick else {}
+    for option, keyword in suite.OPTIONS.items():
+        value = getattr(args, option)
+        if value:  # 0 and "" leave the suite's own default
+            kwargs[keyword] = value
+    return kwargs
 
-        module = inference if name == "inference" else training
-        kwargs = dict(module.QUICK) if args.quick else {}
-        kwargs.update({k: v for k, v in (("size", args.size), ("repeats", args.repeats)) if v})
-        result = module.run(args.output, threads=args.threads, **kwargs)
-        print(measure.format_table(result))
-        return result
-    if name in ("profile", "profile-training", "profile-openvino"):
-        from trashpole.benchmarks import profile, profile_openvino, profile_training  # (see above)
 
-        module = {"profile": profile, "profile-training": profile_training}.get(
-            name, profile_openvino
-        )
-        kwargs = dict(module.QUICK) if args.quick else {}
-        kwargs.update({"size": args.size} if args.size else {})
-        result = module.run(args.output, threads=args.threads, **kwargs)
-        print(module.format_table(result))
-        return result
-    if name == "accuracy":
-        from trashpole.benchmarks import accuracy  # (one suite at a time, see above)
-
-        result = accuracy.run_accuracy(args.run, args.output, args.split, args.dataset_root)
-        print(accuracy.format_accuracy_table(result))
-        return result
-    if name == "report":
-        from trashpole.benchmarks import report  # (one suite at a time, see above)
-
-        kwargs = dict(report.QUICK) if args.quick else {}
-        kwargs.update(
-            {k: v for k, v in (("num_images", args.num_images), ("repeats", args.repeats)) if v}
-        )
-        result = report.run(args.output, **kwargs)
-        print(report.format_table(result))
-        return result
-    if name == "tracking":
-        from trashpole.benchmarks import tracking  # (one suite at a time, see above)
-
-        kwargs = dict(tracking.QUICK) if args.quick else {}
-        kwargs.update({k: v for k, v in (("size", args.size), ("frames", args.repeats)) if v})
-        result = tracking.run(args.output, threads=args.threads, **kwargs)
-        print(tracking.format_table(result))
-        return result
-    if name == "folder":
-        from trashpole.benchmarks import folder  # (one suite at a time, see above)
-
-        kwargs = dict(folder.QUICK) if args.quick else {}
-        kwargs.update({k: v for k, v in (("size", args.size), ("rounds", args.repeats)) if v})
-        if args.num_images:
-            kwargs["num_images"] = args.num_images
-        result = folder.run(args.output, threads=args.threads, **kwargs)
-        print(folder.format_table(result))
-        return result
-    if name == "slicing":
-        from trashpole.benchmarks import slicing  # (one suite at a time, see above)
-
-        kwargs = dict(slicing.QUICK) if args.quick else {}
-        kwargs.update({"rounds": args.repeats} if args.repeats else {})
-        result = slicing.run(args.output, threads=args.threads, **kwargs)
-        print(slicing.format_table(result))
-        return result
-    if name == "data":
-        from trashpole.benchmarks import data  # (one suite at a time, see above)
-
-        num = args.num_images or (200 if args.quick else 10000)
-        result = data.run(os.path.join(args.output, "data"), num_images=num)
-    else:
-        from trashpole.benchmarks import evaluation  # (one suite at a time, see above)
-
-        kwargs = dict(num_images=5, size=(256, 256), instances=10) if args.quick else {}
-        if args.num_images:
-            kwargs["num_images"] = args.num_images
-        result = evaluation.run(out_dir=args.output, **kwargs)
-        result = {k: v for k, v in result.items() if k != "results"}
-    print("\n".join(f"{name} {k}: {v}" for k, v in result.items()))
+def run_suite(name: str, args: argparse.Namespace) -> dict:
+    """Run one suite (see benchmarks/__init__.py) with the command line's settings and print its
+    table; returns its result."""
+    suite = load_suite(name)
+    result = suite.run(args.output, **suite_kwargs(suite, args))
+    print(suite.format_table(result))
     return result
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     setup_logger(name="trashpole")
-    suites = SUITES if args.suite == "all" else (args.suite,)
+    suites = ALL if args.suite == "all" else (args.suite,)
     results = {name: run_suite(name, args) for name in suites}
     os.makedirs(args.output, exist_ok=True)
     path = os.path.join(args.output, "benchmark.json")

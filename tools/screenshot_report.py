@@ -11,7 +11,10 @@ import argparse
 import logging
 import sys
 
-from trashpole.evaluation.browser import HeadlessChromium
+from trashpole.cli import add_checkout_to_path
+
+add_checkout_to_path(__file__)  # the browser driver lives in benchmarks/, not installed
+from benchmarks.browser import HeadlessChromium  # noqa: E402
 
 logger = logging.getLogger("trashpole.screenshot_report")
 

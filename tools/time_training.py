@@ -31,9 +31,11 @@ import tempfile
 import time
 from typing import Any, Dict, List, Sequence
 
-from trashpole.benchmarks.measure import load_average, machine_info, write_result
-from trashpole.cli import add_debug_flag, run_tool
+from trashpole.cli import add_checkout_to_path, add_debug_flag, run_tool
 from trashpole.errors import MissingFileError, UserError
+
+add_checkout_to_path(__file__)  # benchmarks/ is not installed with trashpole
+from benchmarks.measure import load_average, machine_info, write_result  # noqa: E402
 
 logger = logging.getLogger("trashpole.time_training")
 

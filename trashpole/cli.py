@@ -24,6 +24,24 @@ DEBUG_FLAG = "--debug"
 USER_ERROR_STATUS = 2
 
 
+def add_checkout_to_path(script: str) -> str:
+    """
+    Put the checkout that holds ``script`` (a file in its ``tools/``) first on ``sys.path``, so
+    that the script can import the checkout's ``benchmarks/``, which setup.py leaves out of the
+    installed package. Only the tools that run benchmarks call it; calling it twice is harmless.
+
+    Args:
+        script: the calling tool's ``__file__``.
+
+    Returns:
+        the checkout's root folder (the parent of ``tools/``).
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(script)))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return root
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add ``--debug`` (show the traceback of a user mistake) to a tool's parser; returns it."""
     parser.add_argument(

@@ -16,7 +16,7 @@ recipe and its fast settings, with random weights and the same generated batch f
   contender's ``opts`` and, with ``bf16``, the forward under CPU bf16 autocast (losses in fp32,
   see :func:`trashpole.speed.install_fp32_guards`).
 
-Each row's label is read from the model (:mod:`trashpole.benchmarks.describe`) and from what its
+Each row's label is read from the model (:mod:`benchmarks.describe`) and from what its
 backbone computed in the last timed step. Each contender uses its usual optimizer (SGD with
 momentum for torchvision, the recipe's Adam for trashpole) with a learning rate of 1e-7, so the
 weights barely move and every iteration does the same work. bf16 training in the trainer itself is
@@ -35,16 +35,17 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
-from trashpole.benchmarks.describe import describe_model, label, observe_features
-from trashpole.benchmarks.measure import (
+from benchmarks import measure
+from benchmarks.describe import describe_model, label, observe_features
+from benchmarks.measure import (
     R50_CONFIG,
     imagenet_norm_opts,
-    load_average,
-    machine_info,
     matmul_peak,
+    measuring,
     street_image,
     summarize,
     time_alternating,
+    use_threads,
     write_result,
 )
 from trashpole.config import load_config
@@ -54,8 +55,11 @@ from trashpole.speed import install_fp32_guards, precision, speed_opts
 logger = logging.getLogger(__name__)
 
 LR = 1e-7
+NAME = "training"
 # arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = {"size": 64, "warmup": 0, "repeats": 1, "matmul_size": 256, "proposals": 50, "rois": 16}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"threads": "threads", "size": "size", "repeats": "repeats"}
 
 
 @dataclass
@@ -345,32 +349,21 @@ def run(
         iteration), ``label``, ``setup`` and ``seen`` (what ran), ``speedup_vs_torchvision``,
         ``speedup_vs_torchvision_d2`` and ``speedup_vs_torchvision_d2_switches``.
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     contenders = list(contenders or default_contenders())
     samples = synthetic_samples(size, batch, seed)
-    result: Dict[str, Any] = {
-        "benchmark": "training",
-        "size": size,
-        "batch": batch,
-        "proposals": proposals or "default",
-        "rois": rois or "default",
-        "threads": torch.get_num_threads(),
-        "warmup": warmup,
-        "repeats": repeats,
-        "load_before": load_average(),
-        "machine": machine_info(),
-    }
-    made = {c.name: _make_step(c, samples, size, seed, proposals, rois) for c in contenders}
-    steps = {name: step for name, (step, _) in made.items()}
-    result["matmul_peak"] = matmul_peak(matmul_size)
-    losses: Dict[str, float] = {}
+    settings = dict(size=size, batch=batch, proposals=proposals or "default")
+    settings.update(rois=rois or "default", warmup=warmup, repeats=repeats)
+    with measuring(NAME, **settings) as result:
+        made = {c.name: _make_step(c, samples, size, seed, proposals, rois) for c in contenders}
+        steps = {name: step for name, (step, _) in made.items()}
+        result["matmul_peak"] = matmul_peak(matmul_size)
+        losses: Dict[str, float] = {}
 
-    def keep_loss(name: str) -> Callable[[], None]:
-        return lambda: losses.__setitem__(name, steps[name]())
+        def keep_loss(name: str) -> Callable[[], None]:
+            return lambda: losses.__setitem__(name, steps[name]())
 
-    times, memory = time_alternating({n: keep_loss(n) for n in steps}, warmup, repeats)
-    result["load_after"] = load_average()
+        times, memory = time_alternating({n: keep_loss(n) for n in steps}, warmup, repeats)
     rows: Dict[str, Dict[str, Any]] = {}
     for c in contenders:
         model = made[c.name][1]
@@ -404,3 +397,8 @@ def run(
     if out_dir:
         write_result(result, out_dir, "training_benchmark.json")
     return result
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    """The contenders as a text table (:func:`benchmarks.measure.format_table`)."""
+    return measure.format_table(result)

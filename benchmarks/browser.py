@@ -2,7 +2,8 @@
 Headless Chromium driven over the DevTools protocol through a pipe (``--remote-debugging-pipe``),
 with the standard library only: open a page from disk, run JavaScript in it, read what its
 console reported, take a screenshot. The report tests, the report benchmark and
-``tools/screenshot_report.py`` use it to check ``report.html`` in a real browser.
+``tools/screenshot_report.py`` use it to check ``report.html`` in a real browser; it lives beside
+the benchmarks, outside the installed package, since trashpole itself never opens a browser.
 
     with HeadlessChromium() as browser:
         page = browser.open("output/demo/eval/test/report.html#images")

@@ -30,13 +30,7 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 
-from trashpole.benchmarks.measure import (
-    CPU_CONFIG,
-    imagenet_norm_opts,
-    load_average,
-    machine_info,
-    write_result,
-)
+from benchmarks.measure import CPU_CONFIG, imagenet_norm_opts, measuring, use_threads, write_result
 from trashpole.config import load_config
 from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import load_predictor
@@ -46,8 +40,11 @@ logger = logging.getLogger(__name__)
 
 # detections kept by each pass (TEST.DETECTIONS_PER_IMAGE; the score threshold is 0)
 DETECTIONS = 20
+NAME = "slicing"
 # arguments of run() for a smoke test (tools/benchmark.py slicing --quick)
 QUICK = {"width": 512, "height": 384, "rounds": 1, "batches": (4,)}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"threads": "threads", "repeats": "rounds"}
 
 
 def scene(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -148,13 +145,10 @@ def run(
         ``median_s``, ``images_per_s``, ``detections``) and, per sliced row, ``bound_s``,
         ``cost_vs_bound``, ``cost_vs_slices``.
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     image = scene(width, height)
-    result: Dict[str, Any] = {"benchmark": "slicing", "width": width, "height": height}
-    result.update(rounds=rounds, threads=torch.get_num_threads(), load_before=load_average())
-    result["machine"] = machine_info()
-    with tempfile.TemporaryDirectory() as tmp:
+    settings = dict(width=width, height=height, rounds=rounds)
+    with measuring(NAME, **settings) as result, tempfile.TemporaryDirectory() as tmp:
         run_dir = _write_run(os.path.join(tmp, "run"))
         size = int(load_config(os.path.join(run_dir, "config.yaml")).INPUT.MIN_SIZE_TEST)
         contenders = _contenders(image, size, batches)
@@ -163,7 +157,6 @@ def run(
             for name, (opts, _) in contenders.items()
         }
         seconds, detections = _time_rows(predictors, contenders, rounds)
-    result["load_after"] = load_average()
     slices = len(slice_grid(height, width, size, 0.2))
     result.update(slice_size=size, slices=slices)
     labels = {name: predictor.backend for name, predictor in predictors.items()}

@@ -19,14 +19,18 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
+from trashpole.data.register import ANNOTATION_FILE, register_roboflow_splits
+from trashpole.data.validation import validate_coco_json
 from trashpole.jsonio import write_json
-
-from ..data.register import ANNOTATION_FILE, register_roboflow_splits
-from ..data.validation import validate_coco_json
 
 logger = logging.getLogger(__name__)
 
 _NAME = "trashpole_benchmark_data"
+NAME = "data"
+# arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
+QUICK = {"num_images": 200}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"num_images": "num_images"}
 
 
 def write_large_export(
@@ -81,7 +85,7 @@ def run(out_dir: str, num_images: int = 10000) -> Dict[str, Any]:
     """Time registration and loading of a generated export of ``num_images`` images.
 
     Args:
-        out_dir: folder for the export and ``data_benchmark.json`` (created if needed).
+        out_dir: the export and ``data_benchmark.json`` go to its ``data/`` (created if needed).
         num_images: images in the train split (3 instances each).
 
     Returns:
@@ -90,6 +94,7 @@ def run(out_dir: str, num_images: int = 10000) -> Dict[str, Any]:
         of a full validation), ``register_s``, ``dataset_get_s`` and ``ms_per_image`` (of
         ``dataset_get_s``).
     """
+    out_dir = os.path.join(out_dir, "data")
     root = os.path.join(out_dir, "export")
     result: Dict[str, Any] = {"num_images": num_images}
     start = time.perf_counter()
@@ -130,3 +135,8 @@ def run(out_dir: str, num_images: int = 10000) -> Dict[str, Any]:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    """One line per number of the result."""
+    return "\n".join(f"{NAME} {k}: {v}" for k, v in result.items())

@@ -12,9 +12,9 @@ trashpole's models use ImageNet mean/std here as torchvision does.
 Equal switches: the peer runs as built (fp32, NCHW), with the generic PyTorch switches that
 trashpole's PyTorch backend uses (bf16 autocast where the CPU has native bf16, channels_last, the
 same threads), and on OpenVINO at the precision of trashpole's OpenVINO row, split and converted
-as trashpole's model is (:mod:`trashpole.benchmarks.peer_openvino`); every row has its speed-up
+as trashpole's model is (:mod:`benchmarks.peer_openvino`); every row has its speed-up
 against each. Each row's label is read from the
-model that was timed (:mod:`trashpole.benchmarks.describe`), not from the options asked for.
+model that was timed (:mod:`benchmarks.describe`), not from the options asked for.
 
 Contenders run in turn (one image each, round after round) after a warm-up, so that a change
 of load on the machine hits all of them alike; the median of the rounds is reported, with the
@@ -33,7 +33,8 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 
-from trashpole.benchmarks.describe import (
+from benchmarks import measure
+from benchmarks.describe import (
     describe_model,
     describe_openvino,
     is_openvino,
@@ -41,15 +42,15 @@ from trashpole.benchmarks.describe import (
     observe_features,
     openvino_label,
 )
-from trashpole.benchmarks.measure import (
+from benchmarks.measure import (
     R50_CONFIG,
     imagenet_norm_opts,
-    load_average,
-    machine_info,
     matmul_peak,
+    measuring,
     street_image,
     summarize,
     time_alternating,
+    use_threads,
     write_result,
 )
 from trashpole.config import load_config
@@ -59,9 +60,12 @@ from trashpole.speed import fp32_opts, precision, set_test_size, speed_opts
 
 logger = logging.getLogger(__name__)
 
+NAME = "inference"
 # arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = {"size": 64, "warmup": 0, "repeats": 1, "matmul_size": 256}
 QUICK.update({"proposals": 50, "detections": 5})
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"threads": "threads", "size": "size", "repeats": "repeats"}
 
 # ----------------------------------------------------------------------------------------------
 # The inference benchmark
@@ -241,7 +245,7 @@ def _prepare(contender: Contender, image: np.ndarray, size: int, proposals: int,
 
         return predict, model, [_torchvision_input(image)]
     if contender.family == "torchvision-openvino":
-        from trashpole.benchmarks.peer_openvino import TorchvisionOpenVINO
+        from benchmarks.peer_openvino import TorchvisionOpenVINO
 
         peer = TorchvisionOpenVINO(
             build_torchvision(size, proposals, detections),
@@ -349,26 +353,16 @@ def run(
         :func:`measure_memory`) and ``speedup_vs_torchvision`` /
         ``speedup_vs_torchvision_switches`` (the peer's median over this one's).
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     contenders = list(contenders or default_contenders())
     image = street_image(size, seed)
-    result: Dict[str, Any] = {
-        "benchmark": "inference",
-        "size": size,
-        "proposals": proposals,
-        "detections": detections,
-        "threads": torch.get_num_threads(),
-        "warmup": warmup,
-        "repeats": repeats,
-        "load_before": load_average(),
-        "machine": machine_info(),
-    }
-    prepared = {c.name: _prepare(c, image, size, proposals, detections) for c in contenders}
-    first_call = {name: _seconds(p[0]) for name, p in prepared.items()}
-    result["matmul_peak"] = matmul_peak(matmul_size)
-    times, memory = time_alternating({n: p[0] for n, p in prepared.items()}, warmup, repeats)
-    result["load_after"] = load_average()
+    with measuring(
+        NAME, size=size, proposals=proposals, detections=detections, warmup=warmup, repeats=repeats
+    ) as result:
+        prepared = {c.name: _prepare(c, image, size, proposals, detections) for c in contenders}
+        first_call = {name: _seconds(p[0]) for name, p in prepared.items()}
+        result["matmul_peak"] = matmul_peak(matmul_size)
+        times, memory = time_alternating({n: p[0] for n, p in prepared.items()}, warmup, repeats)
     rows: Dict[str, Dict[str, Any]] = {}
     for c in contenders:
         predict, model, inputs = prepared[c.name]
@@ -388,6 +382,11 @@ def run(
     if out_dir:
         write_result(result, out_dir, "inference_benchmark.json")
     return result
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    """The contenders as a text table (:func:`benchmarks.measure.format_table`)."""
+    return measure.format_table(result)
 
 
 def _seconds(fn) -> float:

@@ -15,18 +15,19 @@ import statistics
 import time
 from typing import Any, Dict, List
 
-import torch
-
-from trashpole.benchmarks.inference import Contender, build_trashpole
-from trashpole.benchmarks.measure import CPU_CONFIG, load_average, write_result
+from benchmarks.inference import Contender, build_trashpole
+from benchmarks.measure import CPU_CONFIG, measuring, use_threads, write_result
 from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import InstanceTracker
 from trashpole.predict.synthetic_video import pan_zoom_video, truth_as_predictions
 
 logger = logging.getLogger(__name__)
 
+NAME = "tracking"
 # arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = {"size": 64, "frames": 3, "warmup": 1, "detections": 5}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"threads": "threads", "size": "size", "repeats": "frames"}
 
 ROWS = {
     "predict": "TrashPolePredictor(frame): CPU recipe R18-FPN on {backend}, {input} px input, "
@@ -62,11 +63,10 @@ def run(
     Returns:
         ``rows`` (label -> ``what`` was timed, ``median_ms``, ``mean_ms``), ``overhead_pct``
         (median of each tracking row over the median of ``predict``, in %), frames, detections
-        and the machine's load before and after.
+        and the header of :func:`benchmarks.measure.measuring` (threads, load before and after,
+        machine).
     """
-
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     video = pan_zoom_video(seed, warmup + frames, size)
     truth = truth_as_predictions(video)
     contender = Contender("trashpole CPU R18", "trashpole", CPU_CONFIG)
@@ -75,20 +75,20 @@ def run(
     model_tracker, true_tracker = InstanceTracker(), InstanceTracker()
     times: Dict[str, List[float]] = {name: [] for name in ROWS}
     found = []
-    load_before = load_average()
-    for k, (frame, true_boxes) in enumerate(zip(video.frames, truth)):
-        start = time.perf_counter()
-        instances = predictor(frame)["instances"]
-        predicted = time.perf_counter()
-        model_tracker.update(instances, k)
-        tracked = time.perf_counter()
-        true_tracker.update(true_boxes, k)
-        done = time.perf_counter()
-        if k >= warmup:
-            times["predict"].append(predicted - start)
-            times["track model boxes"].append(tracked - predicted)
-            times["track true boxes"].append(done - tracked)
-            found.append(len(instances))
+    with measuring(NAME) as result:
+        for k, (frame, true_boxes) in enumerate(zip(video.frames, truth)):
+            start = time.perf_counter()
+            instances = predictor(frame)["instances"]
+            predicted = time.perf_counter()
+            model_tracker.update(instances, k)
+            tracked = time.perf_counter()
+            true_tracker.update(true_boxes, k)
+            done = time.perf_counter()
+            if k >= warmup:
+                times["predict"].append(predicted - start)
+                times["track model boxes"].append(tracked - predicted)
+                times["track true boxes"].append(done - tracked)
+                found.append(len(instances))
     true_per_frame = statistics.mean(len(t) for t in truth[warmup:])
     words = {"input": min(384, size), "detections": detections, "found": statistics.mean(found)}
     words["backend"] = predictor.backend  # what ran, as built
@@ -102,21 +102,12 @@ def run(
         for name, seconds in times.items()
     }
     predict_ms = rows["predict"]["median_ms"]
-    result = {
-        "benchmark": "tracking",
-        "rows": rows,
-        "overhead_pct": {
-            name: 100 * rows[name]["median_ms"] / predict_ms for name in list(rows)[1:]
-        },
-        "frames": frames,
-        "frame_size": size,
-        "detections_per_frame": statistics.mean(found),
-        "true_boxes_per_frame": true_per_frame,
-        "classes": CLASS_NAMES,
-        "threads": torch.get_num_threads(),
-        "load_before": load_before,
-        "load_after": load_average(),
+    result["rows"] = rows
+    result["overhead_pct"] = {
+        name: 100 * rows[name]["median_ms"] / predict_ms for name in list(rows)[1:]
     }
+    result.update(frames=frames, frame_size=size, detections_per_frame=statistics.mean(found))
+    result.update(true_boxes_per_frame=true_per_frame, classes=CLASS_NAMES)
     write_result(result, out_dir, "tracking_benchmark.json")
     return result
 

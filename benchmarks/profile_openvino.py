@@ -9,14 +9,8 @@ import statistics
 from collections import defaultdict
 from typing import Any, Dict, Optional
 
-from trashpole.benchmarks.inference import Contender, build_trashpole
-from trashpole.benchmarks.measure import (
-    R50_CONFIG,
-    load_average,
-    machine_info,
-    street_image,
-    write_result,
-)
+from benchmarks.inference import Contender, build_trashpole
+from benchmarks.measure import R50_CONFIG, measuring, street_image, use_threads, write_result
 from trashpole.predict.openvino import compile_stages, precision_for
 from trashpole.predict.stages import Laps
 from trashpole.run import backend_opts
@@ -24,8 +18,11 @@ from trashpole.speed import speed_opts
 
 logger = logging.getLogger(__name__)
 
+NAME = "profile-openvino"
 # arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = {"size": 64, "proposals": 50, "detections": 5, "repeats": 1}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"threads": "threads", "size": "size"}
 
 
 def _layers(stage) -> Dict[str, float]:
@@ -55,10 +52,7 @@ def run(
         the total), ``layers_ms`` (stage -> ``type (kernel)`` -> ms, the last run) and the
         machine and load.
     """
-    import torch
-
-    if threads > 0:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     opts = backend_opts("openvino", int8=int8) + speed_opts(sampling_ratio=2)
     predictor = build_trashpole(
         Contender("trashpole openvino", "trashpole", R50_CONFIG, opts), size, proposals, detections
@@ -69,30 +63,18 @@ def run(
     image = street_image(size, 0)
     predictor(image)
     runs = []
-    load_before = load_average()
-    for _ in range(repeats):
-        model.laps = Laps()
-        predictor(image)
-        runs.append(model.laps.seconds)
+    settings = dict(size=size, proposals=proposals, detections=detections, repeats=repeats)
+    with measuring(NAME, label=predictor.backend, **settings) as result:
+        for _ in range(repeats):
+            model.laps = Laps()
+            predictor(image)
+            runs.append(model.laps.seconds)
     model.laps = None
     phases = {k: 1000 * statistics.median(r[k] for r in runs) for k in runs[0]}
     total = sum(phases.values())
-    result = {
-        "benchmark": "profile-openvino",
-        "label": predictor.backend,
-        "size": size,
-        "proposals": proposals,
-        "detections": detections,
-        "repeats": repeats,
-        "threads": torch.get_num_threads(),
-        "phases_ms": phases,
-        "total_ms": total,
-        "share": {k: v / total for k, v in phases.items()},
-        "layers_ms": {name: _layers(stage) for name, stage in model.stages.items()},
-        "load_before": load_before,
-        "load_after": load_average(),
-        "machine": machine_info(),
-    }
+    result.update(phases_ms=phases, total_ms=total)
+    result["share"] = {k: v / total for k, v in phases.items()}
+    result["layers_ms"] = {name: _layers(stage) for name, stage in model.stages.items()}
     if out_dir:
         write_result(result, out_dir, "profile_openvino_benchmark.json")
     return result

@@ -10,7 +10,7 @@ Contenders:
   as polygons, as the demo's export has them);
 - trashpole's R50-FPN with the fast settings, and torchvision's R50-FPN set up like detectron2
   with the same generic switches, at the training benchmark's equal work (2 images of 640 px,
-  ROIAlign sampling 2), as in :mod:`trashpole.benchmarks.training`.
+  ROIAlign sampling 2), as in :mod:`benchmarks.training`.
 
 What the profile leaves out: the data loader (the demo's runs in a worker process, here the batch
 is made once beforehand) and the trainer's hooks (logging, checkpoints, evaluation). As in the
@@ -21,11 +21,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-import torch
-
-from trashpole.benchmarks.measure import R50_CONFIG, load_average, machine_info, write_result
-from trashpole.benchmarks.profile import category_lines, load_line, profiled_row
-from trashpole.benchmarks.training import (
+from benchmarks.measure import R50_CONFIG, measuring, use_threads, write_result
+from benchmarks.profile import category_lines, load_line, profiled_row
+from benchmarks.training import (
     PHASE_SCOPES,
     TrainContender,
     _make_step,
@@ -47,8 +45,11 @@ CATEGORIES = (
 )
 DEMO_CONFIG = "configs/mask_rcnn_R_18_FPN_cpu_quick.yaml"
 
+NAME = "profile-training"
 # arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = {"size": 64, "batch": 1, "warmup": 0, "proposals": 50, "rois": 16, "quick": True}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"threads": "threads", "size": "size"}
 
 
 @dataclass
@@ -57,7 +58,7 @@ class ProfiledContender:
     A training set-up and the batch it is profiled on.
 
     Attributes:
-        contender: what trains (see :class:`trashpole.benchmarks.training.TrainContender`).
+        contender: what trains (see :class:`benchmarks.training.TrainContender`).
         size: image side (0: the run's).
         batch: images per iteration (0: the run's).
     """
@@ -100,7 +101,7 @@ def profile_step(
 ) -> Dict[str, Any]:
     """Profile one training iteration of ``item`` after ``warmup`` unprofiled ones (``size``,
     ``batch``, ``proposals`` and ``rois`` apply where ``item`` sets none, see
-    :func:`trashpole.benchmarks.training.run`)."""
+    :func:`benchmarks.training.run`)."""
     size, batch = item.size or size, item.batch or batch
     samples = synthetic_samples(size, batch, seed)
     step, model = _make_step(item.contender, samples, size, seed, proposals, rois)
@@ -135,7 +136,7 @@ def run(
         warmup: unprofiled iterations first (oneDNN picks and caches its kernels in the first).
         threads: torch threads (0: torch's default).
         contenders: default :func:`default_contenders`.
-        proposals, rois: as in :func:`trashpole.benchmarks.training.run` (0: each default).
+        proposals, rois: as in :func:`benchmarks.training.run` (0: each default).
         quick: every contender at ``size`` and ``batch`` (a smoke test).
 
     Returns:
@@ -143,24 +144,15 @@ def run(
         ``size``, ``batch``, ``wall_s``, ``phase_s`` (forward, backward, optimizer), ``self_ms``
         and ``share`` by category, ``total_self_ms``, ``top_ops``.
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
-    result: Dict[str, Any] = {
-        "benchmark": "profile-training",
-        "proposals": proposals or "default",
-        "rois": rois or "default",
-        "threads": torch.get_num_threads(),
-        "warmup": warmup,
-        "load_before": load_average(),
-        "machine": machine_info(),
-    }
+    use_threads(threads)
+    settings = dict(proposals=proposals or "default", rois=rois or "default", warmup=warmup)
     rows = {}
-    for item in contenders or default_contenders():
-        if quick:
-            item = ProfiledContender(item.contender)
-        logger.info("profiling a training iteration of %s", item.contender.name)
-        rows[item.contender.name] = profile_step(item, size, batch, warmup, proposals, rois)
-    result["load_after"] = load_average()
+    with measuring(NAME, **settings) as result:
+        for item in contenders or default_contenders():
+            if quick:
+                item = ProfiledContender(item.contender)
+            logger.info("profiling a training iteration of %s", item.contender.name)
+            rows[item.contender.name] = profile_step(item, size, batch, warmup, proposals, rois)
     result["contenders"] = rows
     if out_dir:
         write_result(result, out_dir, "profile_training_benchmark.json")

@@ -9,8 +9,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 
-from trashpole.benchmarks.describe import describe_model, label, observe_features
-from trashpole.benchmarks.measure import load_average, machine_info, write_result
+from benchmarks.describe import describe_model, label, observe_features
+from benchmarks.measure import measuring, write_result
 from trashpole.config import load_config
 from trashpole.engine.setup import derive_from_data, register_datasets
 from trashpole.errors import UserError
@@ -19,6 +19,12 @@ from trashpole.run import backend_opts, build_inference_model, resolve_run
 from trashpole.speed import fp32_opts, set_test_size, speed_opts
 
 logger = logging.getLogger(__name__)
+
+NAME = "accuracy"
+# --quick changes nothing: the runs are given
+QUICK: Dict[str, Any] = {}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"run": "run_dirs", "split": "split", "dataset_root": "dataset_root"}
 
 
 @contextlib.contextmanager
@@ -86,7 +92,7 @@ def evaluate_variant(
         ``{"bbox/AP", "segm/AP", "segm/AP50", "trashpole/mIoU", "trashpole/F1", "ms_per_image",
         "images", "threads", "label", "setup", "seen"}``: the time leaves out the first two
         images (warm-up), ``images`` counts the timed ones; ``label`` says what ran, read from
-        the model (:mod:`trashpole.benchmarks.describe`).
+        the model (:mod:`benchmarks.describe`).
     """
     config, weights = resolve_run(run_dir)
     sizes = [int(o[5:]) for o in opts if o.startswith("size=")]
@@ -181,9 +187,9 @@ def _over_runs(per_run: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Dict[str, 
     return rows
 
 
-def run_accuracy(
+def run(
+    out_dir: Optional[str],
     run_dirs: Union[str, Sequence[str]],
-    out_dir: Optional[str] = None,
     split: str = "test",
     dataset_root: str = "",
     variants: Optional[Dict[str, List[str]]] = None,
@@ -194,8 +200,8 @@ def run_accuracy(
     :func:`default_variants`) on each run; writes ``accuracy_benchmark.json``.
 
     Args:
-        run_dirs: a trained run, or several.
         out_dir: folder for the JSON (none written if None).
+        run_dirs: a trained run, or several.
         split: the split to evaluate.
         dataset_root: the export (default: each run's).
         variants: name -> opts; default :func:`default_variants`.
@@ -208,18 +214,11 @@ def run_accuracy(
         ``delta_segm_AP_per_run`` and ``delta_segm_AP_farthest``).
     """
     runs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
-    for run in runs:  # a missing run fails now, not after the other runs' sweeps
-        resolve_run(run)
+    for run_dir in runs:  # a missing run fails now, not after the other runs' sweeps
+        resolve_run(run_dir)
     variants = dict(variants or default_variants())
-    result: Dict[str, Any] = {
-        "benchmark": "accuracy",
-        "runs": runs,
-        "split": split,
-        "load_before": load_average(),
-        "machine": machine_info(),
-    }
-    per_run = [_rows_of_run(run, variants, split, dataset_root) for run in runs]
-    result["load_after"] = load_average()
+    with measuring(NAME, runs=runs, split=split) as result:
+        per_run = [_rows_of_run(run_dir, variants, split, dataset_root) for run_dir in runs]
     result["per_run"] = per_run
     result["contenders"] = _over_runs(per_run)
     if out_dir:
@@ -227,8 +226,8 @@ def run_accuracy(
     return result
 
 
-def format_accuracy_table(result: Dict[str, Any]) -> str:
-    """The variants of :func:`run_accuracy` as a fixed-width text table (means over the runs,
+def format_table(result: Dict[str, Any]) -> str:
+    """The variants of :func:`run` as a fixed-width text table (means over the runs,
     and each run's segm AP change when there are several)."""
     several = len(result["runs"]) > 1
     header = f"{'speed option':<38} {'ms/img':>7} {'speed-up':>8} {'segm AP':>8} {'dAP':>6}"

@@ -23,16 +23,20 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 
+from benchmarks.browser import BrowserError, HeadlessChromium, find_chromium
 from trashpole.data.synthetic import CLASS_NAMES, render_scene
 from trashpole.evaluation import EvaluationDetail, TrashPoleEvaluator, write_report
-from trashpole.evaluation.browser import BrowserError, HeadlessChromium, find_chromium
 from trashpole.evaluation.evaluator import records_by_image_id
 from trashpole.evaluation.html_report import FILES_DIR, write_html_report
 from trashpole.evaluation.matching import masks_to_rles
 
 logger = logging.getLogger(__name__)
 
+NAME = "report"
+# arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = dict(num_images=20, unique=10, repeats=1)
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"num_images": "num_images", "repeats": "repeats"}
 VIEWPORT = (1280, 900)
 
 

@@ -5,7 +5,6 @@ check that its state stays small: what it keeps per image must not grow with the
 """
 
 import logging
-import os
 import pickle
 import resource
 import time
@@ -18,11 +17,17 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 
+from benchmarks.measure import write_result
 from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.evaluation import TrashPoleEvaluator
-from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
+
+NAME = "evaluation"
+# arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
+QUICK = {"num_images": 5, "size": (256, 256), "instances": 10}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"num_images": "num_images"}
 
 
 def _random_boxes(rng: np.random.Generator, n: int, height: int, width: int) -> np.ndarray:
@@ -85,8 +90,37 @@ def _prediction(record: dict, rng: np.random.Generator) -> Instances:
     )
 
 
-def run(
-    out_dir: Optional[str] = None,
+def run(out_dir: Optional[str] = None, **kwargs: Any) -> Dict[str, Any]:
+    """
+    :func:`measure_evaluator` without the metrics it computed, written to
+    ``evaluation_benchmark.json`` in ``out_dir`` if set; ``kwargs`` go to
+    :func:`measure_evaluator`.
+    """
+    report = measure_evaluator(**kwargs)
+    result = {k: v for k, v in report.items() if k != "results"}
+    if out_dir:
+        write_result(result, out_dir, "evaluation_benchmark.json")
+    logger.info(
+        "evaluator on %d images of %dx%d with %d instances: %.1f ms/image, state %.2f MB, "
+        "traced peak %.1f MB (the full masks would be %.0f MB)",
+        result["num_images"],
+        result["size"][1],
+        result["size"][0],
+        result["instances"],
+        result["process_ms_per_image"],
+        result["state_mb"],
+        result["traced_peak_mb"],
+        result["full_masks_mb"],
+    )
+    return result
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    """One line per number of the result."""
+    return "\n".join(f"{NAME} {k}: {v}" for k, v in result.items())
+
+
+def measure_evaluator(
     num_images: int = 1000,
     size: Tuple[int, int] = (1080, 1920),
     instances: int = 50,
@@ -96,8 +130,6 @@ def run(
     Evaluate synthetic predictions on a throw-away registered data set and measure the cost.
 
     Args:
-        out_dir: if set, ``evaluation_benchmark.json`` is written there (the results dict
-            without the metrics); the package's common first argument.
         num_images: images to evaluate (try 5-20 first; 1000 takes a few minutes).
         size: (height, width) of every image.
         instances: ground-truth instances per image.
@@ -156,20 +188,4 @@ def run(
         "full_masks_mb": num_images * instances * size[0] * size[1] / 2**20,
         "results": results,
     }
-    if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
-        path = os.path.join(out_dir, "evaluation_benchmark.json")
-        write_json({k: v for k, v in report.items() if k != "results"}, path)
-    logger.info(
-        "evaluator on %d images of %dx%d with %d instances: %.1f ms/image, state %.2f MB, "
-        "traced peak %.1f MB (the full masks would be %.0f MB)",
-        num_images,
-        size[1],
-        size[0],
-        instances,
-        report["process_ms_per_image"],
-        report["state_mb"],
-        report["traced_peak_mb"],
-        report["full_masks_mb"],
-    )
     return report

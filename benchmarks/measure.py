@@ -1,5 +1,5 @@
 """The measuring kit of the benchmarks: generated inputs, timers that alternate contenders, memory,
-the machine's matmul and convolution peaks, result files and tables."""
+the machine's matmul and convolution peaks, the header of a result, result files and tables."""
 
 import ctypes
 import gc
@@ -8,7 +8,8 @@ import os
 import re
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import detectron2
 import numpy as np
@@ -21,7 +22,7 @@ from trashpole.speed import cpu_features
 
 logger = logging.getLogger(__name__)
 
-REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs")
+REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 R50_CONFIG = os.path.join(REPO_CONFIGS, "mask_rcnn_R_50_FPN_reference.yaml")
 CPU_CONFIG = os.path.join(REPO_CONFIGS, "mask_rcnn_R_18_FPN_cpu_quick.yaml")
 
@@ -92,6 +93,33 @@ def load_average() -> List[float]:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return []
+
+
+@contextmanager
+def measuring(benchmark: str, **settings: Any) -> Iterator[Dict[str, Any]]:
+    """
+    The result of a suite, begun with the header every suite shares; wrap the timed part in it.
+
+    Args:
+        benchmark: the suite's name (``NAME``).
+        settings: what the suite ran with (size, rounds...), in the order the file should show.
+
+    Yields:
+        the result: ``benchmark``, the settings, ``threads`` (torch's, once the suite has set
+        them), ``load_before`` (:func:`load_average` on entry) and ``machine``
+        (:func:`machine_info`); ``load_after`` is added when the block ends.
+    """
+    result: Dict[str, Any] = {"benchmark": benchmark, **settings}
+    result.update(threads=torch.get_num_threads(), load_before=load_average())
+    result["machine"] = machine_info()
+    yield result
+    result["load_after"] = load_average()
+
+
+def use_threads(threads: int) -> None:
+    """Set torch's threads for a suite; 0 keeps torch's default."""
+    if threads > 0:
+        torch.set_num_threads(threads)
 
 
 def _proc_status_kb(key: str) -> Optional[int]:

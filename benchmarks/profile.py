@@ -1,6 +1,6 @@
 """Where the time of one 640x640 inference goes: torch.profiler's self CPU time of every op, by
 category (convolutions, linear layers, ROIAlign, NMS, mask pasting, copies and casts, fills,
-the rest), for the same contenders and equal work as :mod:`trashpole.benchmarks.inference`.
+the rest), for the same contenders and equal work as :mod:`benchmarks.inference`.
 
 Mask pasting is what runs inside the postprocessing that pastes the masks into the image
 (detectron2's ``detector_postprocess``, torchvision's ``paste_masks_in_image``), found through
@@ -15,15 +15,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import torch
 
-from trashpole.benchmarks.describe import describe_model, label, observe_features
-from trashpole.benchmarks.inference import Contender, _prepare, pytorch_opts
-from trashpole.benchmarks.measure import (
-    R50_CONFIG,
-    load_average,
-    machine_info,
-    street_image,
-    write_result,
-)
+from benchmarks.describe import describe_model, label, observe_features
+from benchmarks.inference import Contender, _prepare, pytorch_opts
+from benchmarks.measure import R50_CONFIG, measuring, street_image, use_threads, write_result
 from trashpole.run import backend_opts
 from trashpole.speed import fp32_opts, precision, speed_opts
 
@@ -36,14 +30,17 @@ _LINEAR = {"addmm", "mm", "bmm", "matmul", "linear", "_mkldnn_linear", "mkldnn_l
 _COPIES = {"copy_", "to", "_to_copy", "contiguous", "clone", "cat", "stack", "index_select"}
 _FILLS = {"zero_", "fill_", "zeros", "zeros_like", "full", "new_zeros", "new_full"}
 
+NAME = "profile"
 # arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = {"size": 64, "warmup": 0, "proposals": 50, "detections": 5}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"threads": "threads", "size": "size"}
 
 
 def default_contenders() -> List[Contender]:
     """trashpole's R50-FPN on the PyTorch backend in fp32 and with its default switches, and the
     peer with the same switches; equal work as in the inference benchmark (ROIAlign sampling 2).
-    The OpenVINO backend's profile: :mod:`trashpole.benchmarks.profile_openvino`."""
+    The OpenVINO backend's profile: :mod:`benchmarks.profile_openvino`."""
 
     ratio2 = speed_opts(sampling_ratio=2)
     pytorch = backend_opts("pytorch")  # torch.profiler sees inside the PyTorch backend only
@@ -222,21 +219,11 @@ def run(
         ``label``, ``wall_s``, ``self_ms`` and ``share`` by category, ``total_self_ms``,
         ``top_ops``.
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
-    result: Dict[str, Any] = {
-        "benchmark": "profile",
-        "size": size,
-        "proposals": proposals,
-        "detections": detections,
-        "threads": torch.get_num_threads(),
-        "load_before": load_average(),
-        "machine": machine_info(),
-    }
+    use_threads(threads)
     rows = {}
-    for c in contenders or default_contenders():
-        rows[c.name] = profile_contender(c, size, proposals, detections, warmup)
-    result["load_after"] = load_average()
+    with measuring(NAME, size=size, proposals=proposals, detections=detections) as result:
+        for c in contenders or default_contenders():
+            rows[c.name] = profile_contender(c, size, proposals, detections, warmup)
     result["contenders"] = rows
     if out_dir:
         write_result(result, out_dir, "profile_benchmark.json")

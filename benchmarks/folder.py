@@ -19,12 +19,12 @@ import cv2
 import torch
 from detectron2.modeling import build_model
 
-from trashpole.benchmarks.measure import (
+from benchmarks.measure import (
     R50_CONFIG,
     imagenet_norm_opts,
-    load_average,
-    machine_info,
+    measuring,
     street_image,
+    use_threads,
     write_result,
 )
 from trashpole.config import load_config
@@ -34,8 +34,11 @@ from trashpole.run import backend_opts
 
 logger = logging.getLogger(__name__)
 
+NAME = "folder"
 # arguments of run() for a smoke test in seconds (tools/benchmark.py --quick)
 QUICK = {"num_images": 3, "size": 96, "rounds": 1}
+# tools/benchmark.py's options -> run()'s arguments
+OPTIONS = {"threads": "threads", "size": "size", "repeats": "rounds", "num_images": "num_images"}
 
 
 def default_contenders() -> Dict[str, List[str]]:
@@ -93,19 +96,10 @@ def run(
         ``images_per_s`` (each round's, from ``predict_paths``), ``median_images_per_s``,
         ``speedup_vs_first`` (against the first row).
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     contenders = contenders or default_contenders()
-    result: Dict[str, Any] = {
-        "benchmark": "folder",
-        "num_images": num_images,
-        "size": size,
-        "rounds": rounds,
-        "threads": torch.get_num_threads(),
-        "load_before": load_average(),
-        "machine": machine_info(),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
+    settings = dict(num_images=num_images, size=size, rounds=rounds)
+    with measuring(NAME, **settings) as result, tempfile.TemporaryDirectory() as tmp:
         images = os.path.join(tmp, "images")
         _write_folder(images, num_images, size)
         run_dir = _write_run(os.path.join(tmp, "run"), size)
@@ -118,7 +112,6 @@ def run(
             for name, predictor in predictors.items():
                 out = os.path.join(tmp, "out", name.replace(" ", "_").replace(",", ""))
                 rates[name].append(predict_paths(predictor, images, out)["images_per_s"])
-    result["load_after"] = load_average()
     rows = {}
     for name, opts in contenders.items():
         median = statistics.median(rates[name])
