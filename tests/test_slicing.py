@@ -404,7 +404,7 @@ def test_merge_picture_shows_each_slice_piece_and_the_merged_mask():
     # (200 rows x 100 columns): scaled to 180 px high, two 90 px panels and an 8 px gap
     assert picture.shape == (180, 90 + 8 + 90, 3)
     right = picture[:, 98:]
-    merged = np.all(right == np.uint8(np.float32(CLASS_COLORS[POLE]) * 0.55), axis=2)
+    merged = np.all(right == np.uint8(np.float32(CLASS_COLORS[POLE]) * 0.6), axis=2)
     # the pole (x 40-49, rows 10-189), scaled 0.9, away from the dashed edges
     assert merged[20:60, 36:45].all() and merged[120:165, 36:45].all()
     assert not merged[:, :30].any()

@@ -83,7 +83,8 @@ def main(argv=None):
             f"({len(windows)} slices, {len(pieces)} pieces); try another image or a smaller --slice"
         )
     members = [pieces[i] for i in groups[chosen]]
-    picture = merge_picture(image, members, unite(members), windows, args.height)
+    seen = sorted({p.window for p in members if not p.whole})
+    picture = merge_picture(image, members, unite(members), seen, args.height)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     cv2.imwrite(args.output, picture[:, :, ::-1])
     slices = len({p.window for p in members if not p.whole})

@@ -3,8 +3,8 @@ A picture of sliced inference at work: the mask pieces that the slices returned 
 side by side with the one instance they were merged into (``tools/slice_picture.py``; the rule:
 :mod:`trashpole.predict.merge`).
 
-Left panel: the image around the object, every slice edge that crosses it as a dashed white
-line, and each slice's piece in its own colour. Right panel: the merged mask in the class colour
+Left panel: the image around the object, the edges of the slices that saw it as dashed white
+lines, and each slice's piece in its own colour (the palette's colours other than the class's). Right panel: the merged mask in the class colour
 (:mod:`trashpole.visualization.palette`), with the same slice edges.
 """
 
@@ -13,8 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from trashpole.predict.merge import Piece, Window
-from trashpole.visualization.palette import CLASS_COLORS, track_color
+from trashpole.predict.merge import Piece, Window, resolved_whole
+from trashpole.visualization.palette import CLASS_COLORS
 
 Region = Tuple[int, int, int, int]
 
@@ -23,8 +23,10 @@ def pick_merged_group(
     pieces: Sequence[Piece], groups: Sequence[Sequence[int]], category: int
 ) -> Optional[int]:
     """
-    The group that shows the merge best: of class ``category``, with pieces from the most
-    slices (the whole-image pass not counted), then the largest merged area.
+    The group that shows the merge best: of class ``category``, one whose mask the slices make
+    (not one the whole-image pass resolved: :func:`trashpole.predict.merge.resolved_whole`) if
+    there is one, with pieces from the most slices (the whole-image pass not counted), then the
+    largest merged area.
 
     Returns:
         the group's index in ``groups``, or None when no group of that class joins pieces of two
@@ -36,7 +38,7 @@ def pick_merged_group(
         slices = {p.window for p in members if not p.whole}
         if members[0].category != category or len(slices) < 2:
             continue
-        key = (len(slices), sum(p.area for p in members))
+        key = (resolved_whole(members) is None, len(slices), sum(p.area for p in members))
         if best_key is None or key > best_key:
             best, best_key = k, key
     return best
@@ -57,7 +59,7 @@ def _region(members: Sequence[Piece], shape: Tuple[int, int], pad: float = 0.6) 
     )
 
 
-def _paint(canvas: np.ndarray, piece: Piece, region: Region, rgb, alpha: float = 0.55) -> None:
+def _paint(canvas: np.ndarray, piece: Piece, region: Region, rgb, alpha: float = 0.6) -> None:
     """Blend a piece's mask into ``canvas`` (the region's crop, RGB) in colour ``rgb``."""
     mask = np.zeros(canvas.shape[:2], bool)
     x0, y0, x1, y1 = piece.box
@@ -103,7 +105,7 @@ def merge_picture(
         image_bgr: the whole image (uint8 BGR).
         members: the group's pieces (slices and possibly the whole-image pass).
         merged: the instance they were merged into.
-        windows: every slice window of the image.
+        windows: the slice windows whose edges to draw (those of the group's pieces).
 
     Returns:
         ndarray[height_px, W, 3] of uint8, RGB.
@@ -112,10 +114,12 @@ def merge_picture(
     rx0, ry0, rx1, ry1 = region
     crop = image_bgr[ry0:ry1, rx0:rx1, ::-1].astype(np.float32)
     left, right = crop.copy(), crop.copy()
+    own = CLASS_COLORS[merged.category % len(CLASS_COLORS)]
+    others = [c for c in CLASS_COLORS if c != own]  # the pieces in the palette's other colours
     slices = [p for p in members if not p.whole]
     for k, piece in enumerate(slices):
-        _paint(left, piece, region, 255 * track_color(k + 1))
-    _paint(right, merged, region, CLASS_COLORS[merged.category % len(CLASS_COLORS)])
+        _paint(left, piece, region, others[k % len(others)])
+    _paint(right, merged, region, own)
     scale = height_px / crop.shape[0]
     size = (max(1, int(round(crop.shape[1] * scale))), height_px)
     panels: List[np.ndarray] = []
