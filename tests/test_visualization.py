@@ -41,3 +41,24 @@ def test_training_curves_png(tmp_path):
     image = cv2.imread(path)
     assert image.shape == (640, 1200, 3)  # 15 x 8 inches at 80 dpi
     assert (image < 250).any() and np.unique(image.reshape(-1, 3), axis=0).shape[0] > 10
+
+
+def test_gallery_images_are_read_as_the_model_saw_them(tmp_path):
+    """EXIF orientation applied (6: rotated 90 degrees clockwise), as detectron2's loader and the
+    predictor apply it; an unreadable file gives a gray canvas of the record's size."""
+    from PIL import Image
+
+    from trashpole.visualization.overlays import _read_rgb
+
+    raw = np.zeros((20, 40, 3), np.uint8)
+    raw[:, :10] = (255, 0, 0)  # red on the left of the stored pixels
+    exif = Image.Exif()
+    exif[274] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(raw).save(path, exif=exif.tobytes(), quality=95)
+    seen = _read_rgb(str(path), 40, 20)
+    assert seen.shape == (40, 20, 3)  # width and height swapped
+    assert seen[:10, :, 0].mean() > 200 and seen[-10:, :, 0].mean() < 50  # left became top
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    gray = _read_rgb(str(tmp_path / "broken.jpg"), 12, 16)
+    assert gray.shape == (12, 16, 3) and (gray == 128).all()

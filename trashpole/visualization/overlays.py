@@ -9,7 +9,6 @@ import logging
 import os
 from typing import Any, Dict, List, Sequence
 
-import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
@@ -18,6 +17,8 @@ from detectron2.data.detection_utils import convert_image_to_rgb, read_image
 from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils.visualizer import ColorMode, Visualizer
 from matplotlib.figure import Figure
+
+from trashpole.images import UnreadableImage, read_bgr
 
 from .palette import class_colors, track_color
 
@@ -123,11 +124,14 @@ def draw_predictions(image_bgr: np.ndarray, instances, metadata: Metadata) -> np
 
 
 def _read_rgb(file_name: str, height: int, width: int) -> np.ndarray:
-    image = cv2.imread(file_name, cv2.IMREAD_COLOR)
-    if image is None:
-        logger.warning("gallery: cannot read %s; drawing on a gray canvas", file_name)
+    """The image as the model saw it (EXIF orientation applied, as detectron2's loader and the
+    predictor read it), RGB; a gray canvas of ``height`` x ``width`` when it cannot be read."""
+    try:
+        image, _ = read_bgr(file_name)
+    except (OSError, UnreadableImage) as e:
+        logger.warning("gallery: cannot read %s (%s); drawing on a gray canvas", file_name, e)
         return np.full((height, width, 3), 128, dtype=np.uint8)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(image[:, :, ::-1])
 
 
 def _gallery_metadata(detail) -> Metadata:
