@@ -47,7 +47,7 @@ Objects cut by a slice edge are merged through the overlap of the slices (overla
 the whole-image pass; with neither, their pieces stay apart.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -99,6 +99,15 @@ class Piece:
         """Mask pixels."""
         return int(np.count_nonzero(self.mask))
 
+    def paste(self, canvas: np.ndarray, x0: int = 0, y0: int = 0) -> None:
+        """OR the mask into ``canvas`` (ndarray[H, W] of bool whose pixel [0, 0] is image
+        position (``x0``, ``y0``)), in place; the part outside the canvas is left out."""
+        region = (x0, y0, x0 + canvas.shape[1], y0 + canvas.shape[0])
+        part = _crop(self, region)
+        if part is not None:
+            px, py = max(self.x0, x0), max(self.y0, y0)
+            canvas[py - y0 : py - y0 + part.shape[0], px - x0 : px - x0 + part.shape[1]] |= part
+
     def count_in(self, region: Window) -> int:
         """Mask pixels inside ``region``."""
         crop = _crop(self, region)
@@ -144,6 +153,14 @@ def _crop(p: Piece, region: Window) -> Optional[np.ndarray]:
     return p.mask[y0 - p.y0 : y1 - p.y0, x0 - p.x0 : x1 - p.x0]
 
 
+def _overlap(a: Piece, b: Piece) -> int:
+    """Pixels that the masks of ``a`` and ``b`` share."""
+    meet = _intersect(a.box, b.box)
+    if meet is None:
+        return 0
+    return int(np.count_nonzero(_crop(a, meet) & _crop(b, meet)))
+
+
 def pair_values(a: Piece, b: Piece) -> Tuple[float, float]:
     """
     The two pairing values of pieces ``a`` and ``b`` (see the module docstring).
@@ -152,10 +169,9 @@ def pair_values(a: Piece, b: Piece) -> Tuple[float, float]:
         (edge IoU, IoS): the mask IoU inside the intersection of the two windows (0 when neither
         mask reaches it), and the intersection over the smaller mask.
     """
-    meet = _intersect(a.box, b.box)
-    if meet is None:
+    inter = _overlap(a, b)
+    if inter == 0:
         return 0.0, 0.0
-    inter = int(np.count_nonzero(_crop(a, meet) & _crop(b, meet)))
     # both masks lie inside their own windows, so their intersection lies inside the shared region
     shared = _intersect(a.window, b.window)
     union = a.count_in(shared) + b.count_in(shared) - inter if shared is not None else 0
@@ -258,17 +274,15 @@ def unite(group: Sequence[Piece], whole_side: float = WHOLE_SIDE) -> Piece:
     canvas = np.zeros((hull[3] - hull[1], hull[2] - hull[0]), bool)
     seen = [p.window for p in group if not p.whole]
     for p in group:
-        x0, y0, x1, y1 = p.box
-        target = canvas[y0 - hull[1] : y1 - hull[1], x0 - hull[0] : x1 - hull[0]]
-        if not p.whole:
-            target |= p.mask
-            continue
-        fill = p.mask.copy()
-        for w in seen:  # where a slice detected the object, its mask is kept
-            inside = _intersect(p.box, w)
-            if inside is not None:
-                fill[inside[1] - y0 : inside[3] - y0, inside[0] - x0 : inside[2] - x0] = False
-        target |= fill
+        if p.whole:  # where a slice detected the object, its mask is kept
+            fill = p.mask.copy()
+            for w in seen:
+                inside = _intersect(p.box, w)
+                if inside is not None:
+                    x0, y0, x1, y1 = inside
+                    fill[y0 - p.y0 : y1 - p.y0, x0 - p.x0 : x1 - p.x0] = False
+            p = replace(p, mask=fill)
+        p.paste(canvas, hull[0], hull[1])
     merged = make_piece(canvas, hull, False, group[0].category, score)
     merged.window = window
     return merged
@@ -276,10 +290,7 @@ def unite(group: Sequence[Piece], whole_side: float = WHOLE_SIDE) -> Piece:
 
 def _inside(a: Piece, b: Piece) -> float:
     """Intersection of the masks of ``a`` and ``b`` over the mask of ``a``."""
-    meet = _intersect(a.box, b.box)
-    if meet is None:
-        return 0.0
-    return int(np.count_nonzero(_crop(a, meet) & _crop(b, meet))) / a.area
+    return _overlap(a, b) / a.area
 
 
 def merge_pieces(

@@ -62,16 +62,8 @@ def _region(members: Sequence[Piece], shape: Tuple[int, int], pad: float = 0.6) 
 def _paint(canvas: np.ndarray, piece: Piece, region: Region, rgb, alpha: float = 0.6) -> None:
     """Blend a piece's mask into ``canvas`` (the region's crop, RGB) in colour ``rgb``."""
     mask = np.zeros(canvas.shape[:2], bool)
-    x0, y0, x1, y1 = piece.box
-    rx0, ry0, rx1, ry1 = region
-    cx0, cy0, cx1, cy1 = max(x0, rx0), max(y0, ry0), min(x1, rx1), min(y1, ry1)
-    if cx0 >= cx1 or cy0 >= cy1:
-        return
-    mask[cy0 - ry0 : cy1 - ry0, cx0 - rx0 : cx1 - rx0] = piece.mask[
-        cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0
-    ]
-    color = np.asarray(rgb, np.float32)
-    canvas[mask] = (1 - alpha) * canvas[mask] + alpha * color
+    piece.paste(mask, region[0], region[1])
+    canvas[mask] = (1 - alpha) * canvas[mask] + alpha * np.asarray(rgb, np.float32)
 
 
 def _edges(canvas: np.ndarray, windows: Sequence[Window], region: Region, scale: float) -> None:
