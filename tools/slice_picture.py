@@ -24,7 +24,7 @@ from trashpole.errors import UserError
 from trashpole.images import UnreadableImage, read_bgr
 from trashpole.predict import load_predictor
 from trashpole.predict.merge import group_pieces, unite
-from trashpole.predict.slicing import slice_grid, to_pieces
+from trashpole.predict.slicing import sliced_pieces
 from trashpole.visualization.slices import merge_picture, pick_merged_group
 
 logger = logging.getLogger("trashpole.tools.slice_picture")
@@ -43,24 +43,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def sliced_pieces(sliced, image_bgr):
-    """(windows, pieces) of one image through a SlicedModel: each slice's detections and the
-    whole-image pass's, in image coordinates, before the merge."""
-    s = sliced.settings
-    height, width = image_bgr.shape[:2]
-    windows = slice_grid(height, width, s.size, s.overlap)
-    pieces = []
-    for start in range(0, len(windows), s.batch):
-        batch = windows[start : start + s.batch]
-        crops = [image_bgr[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in batch]
-        for window, instances in zip(batch, sliced.run_batch(crops)):
-            pieces += to_pieces(instances, window, whole=False)
-    if s.whole_image:
-        whole = (0, 0, width, height)
-        pieces += to_pieces(sliced.run_batch([image_bgr])[0], whole, whole=True)
-    return windows, pieces
-
-
 def main(argv=None):
     args = parse_args(argv)
     setup_logger(name="trashpole")
@@ -74,7 +56,10 @@ def main(argv=None):
     names = list(predictor.class_names)
     if args.class_name not in names:
         raise UserError(f"--class-name {args.class_name!r}: the run's classes are {names}")
-    windows, pieces = sliced_pieces(predictor.model, image)
+    s = predictor.model.settings  # the SlicedModel that slicing "on" builds
+    windows, pieces = sliced_pieces(
+        predictor.model.run_batch, image, s.size, s.overlap, s.whole_image, s.batch
+    )
     groups = group_pieces(pieces)
     chosen = pick_merged_group(pieces, groups, names.index(args.class_name))
     if chosen is None:

@@ -264,6 +264,35 @@ def _run(run_batch: RunBatch, images: List[np.ndarray]) -> List[Instances]:
     return outputs
 
 
+def sliced_pieces(
+    run_batch: RunBatch,
+    image_bgr: np.ndarray,
+    slice_size: int,
+    overlap: float,
+    whole_image: bool = True,
+    batch_size: int = 4,
+) -> Tuple[List[Window], List[Piece]]:
+    """
+    The passes of :func:`predict_sliced` before the merge: the slices (``batch_size`` at a time)
+    and, with ``whole_image``, the whole image, skipped when one slice is the whole image.
+
+    Returns:
+        (the slice windows, every pass's pieces in image coordinates).
+    """
+    height, width = image_bgr.shape[:2]
+    grid = slice_grid(height, width, slice_size, overlap)
+    pieces: List[Piece] = []
+    for start in range(0, len(grid), batch_size):
+        windows = grid[start : start + batch_size]
+        crops = [np.ascontiguousarray(image_bgr[y0:y1, x0:x1]) for x0, y0, x1, y1 in windows]
+        for window, instances in zip(windows, _run(run_batch, crops)):
+            pieces += to_pieces(instances, window, whole=False)
+    whole = (0, 0, width, height)
+    if whole_image and grid != [whole]:
+        pieces += to_pieces(_run(run_batch, [image_bgr])[0], whole, whole=True)
+    return grid, pieces
+
+
 def predict_sliced(
     run_batch: RunBatch,
     image_bgr: np.ndarray,
@@ -300,16 +329,7 @@ def predict_sliced(
     """
     _check(slice_size, overlap, batch_size)
     height, width = image_bgr.shape[:2]
-    grid = slice_grid(height, width, slice_size, overlap)
-    pieces: List[Piece] = []
-    for start in range(0, len(grid), batch_size):
-        windows = grid[start : start + batch_size]
-        crops = [np.ascontiguousarray(image_bgr[y0:y1, x0:x1]) for x0, y0, x1, y1 in windows]
-        for window, instances in zip(windows, _run(run_batch, crops)):
-            pieces += to_pieces(instances, window, whole=False)
-    whole = (0, 0, width, height)
-    if whole_image and grid != [whole]:
-        pieces += to_pieces(_run(run_batch, [image_bgr])[0], whole, whole=True)
+    grid, pieces = sliced_pieces(run_batch, image_bgr, slice_size, overlap, whole_image, batch_size)
     merged = merge_pieces(pieces, edge_iou, ios)
     logger.debug(
         "%dx%d image: %d slices of %d px%s, %d pieces merged into %d instances",
