@@ -64,7 +64,7 @@ class _Rois(nn.Module):
 def _export(module: nn.Module, args, shapes):
     import openvino as ov
 
-    from trashpole.compat_openvino import telemetry_off
+    from trashpole.compat.openvino import telemetry_off
 
     program = torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
     with telemetry_off():

@@ -1,5 +1,5 @@
 # detectron2's process launcher, so that tools import detectron2's engine through trashpole,
-# after trashpole.compat has run (see trashpole/compat.py, 1.)
+# after trashpole.compat has run (see trashpole/compat/__init__.py, 1.)
 from detectron2.engine import launch
 
 from .checkpoint import TrashPoleCheckpointer

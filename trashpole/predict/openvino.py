@@ -43,7 +43,7 @@ GRAPH_KEYS = ("MODEL", "INPUT.FORMAT")
 
 def openvino_core():
     """One ``openvino.Core`` for the process, with telemetry off (docs/export.md)."""
-    from trashpole.compat_openvino import core
+    from trashpole.compat.openvino import core
 
     return core()
 
@@ -116,7 +116,7 @@ def convert_stages(model: GeneralizedRCNN) -> Dict[str, Any]:
     """
     import openvino as ov
 
-    from trashpole.compat_openvino import telemetry_off
+    from trashpole.compat.openvino import telemetry_off
 
     models = {}
     with telemetry_off():

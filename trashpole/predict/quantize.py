@@ -85,7 +85,7 @@ def quantize_features(ov_model: Any, inputs: List[np.ndarray]) -> Any:
     """
     import nncf
 
-    from trashpole.compat_openvino import telemetry_off
+    from trashpole.compat.openvino import telemetry_off
 
     with telemetry_off():
         dataset = nncf.Dataset(inputs)
