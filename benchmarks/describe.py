@@ -51,7 +51,7 @@ def _resnet_depth(model: nn.Module) -> str:
 
 def _roi_aligns(model: nn.Module) -> list:
     """The ROIAlign modules (detectron2) or MultiScaleRoIAlign poolers (torchvision)."""
-    return [m for m in model.modules() if type(m).__name__ in ("ROIAlign", "_ThreadedROIAlign")] + [
+    return [m for m in model.modules() if type(m).__name__ in ("ROIAlign", "ThreadedROIAlign")] + [
         m for m in model.modules() if type(m).__name__ == "MultiScaleRoIAlign"
     ]
 
@@ -102,7 +102,7 @@ def describe_model(model: Any) -> Dict[str, Any]:
         and all(w.is_contiguous(memory_format=torch.channels_last) for w in square)
         and not square[0].is_contiguous(),
         "norm_layers": len(norms),
-        "threaded_roi_align": sum(type(m).__name__ == "_ThreadedROIAlign" for m in aligns),
+        "threaded_roi_align": sum(type(m).__name__ == "ThreadedROIAlign" for m in aligns),
         "sampling_ratios": sorted({int(m.sampling_ratio) for m in aligns}),
         "proposals": int(proposals[0]),
         "train_proposals": int(proposals[1]),

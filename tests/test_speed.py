@@ -103,6 +103,30 @@ def test_fp32_guards_keep_roialign_and_outputs_in_fp32(tmp_path):
     assert instances.pred_masks.dtype == torch.bool
 
 
+def test_fp32_guard_runs_the_box_predictor_in_fp32_and_gives_autocast_back(tmp_path):
+    from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+
+    model = build_model(load_config(write_tiny_config(tmp_path))).eval()
+    install_fp32_guards(model)
+    predictor = model.roi_heads.box_predictor
+    assert type(predictor) is FastRCNNOutputLayers  # detectron2's own class, hooked
+    seen = []
+    predictor.cls_score.register_forward_pre_hook(
+        lambda m, args: seen.append((args[0].dtype, torch.is_autocast_enabled("cpu")))
+    )
+    x = torch.randn(5, predictor.cls_score.in_features).to(torch.bfloat16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        scores, deltas = predictor(x)
+        assert torch.is_autocast_enabled("cpu")  # on again after the predictor
+        with pytest.raises(RuntimeError):
+            predictor(torch.randn(5, 3))  # wrong width: the forward raises inside the guard
+        assert torch.is_autocast_enabled("cpu")  # ...and autocast is still given back
+    assert seen[0] == (torch.float32, False)
+    assert scores.dtype == deltas.dtype == torch.float32
+    expected = predictor.cls_score(x.float())
+    assert torch.equal(scores, expected)
+
+
 def test_apply_inference_options_sets_threads_and_layout(tmp_path, keep_threads):
     opts = speed_opts(channels_last=True, threads=1)
     cfg = load_config(write_tiny_config(tmp_path), opts)
@@ -330,7 +354,7 @@ def test_trainer_threads_roi_align_by_its_key(tmp_path, threaded):
     model = Trainer.build_model(load_config(write_tiny_config(tmp_path), opts))
     kinds = [type(m).__name__ for m in model.modules() if "ROIAlign" in type(m).__name__]
     # 4 FPN levels in the box pooler and 4 in the mask pooler
-    assert kinds == ["_ThreadedROIAlign" if threaded else "ROIAlign"] * 8
+    assert kinds == ["ThreadedROIAlign" if threaded else "ROIAlign"] * 8
 
 
 def test_trainer_channels_last_by_its_key_trains_like_nchw(tmp_path):

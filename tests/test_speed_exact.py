@@ -67,6 +67,21 @@ def test_threaded_roi_align_is_bit_identical_in_the_model(tmp_path, keep_threads
     assert torch.equal(actual.pred_masks, expected.pred_masks)
 
 
+def _threaded(plain):
+    """``plain`` replaced by its threaded twin, as thread_roi_align replaces it in a model."""
+    holder = nn.Sequential(plain)
+    assert thread_roi_align(holder) == 1
+    threaded = holder[0]
+    assert type(threaded) is threads.ThreadedROIAlign and type(plain).__name__ == "ROIAlign"
+    assert (threaded.output_size, threaded.spatial_scale, threaded.sampling_ratio) == (
+        plain.output_size,
+        plain.spatial_scale,
+        plain.sampling_ratio,
+    )
+    assert threaded.aligned == plain.aligned
+    return threaded
+
+
 def _roi_align_case(num_rois: int, dtype: torch.dtype):
     """Features of 3 images (the last one without boxes) and ``num_rois`` boxes on the first two."""
     generator = torch.Generator().manual_seed(1)
@@ -100,8 +115,7 @@ def test_threaded_roi_align_training_is_bit_identical(keep_threads, monkeypatch,
     splits = []
     original = threads._split_by_image
     monkeypatch.setattr(threads, "_split_by_image", lambda r, n: splits.append(n) or original(r, n))
-    thread_roi_align(nn.Sequential(plain))
-    out, grad = run(plain)
+    out, grad = run(_threaded(plain))
     assert splits == [3]  # the threaded backward ran, over the 3 images
     assert out.dtype == expected_out.dtype == dtype and grad.dtype == dtype
     assert torch.equal(out, expected_out)
@@ -116,8 +130,7 @@ def test_threaded_roi_align_training_with_one_image_is_the_serial_op(keep_thread
     features, rois, upstream = _roi_align_case(100, torch.float32)
     features, rois = features[:1].clone().requires_grad_(True), rois.clone()
     rois[:, 0] = 0
-    align = ROIAlign((7, 7), 0.5, 2)
-    thread_roi_align(nn.Sequential(align))
+    align = _threaded(ROIAlign((7, 7), 0.5, 2))
     monkeypatch.setattr(threads, "_split_by_image", lambda r, n: pytest.fail("split one image"))
     align(features, rois).backward(upstream)
     assert features.grad.shape == features.shape
@@ -134,9 +147,8 @@ def test_threaded_roi_align_is_bit_identical_per_level(keep_threads):
     rois = torch.cat([torch.randint(0, 2, (300, 1), generator=generator).float(), xy, xy + wh], 1)
     plain = ROIAlign((7, 7), 0.5, 2)
     expected = plain(features, rois)
-    thread_roi_align(nn.Sequential(plain))
     with torch.no_grad():
-        assert torch.equal(plain(features, rois), expected)
+        assert torch.equal(_threaded(plain)(features, rois), expected)
 
 
 # ----------------------------------------------------------------------------------------------

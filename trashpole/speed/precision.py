@@ -3,7 +3,7 @@ that keep boxes, scores, ROIAlign and mask probabilities in fp32."""
 
 import contextlib
 import functools
-from typing import Any, Dict, Iterator, Union
+from typing import Any, Dict, Iterator, List, Union
 
 import torch
 from detectron2.config import CfgNode
@@ -101,7 +101,8 @@ def install_fp32_guards(model: nn.Module) -> None:
     the box predictor (class scores and box deltas: two small linear layers) runs in fp32; the
     RPN head's outputs and the mask logits are cast to fp32 as they leave their layer; the
     features that ROIAlign samples are cast to fp32 as they enter the pooler (detectron2 casts
-    the boxes to the features' dtype). By hooks and a class switch; idempotent.
+    the boxes to the features' dtype). All by forward hooks (the modules stay detectron2's own
+    classes); idempotent.
 
     Args:
         model: a detectron2 model (GeneralizedRCNN or any module holding these parts).
@@ -112,9 +113,9 @@ def install_fp32_guards(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, ROIPooler):
             handles.append(module.register_forward_pre_hook(_inputs_to_fp32))
-        elif type(module) is FastRCNNOutputLayers:
-            module.__class__ = _Fp32BoxPredictor
-        elif isinstance(module, (StandardRPNHead, FastRCNNOutputLayers)):
+        elif isinstance(module, FastRCNNOutputLayers):
+            handles.extend(_run_in_fp32(module))
+        elif isinstance(module, StandardRPNHead):
             handles.append(module.register_forward_hook(_output_to_fp32))
         elif isinstance(module, BaseMaskRCNNHead) and isinstance(
             getattr(module, "predictor", None), nn.Module
@@ -123,13 +124,31 @@ def install_fp32_guards(model: nn.Module) -> None:
     setattr(model, _GUARD_ATTR, handles)
 
 
-class _Fp32BoxPredictor(FastRCNNOutputLayers):
-    """detectron2's box predictor run in fp32 even under autocast: its scores rank the
-    detections and its deltas place the boxes."""
+def _run_in_fp32(module: nn.Module) -> list:
+    """
+    Hooks that run ``module``'s forward in fp32 even inside an autocast region: autocast is
+    switched off and the inputs cast to fp32 on the way in, and switched back on the way out,
+    also when the forward raises. For detectron2's box predictor: its scores rank the
+    detections and its deltas place the boxes.
 
-    def forward(self, x):
-        with torch.autocast("cpu", enabled=False):
-            return super().forward(x.float())
+    Returns:
+        the two hook handles.
+    """
+    open_contexts: List[torch.autocast] = []
+
+    def enter(module, args):
+        ctx = torch.autocast("cpu", enabled=False)
+        ctx.__enter__()
+        open_contexts.append(ctx)
+        return tuple(to_fp32(a) for a in args)
+
+    def leave(module, args, output):
+        open_contexts.pop().__exit__(None, None, None)
+
+    return [
+        module.register_forward_pre_hook(enter),
+        module.register_forward_hook(leave, always_call=True),
+    ]
 
 
 # attribute of a feature map that holds its NCHW fp32 copy: (version of the source, copy)

@@ -93,10 +93,15 @@ class _ThreadedROIAlignFunction(torch.autograd.Function):
         return grad_input, None, None, None, None, None, None
 
 
-class _ThreadedROIAlign(ROIAlign):
+class ThreadedROIAlign(ROIAlign):
     """detectron2's ROIAlign spread over ``torch.get_num_threads()`` threads (torchvision's CPU
     kernel runs on one core): at inference the boxes are split over the threads; in training
     the forward too, and the backward by image. Same result as the serial op."""
+
+    @classmethod
+    def like(cls, align: ROIAlign) -> "ThreadedROIAlign":
+        """A threaded ROIAlign with the settings of ``align`` (it holds no weights)."""
+        return cls(align.output_size, align.spatial_scale, align.sampling_ratio, align.aligned)
 
     def forward(self, input, rois):
         threads = torch.get_num_threads()
@@ -128,15 +133,17 @@ class _ThreadedROIAlign(ROIAlign):
 
 def thread_roi_align(model: nn.Module) -> int:
     """
-    Spread each ROIAlign of ``model`` over the torch threads (in place, by switching the
-    modules' class): at inference, and in training when the batch has two images or more.
+    Spread each ROIAlign of ``model`` over the torch threads: every plain detectron2
+    :class:`ROIAlign` submodule (the poolers' ``level_poolers``) is replaced in its parent by a
+    :class:`ThreadedROIAlign` with the same settings. It pays in training when the batch has two
+    images or more, and at inference with many boxes.
 
     Returns:
-        how many ROIAlign modules were switched.
+        how many ROIAlign modules were replaced.
     """
-    count = 0
-    for module in model.modules():
-        if type(module) is ROIAlign:
-            module.__class__ = _ThreadedROIAlign
-            count += 1
-    return count
+    plain = [n for n, module in model.named_modules() if n and type(module) is ROIAlign]
+    for name in plain:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        parent.register_module(child, ThreadedROIAlign.like(parent.get_submodule(child)))
+    return len(plain)
