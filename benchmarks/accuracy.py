@@ -12,7 +12,8 @@ import torch
 from benchmarks.describe import describe_model, label, observe_features
 from benchmarks.measure import measuring, write_result
 from trashpole.config import load_config
-from trashpole.engine.setup import derive_from_data, register_datasets
+from trashpole.engine.derive import derive_from_data
+from trashpole.engine.setup import register_datasets
 from trashpole.errors import UserError
 from trashpole.evaluation.evaluate import evaluate_and_report
 from trashpole.run import backend_opts, build_inference_model, resolve_run

@@ -5,7 +5,8 @@ import torch
 from detectron2.solver import build_lr_scheduler
 from tiny_model import REPO
 
-from trashpole.config import describe_schedule, load_config, resolve_epochs
+from trashpole.config import load_config
+from trashpole.engine.derive import describe_schedule, resolve_epochs
 from trashpole.engine import build_optimizer
 from trashpole.errors import UserError
 
@@ -162,8 +163,27 @@ def test_derive_from_data_sets_and_reports_each_key(tmp_path, clean_catalogs, mo
         "MODEL.ROI_HEADS.NUM_CLASSES: 80 -> 2 (2 classes)",
         "DATASETS.TEST: ('derive_valid',) -> ('derive_test',) (the configured ones are not "
         "registered)",
+    ] + [
+        # 3 train images in batches of 2: 2 iterations an epoch; the tiny recipe's 2 epochs with
+        # a step after epoch 1, an evaluation and a checkpoint every epoch, no warmup
+        f"{key}: {old} -> {new} (2 epochs of 2 iterations: 3 train images, batch 2)"
+        for key, old, new in [
+            ("SOLVER.ITERS_PER_EPOCH", 0, 2),
+            ("SOLVER.MAX_ITER", 270000, 4),
+            ("SOLVER.STEPS", (210000, 250000), (2,)),
+            ("SOLVER.WARMUP_ITERS", 1000, 0),
+            ("SOLVER.CHECKPOINT_PERIOD", 5000, 2),
+            ("TEST.EVAL_PERIOD", 0, 2),
+        ]
+    ] + [
         "TRASHPOLE.BEST_METRIC: 'segm/AP' -> 'bbox/AP' (a box-only model has no segm)",
     ]
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 2 and cfg.DATASETS.TEST == ("derive_test",)
     assert cfg.INPUT.MASK_FORMAT == "polygon"  # unchanged: the train split has polygons
     assert derive_from_data(cfg, splits, training=True) == []  # a second call changes nothing
+    # an evaluation: --eval-split picks the split, and the schedule is left alone
+    assert derive_from_data(cfg, splits, training=False, eval_split="train") == [
+        "DATASETS.TEST: ('derive_test',) -> ('derive_train',) (--eval-split)"
+    ]
+    with pytest.raises(UserError, match="--eval-split 'valid': .* has the splits"):
+        derive_from_data(cfg, splits, training=False, eval_split="valid")

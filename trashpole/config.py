@@ -3,13 +3,13 @@
 Setup order (always): ``get_cfg()`` -> :func:`add_trashpole_config` -> detectron2's
 ``COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml`` -> the project YAML (which inherits from
 ``configs/Base-TrashPole.yaml`` through ``_BASE_``) -> command-line opts -> derived values
-(:func:`resolve_epochs`) -> ``freeze()``.
+(:func:`trashpole.engine.derive.derive_from_data`, which also turns epochs into iterations) ->
+``freeze()``.
 """
 
 import contextlib
 import difflib
 import logging
-import math
 import os
 from typing import Callable, Iterator, List, Optional, Sequence
 
@@ -44,7 +44,8 @@ REMOVED_KEYS = (
 def add_trashpole_config(cfg: CN) -> None:
     """
     Add trashpole's keys to a detectron2 config, in place. Every schedule key in epochs is turned
-    into its detectron2 iteration key by :func:`resolve_epochs` before the config is frozen.
+    into its detectron2 iteration key by :func:`trashpole.engine.derive.resolve_epochs` before the
+    config is frozen.
     """
     # Optimizer: one of OPTIMIZERS. detectron2's BASE_LR, MOMENTUM (SGD only), WEIGHT_DECAY,
     # WEIGHT_DECAY_NORM, BIAS_LR_FACTOR and CLIP_GRADIENTS apply to all of them.
@@ -323,56 +324,3 @@ def config_keys(cfg: CN, prefix: str = "") -> List[str]:
         full = f"{prefix}{name}"
         keys += config_keys(value, full + ".") if isinstance(value, CN) else [full]
     return keys
-
-
-def _epochs_to_iters(epochs: float, iters_per_epoch: int) -> int:
-    return int(round(epochs * iters_per_epoch))
-
-
-def resolve_epochs(cfg: CN, num_train_images: int) -> CN:
-    """
-    Turn the epoch keys into detectron2's iteration keys, in place.
-
-    One epoch is ``ceil(num_train_images / IMS_PER_BATCH)`` iterations. With ``SOLVER.EPOCHS == 0``
-    the iteration keys are left as given.
-
-    Args:
-        cfg: unfrozen config.
-        num_train_images: images the train loader will draw from (after empty ones are filtered).
-
-    Returns:
-        the same cfg.
-    """
-    if num_train_images <= 0:
-        raise UserError(
-            f"the train split {list(cfg.DATASETS.TRAIN)} has no usable image (none with "
-            "annotations); check the export (its data summary lists what was skipped)"
-        )
-    ipe = math.ceil(num_train_images / cfg.SOLVER.IMS_PER_BATCH)
-    cfg.SOLVER.ITERS_PER_EPOCH = ipe
-    if cfg.SOLVER.EPOCHS <= 0:
-        return cfg
-    s = cfg.SOLVER
-    s.MAX_ITER = _epochs_to_iters(s.EPOCHS, ipe)
-    s.STEPS = tuple(_epochs_to_iters(e, ipe) for e in s.STEP_EPOCHS if e < s.EPOCHS)
-    s.WARMUP_ITERS = _epochs_to_iters(s.WARMUP_EPOCHS, ipe)
-    s.CHECKPOINT_PERIOD = max(1, _epochs_to_iters(s.CHECKPOINT_PERIOD_EPOCHS, ipe))
-    eval_epochs = cfg.TEST.EVAL_PERIOD_EPOCHS
-    cfg.TEST.EVAL_PERIOD = _epochs_to_iters(eval_epochs, ipe) if eval_epochs > 0 else 0
-    return cfg
-
-
-def describe_schedule(cfg: CN) -> List[str]:
-    """Human-readable lines of the iteration schedule, for the start-of-run log."""
-    s = cfg.SOLVER
-    ipe = max(1, s.ITERS_PER_EPOCH)
-    lrs = [s.BASE_LR * s.GAMMA**k for k in range(len(s.STEPS) + 1)]
-    lines = [
-        f"{s.ITERS_PER_EPOCH} iterations an epoch (batch {s.IMS_PER_BATCH}), "
-        f"{s.MAX_ITER} iterations = {s.MAX_ITER / ipe:g} epochs",
-        f"optimizer {s.OPTIMIZER}, LR {lrs[0]:g}"
-        + "".join(f", {lr:g} from iteration {it}" for it, lr in zip(s.STEPS, lrs[1:])),
-        f"warmup {s.WARMUP_ITERS} iterations; checkpoint every {s.CHECKPOINT_PERIOD} iterations; "
-        f"evaluation every {cfg.TEST.EVAL_PERIOD or s.MAX_ITER} iterations",
-    ]
-    return lines

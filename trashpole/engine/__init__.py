@@ -3,7 +3,8 @@
 from detectron2.engine import launch
 
 from .checkpoint import TrashPoleCheckpointer
-from .setup import argument_parser, derive_from_data, register_datasets, setup
+from .derive import derive_from_data
+from .setup import argument_parser, register_datasets, setup
 from .trainer import Trainer, build_optimizer
 
 __all__ = [
