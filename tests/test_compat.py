@@ -296,12 +296,12 @@ def test_forward_pre_hooks_lists_the_registered_hooks_in_order():
     assert forward_pre_hooks(module) == [second]
 
 
-def _scope_events(run, family: str) -> list:
+def _scope_events(run, library: str) -> list:
     """Names of the ops that ran inside the mask-paste scope while ``run()`` ran."""
     from trashpole.compat.pytorch import mask_paste_in_scope
 
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        with mask_paste_in_scope(family, "test::paste"):
+        with mask_paste_in_scope(library, "test::paste"):
             run()
     inside = []
     for event in prof.events():

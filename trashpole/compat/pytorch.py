@@ -94,16 +94,16 @@ MASK_PASTE_FUNCTIONS = {
 
 
 @contextlib.contextmanager
-def mask_paste_in_scope(family: str, scope: str) -> Iterator[None]:
+def mask_paste_in_scope(library: str, scope: str) -> Iterator[None]:
     """
-    While open, the mask-pasting function of ``family`` runs inside the profiler scope
+    While open, the mask-pasting function of ``library`` runs inside the profiler scope
     ``scope`` (a ``torch.profiler.record_function`` of that name).
 
     Args:
-        family: a key of MASK_PASTE_FUNCTIONS ("torchvision" or "detectron2").
+        library: a key of MASK_PASTE_FUNCTIONS ("torchvision" or "detectron2").
         scope: the scope's name in the profiler's events.
     """
-    module_name, name = MASK_PASTE_FUNCTIONS[family]
+    module_name, name = MASK_PASTE_FUNCTIONS[library]
     module = importlib.import_module(module_name)
     original = getattr(module, name)
 
