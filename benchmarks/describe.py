@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterator
 import torch
 from torch import nn
 
+from trashpole.compat.pytorch import forward_pre_hooks
 from trashpole.speed import gt_masks
 
 # ResNet depth by (block type, blocks per stage), for both libraries
@@ -86,8 +87,7 @@ def describe_model(model: Any) -> Dict[str, Any]:
     ]
     aligns = _roi_aligns(model)
     if _is_torchvision(model):
-        proposals = model.rpn._post_nms_top_n
-        proposals = (proposals["testing"], proposals["training"])
+        proposals = (_rpn_top_n(model.rpn, False), _rpn_top_n(model.rpn, True))
         detections = model.roi_heads.detections_per_img
     else:
         proposals = model.proposal_generator.post_nms_topk
@@ -114,10 +114,20 @@ def describe_model(model: Any) -> Dict[str, Any]:
     }
 
 
+def _rpn_top_n(rpn: nn.Module, training: bool) -> int:
+    """The proposals torchvision's RPN keeps after NMS in training or in inference mode (its
+    public ``post_nms_top_n()`` answers for the mode the RPN is in)."""
+    was_training = rpn.training
+    rpn.training = training  # the flag alone: the RPN's submodules are not touched
+    try:
+        return rpn.post_nms_top_n()
+    finally:
+        rpn.training = was_training
+
+
 def _indexes_gt_masks(model: nn.Module) -> bool:
     """Whether trashpole's gt-mask indexing hook is on the model's ROI heads."""
-    hooks = getattr(model.roi_heads, "_forward_pre_hooks", {}).values()
-    return any(hook is gt_masks._index_targets for hook in hooks)
+    return any(hook is gt_masks._index_targets for hook in forward_pre_hooks(model.roi_heads))
 
 
 @contextlib.contextmanager

@@ -8,16 +8,16 @@ a profiler scope around it; every other category is read from the op's name. tor
 sums self times over the threads it sees; the shares are of that total. The profiler adds its own overhead: the
 wall time here is a little above the inference benchmark's."""
 
-import contextlib
 import logging
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from benchmarks.describe import describe_model, label, observe_features
 from benchmarks.inference import Contender, _prepare, pytorch_opts
 from benchmarks.measure import R50_CONFIG, measuring, street_image, use_threads, write_result
+from trashpole.compat.pytorch import mask_paste_in_scope
 from trashpole.run import backend_opts
 from trashpole.speed import fp32_opts, precision, speed_opts
 
@@ -73,31 +73,6 @@ def categorize(name: str) -> str:
     if short in _FILLS:
         return "fills"
     return "other"
-
-
-@contextlib.contextmanager
-def _paste_scope(family: str) -> Iterator[None]:
-    """Wrap the library's mask-pasting postprocessing in a profiler scope."""
-    # the module of the family profiled, imported for its own rows only
-    if family == "torchvision":
-        from torchvision.models.detection import transform as module
-
-        attr = "paste_masks_in_image"
-    else:
-        from detectron2.modeling.meta_arch import rcnn as module
-
-        attr = "detector_postprocess"
-    original = getattr(module, attr)
-
-    def scoped(*args, **kwargs):
-        with torch.profiler.record_function(_PASTE_SCOPE):
-            return original(*args, **kwargs)
-
-    setattr(module, attr, scoped)
-    try:
-        yield
-    finally:
-        setattr(module, attr, original)
 
 
 def _scope_category(event: Any, scopes: Dict[str, str]) -> Optional[str]:
@@ -181,7 +156,9 @@ def profile_contender(
     predict, model, _ = _prepare(contender, image, size, proposals, detections)
     for _ in range(warmup):
         predict()
-    with _paste_scope(contender.family):
+    # the library whose postprocessing the contender runs (trashpole's is detectron2's)
+    library = "torchvision" if contender.family == "torchvision" else "detectron2"
+    with mask_paste_in_scope(library, _PASTE_SCOPE):
         return profiled_row(predict, model)[0]
 
 

@@ -209,9 +209,8 @@ def build_torchvision(size: int, like_detectron2: bool, **kwargs) -> torch.nn.Mo
     """torchvision's Mask R-CNN R50-FPN for 3 classes at ``size`` px with random weights;
     ``kwargs`` go to torchvision's ``MaskRCNN``."""
     # the peer's model code, loaded only for its rows
-    from torchvision.models import resnet50
     from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
-    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.ops import FrozenBatchNorm2d
 
     if not like_detectron2:
@@ -225,7 +224,9 @@ def build_torchvision(size: int, like_detectron2: bool, **kwargs) -> torch.nn.Mo
         )
     # what maskrcnn_resnet50_fpn builds with pretrained weights, without the weights: frozen
     # BN, and only layer2-4 trainable (conv1 and layer1 frozen, detectron2's FREEZE_AT 2)
-    backbone = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), trainable_layers=3)
+    backbone = resnet_fpn_backbone(
+        backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3
+    )
     return MaskRCNN(backbone, num_classes=3, min_size=size, max_size=size, **kwargs)
 
 

@@ -34,8 +34,8 @@ def evaluate(hook, storage, iteration, **metrics):
     storage.put_scalars(
         **{k.replace("_", "/"): v for k, v in metrics.items()}, smoothing_hint=False
     )
-    hook._best_checking()
-    with open(os.path.join(hook._checkpointer.save_dir, "model_best.json")) as f:
+    hook.check()
+    with open(os.path.join(hook.checkpointer.save_dir, "model_best.json")) as f:
         return json.load(f)
 
 
@@ -62,7 +62,7 @@ def test_the_first_evaluation_is_kept_until_a_defined_value(hook, caplog):
     best = make()
     with caplog.at_level(logging.INFO, logger="trashpole"):
         state = evaluate(best, storage, 1, segm_AP=NAN)
-    assert best._checkpointer.saved == [("model_best", 1)]
+    assert best.checkpointer.saved == [("model_best", 1)]
     assert state == {"metric": "segm/AP", "value": None, "iteration": 1, "evals_since_best": 0}
     assert "segm/AP is undefined at iteration 1: it is nan" in caplog.text
     assert "model_best.pth keeps this first evaluated model" in caplog.text
@@ -72,7 +72,7 @@ def test_the_first_evaluation_is_kept_until_a_defined_value(hook, caplog):
     evaluate(best, storage, 7, segm_AP=NAN)
     evaluate(best, storage, 9, segm_AP=3.0)
     state = evaluate(best, storage, 11, segm_AP=6.0)
-    assert best._checkpointer.saved == [("model_best", 1), ("model_best", 5), ("model_best", 11)]
+    assert best.checkpointer.saved == [("model_best", 1), ("model_best", 5), ("model_best", 11)]
     assert state == {"metric": "segm/AP", "value": 6.0, "iteration": 11, "evals_since_best": 0}
 
 
@@ -81,7 +81,7 @@ def test_a_metric_the_evaluation_did_not_compute(hook, caplog):
     best = make()
     with caplog.at_level(logging.WARNING, logger="trashpole"):
         evaluate(best, storage, 1, bbox_AP=2.0)
-    assert best._checkpointer.saved == [("model_best", 1)]
+    assert best.checkpointer.saved == [("model_best", 1)]
     assert "the evaluation did not compute it (it gave ['bbox/AP'])" in caplog.text
 
 
@@ -91,9 +91,9 @@ def test_resume_after_an_undefined_best(hook):
     resumed = make()  # reads model_best.json, as after --resume
     assert (resumed.best_metric, resumed.best_iter) == (None, 1)
     evaluate(resumed, storage, 3, segm_AP=NAN)
-    assert resumed._checkpointer.saved == []  # the kept model stays
+    assert resumed.checkpointer.saved == []  # the kept model stays
     evaluate(resumed, storage, 5, segm_AP=0.5)
-    assert resumed._checkpointer.saved == [("model_best", 5)]
+    assert resumed.checkpointer.saved == [("model_best", 5)]
 
 
 def test_patience_counts_undefined_evaluations(hook):

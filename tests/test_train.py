@@ -236,6 +236,7 @@ def test_two_processes_on_cpu(tmp_path):
 
 
 def test_amp_on_cpu_trains_in_bf16(tmp_path, clean_catalogs):
+    from trashpole.compat.d2 import loop_trainer
     from trashpole.engine import Trainer, argument_parser, setup
     from trashpole.engine.amp import CPUAutocastTrainer
     from trashpole.speed import bf16_supported
@@ -251,7 +252,7 @@ def test_amp_on_cpu_trains_in_bf16(tmp_path, clean_catalogs):
     )  # fmt: skip
     cfg = setup(args)
     trainer = Trainer(cfg)
-    assert isinstance(trainer._trainer, CPUAutocastTrainer)
+    assert isinstance(loop_trainer(trainer), CPUAutocastTrainer)
     seen = []
     hook = trainer.model.backbone.register_forward_hook(
         lambda m, i, out: seen.append(torch.is_autocast_enabled("cpu"))

@@ -6,6 +6,28 @@ commit a59f0563, April 2024) without its compiled ``_C``, on torch 2.14 and nump
 versions; ``tests/test_compat.py`` has one test per adaptation that fails when it stops working,
 and one that fails when the upstream code it works around has changed so that it is no longer
 needed. :func:`apply` runs once, when ``trashpole`` is imported.
+
+Code outside this package reaches no private name (``._name``) of detectron2, fvcore, torch or
+torchvision; where it needs one, it calls an adapter of :mod:`.d2` or :mod:`.pytorch`, the only
+place that spells the name. Adapter -> its test in ``tests/test_compat.py``:
+
+- ``d2.loop_trainer`` / ``d2.replace_loop_trainer`` (DefaultTrainer's SimpleTrainer, swapped for
+  CPU bf16 AMP) -> ``test_replace_loop_trainer_runs_the_steps_through_the_new_one``
+- ``d2.keep_eval_results`` / ``d2.kept_eval_results`` (the results DefaultTrainer.train checks)
+  -> ``test_kept_eval_results_are_what_default_trainer_train_checks``
+- ``d2.ModelLoadReport`` (fvcore Checkpointer's model-loading step, for the "loaded N of M
+  tensors" line) -> ``test_model_load_report_sees_what_fvcore_loaded``
+- ``pytorch.mkldnn_bf16_supported`` -> ``test_mkldnn_bf16_supported_answers_what_onednn_says``
+- ``pytorch.tensor_version`` -> ``test_tensor_version_counts_in_place_changes``
+- ``pytorch.roi_align_backward`` -> ``test_roi_align_backward_is_the_gradient_of_roi_align``
+- ``pytorch.forward_pre_hooks`` -> ``test_forward_pre_hooks_lists_the_registered_hooks_in_order``
+- ``pytorch.mask_paste_in_scope`` (benchmarks/profile.py) ->
+  ``test_mask_paste_in_scope_wraps_the_paste_that_detectron2_calls`` and ``..._torchvision_calls``
+
+Public API replaces the other reaches: the best-checkpoint hook is trashpole's own on
+``HookBase``, ``metrics.json`` its own ``EventWriter``, the tracker its own state on
+``BaseTracker``, batch norm layers are found by their public classes
+(``test_batch_norms_are_every_batch_norm_layer_of_torch``).
 """
 
 import codecs

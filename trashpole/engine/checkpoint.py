@@ -3,10 +3,12 @@
 import logging
 import os
 import tempfile
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from trashpole.compat.d2 import ModelLoadReport
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def atomic_write_text(text: str, path: str) -> None:
     os.replace(tmp, path)
 
 
-class TrashPoleCheckpointer(DetectionCheckpointer):
+class TrashPoleCheckpointer(ModelLoadReport, DetectionCheckpointer):
     """
     detectron2's ``DetectionCheckpointer`` with atomic writes (checkpoint, then the
     ``last_checkpoint`` tag) and one summary line after loading weights into a model whose
@@ -61,10 +63,10 @@ class TrashPoleCheckpointer(DetectionCheckpointer):
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         atomic_write_text(last_filename_basename, os.path.join(self.save_dir, "last_checkpoint"))
 
-    def _load_model(self, checkpoint: Any):
-        # the parent pops "model" from the checkpoint, so count first
-        total = len(checkpoint.get("model", {}))
-        incompatible = super()._load_model(checkpoint)
+    def model_loaded(self, keys: List[str], incompatible: Any) -> None:
+        """After a load: one line naming the tensors that kept their initialisation because
+        their shapes differ (see :class:`~trashpole.compat.d2.ModelLoadReport`)."""
+        total = len(keys)
         skipped = sorted({k for k, _, _ in incompatible.incorrect_shapes})
         if skipped:
             logger.info(
@@ -72,4 +74,3 @@ class TrashPoleCheckpointer(DetectionCheckpointer):
                 f"{len(skipped)} class-specific tensors have other shapes in this model and keep "
                 f"their fresh initialisation: {', '.join(skipped)}"
             )
-        return incompatible

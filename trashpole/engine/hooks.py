@@ -4,6 +4,7 @@ import csv
 import json
 import logging
 import math
+import operator
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -11,11 +12,12 @@ import torch
 from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
 from detectron2.data import transforms as T
 from detectron2.engine import HookBase
-from detectron2.engine.hooks import BestCheckpointer
 from detectron2.utils import comm
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from trashpole.engine.checkpoint import atomic_write_text
+from trashpole.errors import UserError
 from trashpole.evaluation.run_index import write_run_index
 from trashpole.jsonio import dumps
 from trashpole.visualization import plot_training_curves
@@ -28,6 +30,11 @@ class EarlyStop(BaseException):
     Raised by a hook to end training before MAX_ITER; the trainer catches it. A BaseException, so
     that detectron2's training loop runs ``after_train`` without logging it as a failure.
     """
+
+
+# torch's batch norm layers: each keeps running statistics that a forward in training mode
+# updates (the lazy ones become one of these at their first forward)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -101,9 +108,7 @@ class ValidationLoss(_AtEvaluation):
     @torch.no_grad()
     def _compute(self) -> Dict[str, float]:
         model = _unwrap(self.trainer.model)
-        norm_layers = [
-            m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-        ]
+        norm_layers = [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
         was_training = model.training
         model.train()
         for m in norm_layers:
@@ -136,21 +141,39 @@ class ValidationLoss(_AtEvaluation):
         )
 
 
-class BestCheckpointerWithPatience(BestCheckpointer):
+class BestCheckpointerWithPatience(_AtEvaluation):
     """
-    detectron2's ``BestCheckpointer`` (saves ``model_best.pth``) whose best value survives
-    ``--resume`` (kept in ``model_best.json``) and which can stop training when the metric has not
-    improved for ``patience`` evaluations.
+    Saves ``model_best.pth`` when an evaluation gives the best value so far of a metric (what
+    detectron2's ``BestCheckpointer`` does, on detectron2's public hook API), keeps the best value
+    across ``--resume`` (in ``model_best.json``) and can stop training when the metric has not
+    improved for ``patience`` evaluations. It runs when the EvalHook before it evaluates.
 
     A run that evaluated always has a ``model_best.pth``: while no evaluation has given a defined
     value of the metric (it is NaN, e.g. AP when the model predicted nothing, or missing), the
     model of the first evaluation is kept, the log says so, and ``model_best.json`` holds
     ``"value": null``; the first defined value replaces it. An undefined value never replaces
     a defined one.
+
+    Args:
+        eval_period: the EvalHook's period (iterations).
+        checkpointer: saves the model (``save(name, iteration=...)``; ``save_dir``).
+        val_metric: the event-storage key of the metric, e.g. ``"segm/AP"``.
+        mode: ``"max"`` or ``"min"``: whether a larger or a smaller value is better.
+        patience_evals: evaluations without improvement that stop training (0: never).
     """
 
+    FILE_PREFIX = "model_best"
+
     def __init__(self, eval_period, checkpointer, val_metric, mode="max", patience_evals=0):
-        super().__init__(eval_period, checkpointer, val_metric, mode, file_prefix="model_best")
+        better = {"max": operator.gt, "min": operator.lt}
+        if mode not in better:
+            raise UserError(f"TRASHPOLE.BEST_MODE is {mode!r}; use 'max' or 'min'")
+        self._period = eval_period
+        self.checkpointer = checkpointer
+        self.metric = val_metric
+        self.is_better = better[mode]
+        self.best_metric: Optional[float] = None
+        self.best_iter: Optional[int] = None
         self._patience = patience_evals
         self._evals_since_best = 0
         self._state_file = os.path.join(checkpointer.save_dir, "model_best.json")
@@ -163,7 +186,13 @@ class BestCheckpointerWithPatience(BestCheckpointer):
             self.best_iter = state["iteration"]
             self._evals_since_best = state.get("evals_since_best", 0)
 
-    def _best_checking(self):
+    def check(self) -> None:
+        """After an evaluation: save the model if it is the best, stop if patience ran out.
+
+        Raises:
+            EarlyStop: on every process, when the metric has not improved for
+                ``patience_evals`` evaluations.
+        """
         stop = self._update_and_decide() if comm.is_main_process() else False
         # only the main process sees the metrics; every process must stop at the same iteration
         if comm.get_world_size() > 1:
@@ -171,27 +200,30 @@ class BestCheckpointerWithPatience(BestCheckpointer):
         if stop:
             raise EarlyStop()
 
+    def _do(self):
+        self.check()
+
     def _latest(self) -> Tuple[Optional[float], int, str]:
         """(the metric's value, or None when undefined; its iteration; why it is undefined)."""
         latest = self.trainer.storage.latest()
-        if self._val_metric not in latest:
+        if self.metric not in latest:
             computed = sorted(k for k in latest if "/" in k)
             why = f"the evaluation did not compute it (it gave {computed[:12]})"
             return None, self.trainer.storage.iter, why
-        value, iteration = latest[self._val_metric]
+        value, iteration = latest[self.metric]
         if value is None or not math.isfinite(float(value)):
             why = f"it is {value} (e.g. no predictions above the test score threshold)"
             return None, iteration, why
         return float(value), iteration, ""
 
     def _save(self, iteration: int) -> None:
-        self._checkpointer.save(self._file_prefix, iteration=iteration)
+        self.checkpointer.save(self.FILE_PREFIX, iteration=iteration)
 
     def _update_and_decide(self) -> bool:
-        metric = self._val_metric
+        metric = self.metric
         value, iteration, why = self._latest()
         if value is not None and (
-            self.best_metric is None or self._compare(value, self.best_metric)
+            self.best_metric is None or self.is_better(value, self.best_metric)
         ):
             before = "" if self.best_metric is None else f", better than {self.best_metric:.4f}"
             self._save(iteration)

@@ -14,6 +14,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import JSONWriter
 
 from trashpole.compat import ddp_for_trainer
+from trashpole.compat.d2 import keep_eval_results, kept_eval_results, replace_loop_trainer
 from trashpole.data.augment import build_train_mapper, uses_trashpole_augmentations
 from trashpole.engine.amp import CPUAutocastTrainer
 from trashpole.engine.checkpoint import TrashPoleCheckpointer
@@ -98,9 +99,9 @@ class Trainer(DefaultTrainer):
         if cpu_amp:
             # on the CPU, AMP means bf16 autocast, which only pays where the CPU has native bf16
             # (emulated, it is slower than fp32)
-            t = self._trainer
             if bf16_supported():
-                self._trainer = CPUAutocastTrainer(t.model, t.data_loader, t.optimizer)
+                loop = CPUAutocastTrainer(self.model, self.data_loader, self.optimizer)
+                replace_loop_trainer(self, loop)
             else:
                 logger.warning("SOLVER.AMP.ENABLED: this CPU has no native bf16; training in fp32")
 
@@ -163,7 +164,7 @@ class Trainer(DefaultTrainer):
         # DefaultTrainer builds a plain DetectionCheckpointer in __init__, just before calling
         # build_hooks; the checkpointing hooks must hold the atomic one.
         self.checkpointer = TrashPoleCheckpointer(
-            self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+            self.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
         ret = super().build_hooks()
         # keep only the newest periodic checkpoints (model_final and model_best are kept apart)
@@ -223,8 +224,9 @@ class Trainer(DefaultTrainer):
             model = build_inference_model(self.cfg, weights=final)
         else:
             model = self.model
-        self._last_eval_results = self.test(self.cfg, model)
-        return self._last_eval_results
+        results = self.test(self.cfg, model)
+        keep_eval_results(self, results)  # where DefaultTrainer.train looks for them
+        return results
 
     def train(self) -> Optional[Dict]:
         try:
@@ -232,4 +234,4 @@ class Trainer(DefaultTrainer):
         except EarlyStop:
             if comm.is_main_process():
                 self.checkpointer.save("model_final")
-            return getattr(self, "_last_eval_results", None)
+            return kept_eval_results(self)

@@ -10,7 +10,8 @@ import sys
 from collections import defaultdict
 from typing import Dict, Iterable
 
-from detectron2.utils.events import JSONWriter, get_event_storage
+from detectron2.utils.events import EventWriter, get_event_storage
+from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
 from trashpole.jsonio import dumps
@@ -21,29 +22,42 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 RUN_LOGGERS = ("detectron2", "fvcore", "trashpole")
 
 
-class StrictJSONWriter(JSONWriter):
+class StrictJSONWriter(EventWriter):
     """
-    detectron2's ``JSONWriter`` (``metrics.json``, one JSON object per line, appended) whose lines
-    are strict JSON: a scalar that is NaN or infinite, e.g. ``bbox/AP`` of an evaluation without
-    predictions, is written as ``null`` instead of ``NaN``.
+    ``metrics.json`` as detectron2's ``JSONWriter`` writes it (one JSON object per iteration and
+    line, appended; smoothed scalars by the median of ``window_size`` values), but strict JSON: a
+    scalar that is NaN or infinite, e.g. ``bbox/AP`` of an evaluation without predictions, is
+    written as ``null`` instead of ``NaN``.
+
+    Args:
+        json_file: the file to append to.
+        window_size: iterations over which the scalars put with a smoothing hint are smoothed.
     """
+
+    def __init__(self, json_file: str, window_size: int = 20):
+        self.file = PathManager.open(json_file, "a")
+        self.window_size = window_size
+        self.last_written = -1  # the last iteration with a line in the file
 
     def write(self) -> None:
         storage = get_event_storage()
         by_iter: Dict[int, dict] = defaultdict(dict)
-        for key, (value, it) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if it > self._last_write:  # written already
+        for key, (value, it) in storage.latest_with_smoothing_hint(self.window_size).items():
+            if it > self.last_written:  # written already
                 by_iter[it][key] = value
         for it in sorted(by_iter):
             line = dict(by_iter[it], iteration=it)
-            self._file_handle.write(dumps(line, sort_keys=True) + "\n")
+            self.file.write(dumps(line, sort_keys=True) + "\n")
         if by_iter:
-            self._last_write = max(by_iter)
-        self._file_handle.flush()
+            self.last_written = max(by_iter)
+        self.file.flush()
         try:
-            os.fsync(self._file_handle.fileno())
+            os.fsync(self.file.fileno())
         except (AttributeError, OSError):  # not a local file
             pass
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class PlainTextFormatter(logging.Formatter):

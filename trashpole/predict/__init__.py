@@ -14,7 +14,9 @@ Prediction from a trained run, and from detections to an inventory.
 - :mod:`.draw`: overlays of predictions and tracks, the map of positions;
 
 - :mod:`.track`: :func:`track_predictions` (a stream of per-frame predictions -> tracks and
-  counts), :class:`InstanceTracker`, :func:`count_id_switches`;
+  counts), :class:`InstanceTracker`;
+- :mod:`.truth`: :func:`match_to_truth` and :func:`count_id_switches`, predictions against
+  known objects;
 - :mod:`.geo`: :func:`read_gps`, a photo's EXIF position;
 - :mod:`.outputs`: ``detections.geojson``, ``tracks.csv``, ``summary.json``;
 - :mod:`.sequence`: ``track_paths``, what ``tools/predict.py --track`` runs;
@@ -30,11 +32,10 @@ from trashpole.predict.track import (
     InstanceTracker,
     Track,
     TrackingResult,
-    count_id_switches,
     count_objects,
-    match_to_truth,
     track_predictions,
 )
+from trashpole.predict.truth import count_id_switches, match_to_truth
 
 __all__ = [
     "GpsFix",

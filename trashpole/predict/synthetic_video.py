@@ -28,11 +28,8 @@ from detectron2.structures import Boxes, Instances
 
 from trashpole.data.synthetic import CLASS_NAMES, render_scene
 from trashpole.jsonio import dumps
-from trashpole.predict.track import (
-    count_id_switches,
-    match_to_truth,
-    track_predictions,
-)
+from trashpole.predict.track import track_predictions
+from trashpole.predict.truth import count_id_switches, match_to_truth
 from trashpole.visualization.overlays import draw_tracked
 
 logger = logging.getLogger(__name__)
@@ -162,7 +159,7 @@ def score_tracking(
 ) -> Dict:
     """
     Compare tracks with the truth: detections are matched to true objects frame by frame
-    (:func:`trashpole.predict.track.match_to_truth`, same class, box IoU >= ``iou_thresh``).
+    (:func:`trashpole.predict.truth.match_to_truth`, same class, box IoU >= ``iou_thresh``).
 
     Args:
         video: the truth.

@@ -2,19 +2,20 @@
 Identities across video frames: detectron2's IoU-weighted Hungarian tracker, one record per
 track, and the counts of distinct objects that make an inventory.
 
-The tracker is :class:`detectron2.tracking.IOUWeightedHungarianBBoxIOUTracker`. Of detectron2's
-three trackers it is the one meant to pair the boxes of two frames by the largest *total* IoU
-(scipy's ``linear_sum_assignment`` on ``-IoU``), which is what keeps a trash can standing in
-front of a pole, or two bins side by side, apart when their boxes overlap:
+The tracker is detectron2's :class:`~detectron2.tracking.IOUWeightedHungarianBBoxIOUTracker`.
+Of detectron2's three trackers it is the one meant to pair the boxes of two frames by the largest
+*total* IoU (scipy's ``linear_sum_assignment`` on ``-IoU``), which is what keeps a trash can
+standing in front of a pole, or two bins side by side, apart when their boxes overlap:
 
 - ``BBoxIOUTracker`` is greedy and walks the pairs in index order (not by IoU), so the outcome
   depends on the order of the detections;
 - ``VanillaHungarianBBoxIOUTracker`` gives every pair above the threshold the same cost, so
   among overlapping candidates the choice is arbitrary.
 
-:class:`ClassAwareHungarianTracker` keeps detectron2's assignment and its handling of lost
-tracks (a missed object's last box is carried forward for ``max_lost_frame_count`` frames) and
-changes what counting needs:
+:class:`ClassAwareHungarianTracker` keeps detectron2's assignment and its handling of new and
+lost tracks (a missed object's last box is carried forward for ``max_lost_frame_count`` frames),
+on state of its own (it relies on detectron2's public ``BaseTracker`` alone), and changes what
+counting needs:
 
 1. the cost matrix is float: detectron2 fills an int64 one, so every ``-IoU`` becomes 0 and the
    IoU-weighted tracker ties like the vanilla one (tested);
@@ -39,9 +40,12 @@ import torch
 from detectron2.config import CfgNode
 from detectron2.structures import Boxes, Instances
 from detectron2.structures.boxes import pairwise_intersection, pairwise_iou
-from detectron2.tracking import IOUWeightedHungarianBBoxIOUTracker
+from detectron2.tracking import BaseTracker
 from detectron2.tracking.utils import LARGE_COST_VALUE
 from scipy.optimize import linear_sum_assignment
+
+# match_to_truth was defined here first; it stays importable from this module
+from trashpole.predict.truth import match_to_truth  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -49,25 +53,47 @@ logger = logging.getLogger(__name__)
 TRACKER_NAME = "detectron2 IOUWeightedHungarianBBoxIOUTracker (class-aware)"
 
 
-class ClassAwareHungarianTracker(IOUWeightedHungarianBBoxIOUTracker):
+class ClassAwareHungarianTracker(BaseTracker):
     """
     detectron2's IoU-weighted Hungarian box tracker with float costs, no match below the
     thresholds, class gating, containment and motion (points 1-5 of the module docstring).
-    Takes the keyword arguments of ``IOUWeightedHungarianBBoxIOUTracker``; relies on its
-    ``_initialize_extra_fields`` and ``_process_*`` steps, which the tests pin.
+    The assignment and the handling of new and lost tracks are those of detectron2's
+    ``BaseHungarianTracker``, on state kept here (the previous frame, the next free ID).
+
+    Args:
+        video_height, video_width: the frame's size (pixels).
+        max_lost_frame_count: frames a track may go undetected and still be carried over.
+        min_box_rel_dim, min_instance_period: a lost track is dropped when its box is narrower
+            or lower than this share of the frame, or when it was matched in this many frames
+            or fewer.
+        track_iou_threshold: IoU from which a detection may continue a track.
+        contain_threshold: a pair whose IoU is under ``track_iou_threshold`` still matches
+            when this share of the smaller box lies inside the other (0: off).
+        motion: move each track's box by its recent motion before matching.
     """
 
-    def __init__(self, *, contain_threshold: float = 0.0, motion: bool = True, **kwargs):
-        """
-        Args:
-            contain_threshold: a pair whose IoU is under ``track_iou_threshold`` still matches
-                when this share of the smaller box lies inside the other (0: off).
-            motion: move each track's box by its recent motion before matching.
-            kwargs: those of detectron2's ``IOUWeightedHungarianBBoxIOUTracker``.
-        """
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        video_height: int,
+        video_width: int,
+        max_lost_frame_count: int = 0,
+        min_box_rel_dim: float = 0.02,
+        min_instance_period: int = 1,
+        track_iou_threshold: float = 0.5,
+        contain_threshold: float = 0.0,
+        motion: bool = True,
+    ):
+        super().__init__()
+        self.video_height, self.video_width = video_height, video_width
+        self.max_lost_frame_count = max_lost_frame_count
+        self.min_box_rel_dim = min_box_rel_dim
+        self.min_instance_period = min_instance_period
+        self.track_iou_threshold = track_iou_threshold
         self._contain_threshold = contain_threshold
         self._motion = motion
+        self._previous: Optional[Instances] = None  # the last output, lost tracks included
+        self._next_id = 0
         self._frame = 0
         # per track ID: box shift per frame (Tensor[4]), and the last detected box and frame
         self._velocity: Dict[int, torch.Tensor] = {}
@@ -85,7 +111,7 @@ class ClassAwareHungarianTracker(IOUWeightedHungarianBBoxIOUTracker):
         """
         boxes, prev = instances.pred_boxes, prev_instances.pred_boxes
         iou = pairwise_iou(boxes, prev).numpy().astype(np.float64)
-        eligible = iou >= self._track_iou_threshold
+        eligible = iou >= self.track_iou_threshold
         if self._contain_threshold > 0:
             inter = pairwise_intersection(boxes, prev).numpy()
             smaller = np.minimum(boxes.area().numpy()[:, None], prev.area().numpy()[None, :])
@@ -100,30 +126,105 @@ class ClassAwareHungarianTracker(IOUWeightedHungarianBBoxIOUTracker):
         Give each detection of the frame an ID.
 
         Args:
-            instances: the frame's ``pred_boxes``, ``scores`` and ``pred_classes`` (N).
+            instances: the frame's ``pred_boxes``, ``scores`` and ``pred_classes`` (N), and
+                optionally ``pred_masks``.
 
         Returns:
-            Instances whose first N rows are ``instances`` with ``ID`` (list of int) set,
+            Instances whose first N rows are ``instances`` with ``ID`` (list of int),
+            ``ID_period`` (frames the track has been matched in) and ``lost_frame_count`` set,
             followed by the lost tracks carried over (``lost_frame_count`` > 0).
         """
+        if instances.has("pred_keypoints"):
+            raise NotImplementedError("ClassAwareHungarianTracker does not track keypoints")
         self._frame += 1
-        instances = self._initialize_extra_fields(instances)
-        if self._prev_instances is not None:
+        instances = self._add_track_fields(instances)
+        prev = self._previous
+        if prev is not None:
             if self._motion:
-                self._predict_boxes(self._prev_instances)
-            self._untracked_prev_idx = set(range(len(self._prev_instances)))
-            cost = self.build_cost_matrix(instances, self._prev_instances)
+                self._predict_boxes(prev)
+            cost = self.build_cost_matrix(instances, prev)
             rows, cols = linear_sum_assignment(cost)
             # unlike detectron2's update: a pair below the thresholds is no match
             real = cost[rows, cols] < LARGE_COST_VALUE
             rows, cols = rows[real], cols[real]
-            instances = self._process_matched_idx(instances, rows, cols)
-            instances = self._process_unmatched_idx(instances, rows)
-            instances = self._process_unmatched_prev_idx(instances, cols)
+            self._continue_tracks(instances, prev, rows, cols)
+            self._start_tracks(instances, rows)
+            instances = Instances.cat([instances, self._carry_lost(instances, prev, cols)])
         if self._motion:
             self._measure_motion(instances)
-        self._prev_instances = copy.deepcopy(instances)
+        self._previous = copy.deepcopy(instances)
         return instances
+
+    def _add_track_fields(self, instances: Instances) -> Instances:
+        """The fields ``ID``, ``ID_period`` and ``lost_frame_count``; on the first frame every
+        detection starts a track (IDs 0..N-1)."""
+        n = len(instances)
+        for name in ("ID", "ID_period", "lost_frame_count"):
+            if not instances.has(name):
+                instances.set(name, [None] * n)
+        if self._previous is None:
+            instances.ID = list(range(n))
+            instances.ID_period = [1] * n
+            instances.lost_frame_count = [0] * n
+            self._next_id += n
+        return instances
+
+    @staticmethod
+    def _continue_tracks(
+        instances: Instances, prev: Instances, rows: np.ndarray, cols: np.ndarray
+    ) -> None:
+        """Detection ``rows[k]`` takes over the track of previous row ``cols[k]``."""
+        for row, col in zip(rows, cols):
+            instances.ID[row] = prev.ID[col]
+            instances.ID_period[row] = prev.ID_period[col] + 1
+            instances.lost_frame_count[row] = 0
+
+    def _start_tracks(self, instances: Instances, rows: np.ndarray) -> None:
+        """Every detection not in ``rows`` starts a track with the next free ID."""
+        # walked in the order of a set, as detectron2 does, so that the IDs come out the same
+        for row in set(range(len(instances))).difference(set(rows)):
+            instances.ID[row] = self._next_id
+            self._next_id += 1
+            instances.ID_period[row] = 1
+            instances.lost_frame_count[row] = 0
+
+    def _carry_lost(self, instances: Instances, prev: Instances, cols: np.ndarray) -> Instances:
+        """The previous rows that no detection continued and that may still come back, one
+        frame more lost, in the fields of ``instances``."""
+        with_masks = instances.has("pred_masks")
+        names = ("boxes", "classes", "scores", "masks", "ID", "ID_period", "lost_frame_count")
+        kept: Dict[str, list] = {k: [] for k in names}
+        # walked in the order of a set, as detectron2 does, so that the rows come out the same
+        for index in set(range(len(prev))).difference(set(cols)):
+            box = prev.pred_boxes.tensor[index]
+            x0, y0, x1, y1 = box  # compared in the box's dtype, as detectron2 compares them
+            if (
+                bool((x1 - x0) / self.video_width < self.min_box_rel_dim)
+                or bool((y1 - y0) / self.video_height < self.min_box_rel_dim)
+                or prev.lost_frame_count[index] >= self.max_lost_frame_count
+                or prev.ID_period[index] <= self.min_instance_period
+            ):
+                continue
+            kept["boxes"].append(box.tolist())
+            kept["classes"].append(int(prev.pred_classes[index]))
+            kept["scores"].append(float(prev.scores[index]))
+            kept["ID"].append(prev.ID[index])
+            kept["ID_period"].append(prev.ID_period[index])
+            kept["lost_frame_count"].append(prev.lost_frame_count[index] + 1)
+            if with_masks:
+                kept["masks"].append(prev.pred_masks[index].numpy().astype(np.uint8))
+        fields = dict(
+            pred_boxes=Boxes(torch.tensor(kept["boxes"], dtype=torch.float32).reshape(-1, 4)),
+            pred_classes=torch.tensor(kept["classes"], dtype=torch.int32),
+            scores=torch.tensor(kept["scores"], dtype=torch.float32),
+            ID=kept["ID"],
+            ID_period=kept["ID_period"],
+            lost_frame_count=kept["lost_frame_count"],
+        )
+        if with_masks:
+            masks = np.asarray(kept["masks"], dtype=np.uint8)
+            fields["pred_masks"] = torch.as_tensor(masks, dtype=torch.int32)
+        return Instances(instances.image_size, **fields)
 
     def _predict_boxes(self, prev: Instances) -> None:
         """Move the previous frame's boxes (and the carried-over lost ones) one frame on."""
@@ -367,58 +468,3 @@ def track_predictions(
         instances = frame["instances"] if isinstance(frame, Mapping) else frame
         ids.append(tracker.update(instances).tolist())
     return TrackingResult(ids, tracker.tracks, min_frames, list(class_names))
-
-
-def count_id_switches(matches: Iterable[Mapping[int, int]]) -> Tuple[int, Dict[int, List[int]]]:
-    """
-    ID switches against known identities (as in the CLEAR MOT metrics): an object whose
-    matched track ID differs from the one it was last matched to counts one switch. Frames
-    where the object is unmatched neither switch nor reset it.
-
-    Args:
-        matches: per frame, ``{true object id: track id}`` of the matched detections.
-
-    Returns:
-        (switches, ``{true object id: its distinct track IDs in order of appearance}``).
-    """
-    last: Dict[int, int] = {}
-    seen: Dict[int, List[int]] = {}
-    switches = 0
-    for frame in matches:
-        for obj, track_id in frame.items():
-            if obj in last and last[obj] != track_id:
-                switches += 1
-            last[obj] = track_id
-            if track_id not in seen.setdefault(obj, []):
-                seen[obj].append(track_id)
-    return switches, seen
-
-
-def match_to_truth(
-    boxes: torch.Tensor,
-    classes: Sequence[int],
-    true_boxes: torch.Tensor,
-    true_classes: Sequence[int],
-    iou_thresh: float = 0.5,
-) -> List[Tuple[int, int]]:
-    """
-    One-to-one pairs of detections and true objects of one frame: the largest total box IoU
-    among same-class pairs with IoU >= ``iou_thresh``.
-
-    Args:
-        boxes: Tensor[N, 4] of XYXY detection boxes.
-        classes: N class ids.
-        true_boxes: Tensor[M, 4] of XYXY true boxes.
-        true_classes: M class ids.
-        iou_thresh: least IoU of a pair.
-
-    Returns:
-        list of (detection index, true object index).
-    """
-    if len(boxes) == 0 or len(true_boxes) == 0:
-        return []
-    iou = pairwise_iou(Boxes(boxes.float()), Boxes(true_boxes.float())).numpy()
-    same = np.asarray(classes).reshape(-1, 1) == np.asarray(true_classes).reshape(1, -1)
-    valid = (iou >= iou_thresh) & same
-    rows, cols = linear_sum_assignment(np.where(valid, -iou, 0.0))
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if valid[r, c]]

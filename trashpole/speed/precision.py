@@ -14,6 +14,8 @@ from detectron2.modeling.roi_heads.mask_head import BaseMaskRCNNHead
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
+from trashpole.compat.pytorch import mkldnn_bf16_supported, tensor_version
+
 # A hook handle list is kept on the model under this name, so the guards are installed only once.
 _GUARD_ATTR = "_trashpole_fp32_guards"
 
@@ -63,9 +65,7 @@ def bf16_supported() -> bool:
     """Whether this CPU has native bf16 instructions (AVX-512 BF16 or AMX); without them bf16
     autocast runs, but emulated and slower than fp32."""
     try:
-        return bool(
-            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        )
+        return bool(torch.backends.mkldnn.is_available() and mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 
@@ -172,10 +172,10 @@ def nchw_fp32(feature: torch.Tensor) -> torch.Tensor:
     if feature.dtype == torch.float32 and feature.is_contiguous():
         return feature
     cached = getattr(feature, _FP32_COPY_ATTR, None)
-    if cached is not None and cached[0] == feature._version:
+    if cached is not None and cached[0] == tensor_version(feature):
         return cached[1]
     copy = feature.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-    setattr(feature, _FP32_COPY_ATTR, (feature._version, copy))
+    setattr(feature, _FP32_COPY_ATTR, (tensor_version(feature), copy))
     return copy
 
 

@@ -10,6 +10,7 @@ import torch
 from detectron2.layers import ROIAlign
 from torch import nn
 
+from trashpole.compat.pytorch import roi_align_backward
 from trashpole.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class _ThreadedROIAlignFunction(torch.autograd.Function):
                 return grad.new_zeros((1, channels, height, width))
             own = rois[index].clone()
             own[:, 0] = 0  # this image alone, as image 0 of a batch of one
-            return torch.ops.torchvision._roi_align_backward(
+            return roi_align_backward(
                 grad[index], own, scale, ph, pw, 1, channels, height, width, ratio, aligned
             )
 
