@@ -208,7 +208,7 @@ def _draw_image(
         [f"{names[pred.classes[k]]} {100 * pred.scores[k]:.0f}" for k in order],
         pred_colors,
     )
-    photo = read_photo(record["file_name"], height, width, size)
+    photo = read_photo(record["file_name"], size)
     write_image_files(prefix, photo, truth, overlay)
     return size
 
