@@ -1,8 +1,7 @@
 """
 What tracking costs per frame against prediction alone (target: under 5%).
 
-The frames are a synthetic pan-and-zoom video (:func:`trashpole.predict.synthetic_video.
-pan_zoom_video`). Each frame is predicted by the CPU recipe (R18-FPN, 384 px, random weights,
+The frames are a synthetic pan-and-zoom video (:func:`benchmarks.synthetic_video.pan_zoom_video`). Each frame is predicted by the CPU recipe (R18-FPN, 384 px, random weights,
 ImageNet normalization, score threshold 0 so that ``detections`` boxes reach the tracker: more
 than a trained model finds, the tracker's worst case), then the same detections go through
 :meth:`trashpole.predict.InstanceTracker.update`; a second tracker gets the frame's true boxes
@@ -17,9 +16,9 @@ from typing import Any, Dict, List
 
 from benchmarks.inference import Contender, build_trashpole
 from benchmarks.measure import CPU_CONFIG, measuring, use_threads, write_result
+from benchmarks.synthetic_video import pan_zoom_video, truth_as_predictions
 from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import InstanceTracker
-from trashpole.predict.synthetic_video import pan_zoom_video, truth_as_predictions
 
 logger = logging.getLogger(__name__)
 

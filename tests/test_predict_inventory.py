@@ -17,9 +17,9 @@ from PIL.TiffImagePlugin import IFDRational
 from test_geo import PLACES, gps_tags, write_photo
 from tiny_model import REPO, write_random_run
 
+from benchmarks.synthetic_video import pan_zoom_video
 from trashpole.predict import load_predictor, predict_paths
 from trashpole.predict.outputs import TRACK_COLUMNS
-from trashpole.predict.synthetic_video import pan_zoom_video
 from trashpole.visualization import track_color
 from trashpole.visualization.overlays import draw_tracked
 

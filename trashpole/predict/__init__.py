@@ -17,8 +17,10 @@ Prediction from a trained run, and from detections to an inventory.
   counts), :class:`InstanceTracker`, :func:`count_id_switches`;
 - :mod:`.geo`: :func:`read_gps`, a photo's EXIF position;
 - :mod:`.outputs`: ``detections.geojson``, ``tracks.csv``, ``summary.json``;
-- :mod:`.sequence`: ``track_paths``, what ``tools/predict.py --track`` runs;
-- :mod:`.synthetic_video`: a panned and zoomed synthetic scene with known identities.
+- :mod:`.sequence`: ``track_paths``, what ``tools/predict.py --track`` runs.
+
+A panned and zoomed synthetic scene with known identities, to score the tracker, is a measuring
+tool outside the package: ``benchmarks/synthetic_video.py`` (``tools/synthetic_video.py``).
 """
 
 from trashpole.predict.geo import GpsFix, read_gps
