@@ -7,6 +7,8 @@ Prediction from a trained run, and from detections to an inventory.
 - :mod:`.openvino`: the OpenVINO backend (conversion, cache, precision), :mod:`.quantize` its
   int8;
 - :mod:`.pipeline`: folders and videos read, predicted and drawn at once, in order;
+- :mod:`.video`: the frame loop of videos and sequences (frames predicted ahead, an MP4 of
+  overlays);
 - :mod:`.slicing`, :mod:`.merge`, :mod:`.sliced_model`: sliced inference of large photos;
 - :mod:`.inputs`: files, folders, globs and videos to predict on;
 - :mod:`.run`: :func:`predict_paths`, what ``tools/predict.py`` runs;
