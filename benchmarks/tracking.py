@@ -12,7 +12,10 @@ change of load on the machine hits them alike; medians over the frames after a w
 import logging
 import statistics
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+from detectron2.structures import Instances
 
 from benchmarks.inference import Contender, build_trashpole
 from benchmarks.measure import CPU_CONFIG, measuring, use_threads, write_result
@@ -71,23 +74,8 @@ def run(
     contender = Contender("trashpole CPU R18", "trashpole", CPU_CONFIG)
     # the model sees the frames at 384 px at most (the CPU recipe's test size)
     predictor = build_trashpole(contender, min(384, size), proposals=100, detections=detections)
-    model_tracker, true_tracker = InstanceTracker(), InstanceTracker()
-    times: Dict[str, List[float]] = {name: [] for name in ROWS}
-    found = []
     with measuring(NAME) as result:
-        for k, (frame, true_boxes) in enumerate(zip(video.frames, truth)):
-            start = time.perf_counter()
-            instances = predictor(frame)["instances"]
-            predicted = time.perf_counter()
-            model_tracker.update(instances, k)
-            tracked = time.perf_counter()
-            true_tracker.update(true_boxes, k)
-            done = time.perf_counter()
-            if k >= warmup:
-                times["predict"].append(predicted - start)
-                times["track model boxes"].append(tracked - predicted)
-                times["track true boxes"].append(done - tracked)
-                found.append(len(instances))
+        times, found = _time_frames(predictor, video.frames, truth, warmup)
     true_per_frame = statistics.mean(len(t) for t in truth[warmup:])
     words = {"input": min(384, size), "detections": detections, "found": statistics.mean(found)}
     words["backend"] = predictor.backend  # what ran, as built
@@ -109,6 +97,31 @@ def run(
     result.update(true_boxes_per_frame=true_per_frame, classes=CLASS_NAMES)
     write_result(result, out_dir, "tracking_benchmark.json")
     return result
+
+
+def _time_frames(
+    predictor, frames: List[np.ndarray], truth: List[Instances], warmup: int
+) -> Tuple[Dict[str, List[float]], List[int]]:
+    """Predict each frame, then track its predicted boxes and its true boxes (two trackers);
+    returns the seconds of each row of :data:`ROWS` per frame and the detections per frame,
+    after the ``warmup`` first frames."""
+    model_tracker, true_tracker = InstanceTracker(), InstanceTracker()
+    times: Dict[str, List[float]] = {name: [] for name in ROWS}
+    found = []
+    for k, (frame, true_boxes) in enumerate(zip(frames, truth)):
+        start = time.perf_counter()
+        instances = predictor(frame)["instances"]
+        predicted = time.perf_counter()
+        model_tracker.update(instances, k)
+        tracked = time.perf_counter()
+        true_tracker.update(true_boxes, k)
+        done = time.perf_counter()
+        if k >= warmup:
+            times["predict"].append(predicted - start)
+            times["track model boxes"].append(tracked - predicted)
+            times["track true boxes"].append(done - tracked)
+            found.append(len(instances))
+    return times, found
 
 
 def format_table(result: Dict[str, Any]) -> str:
