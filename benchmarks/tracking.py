@@ -1,9 +1,10 @@
 """
 What tracking costs per frame against prediction alone (target: under 5%).
 
-The frames are a synthetic pan-and-zoom video (:func:`benchmarks.synthetic_video.pan_zoom_video`). Each frame is predicted by the CPU recipe (R18-FPN, 384 px, random weights,
-ImageNet normalization, score threshold 0 so that ``detections`` boxes reach the tracker: more
-than a trained model finds, the tracker's worst case), then the same detections go through
+The frames are a synthetic pan-and-zoom video (:func:`benchmarks.synthetic_video.pan_zoom_video`).
+Each frame is predicted by the CPU recipe (R18-FPN, 384 px, random weights, ImageNet
+normalization, score threshold 0 so that ``detections`` boxes reach the tracker: more than a
+trained model finds, the tracker's worst case), then the same detections go through
 :meth:`trashpole.predict.InstanceTracker.update`; a second tracker gets the frame's true boxes
 (the handful a trained model finds). The three timings alternate frame by frame, so that a
 change of load on the machine hits them alike; medians over the frames after a warm-up.
