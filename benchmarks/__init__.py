@@ -28,6 +28,10 @@ The suites whose rows are contenders start their result with :func:`.measure.mea
 - :mod:`.folder`: images per second of ``tools/predict.py`` on a folder, per backend;
 - :mod:`.slicing`: a large photo predicted whole and sliced;
 - :mod:`.accuracy`: AP and speed of each speed option on trained runs.
+
+Beside the suites: :mod:`.synthetic_video`, a panned and zoomed synthetic clip whose objects'
+identities are known, which the tracking suite and the tests film and ``tools/synthetic_video.py``
+scores a tracker on.
 """
 
 import importlib

@@ -149,26 +149,7 @@ def measure_evaluator(
     MetadataCatalog.get(name).thing_classes = list(CLASS_NAMES)
     rng = np.random.default_rng(seed + 1)
     try:
-        evaluator = TrashPoleEvaluator(name, distributed=False)
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        tracemalloc.start()
-        base = tracemalloc.get_traced_memory()[0]
-        process_s = 0.0
-        for record in records:
-            inputs = [{k: record[k] for k in ("image_id", "file_name", "height", "width")}]
-            outputs = [{"instances": _prediction(record, rng)}]
-            t0 = time.perf_counter()
-            evaluator.process(inputs, outputs)
-            process_s += time.perf_counter() - t0
-            del outputs
-        retained = tracemalloc.get_traced_memory()[0] - base
-        t0 = time.perf_counter()
-        results = evaluator.evaluate()
-        evaluate_s = time.perf_counter() - t0
-        peak = tracemalloc.get_traced_memory()[1] - base
-        tracemalloc.stop()
-        state_bytes = len(pickle.dumps(evaluator._state()))
-        rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        m = _measure(TrashPoleEvaluator(name, distributed=False), records, rng)
     finally:
         if tracemalloc.is_tracing():
             tracemalloc.stop()
@@ -178,14 +159,56 @@ def measure_evaluator(
         "num_images": num_images,
         "size": list(size),
         "instances": instances,
-        "process_s": process_s,
-        "process_ms_per_image": 1000.0 * process_s / max(num_images, 1),
-        "evaluate_s": evaluate_s,
-        "traced_peak_mb": peak / 2**20,
-        "retained_mb": retained / 2**20,
-        "state_mb": state_bytes / 2**20,
-        "maxrss_delta_mb": (rss1 - rss0) / 1024.0,  # ru_maxrss is in KiB on Linux
+        "process_s": m["process_s"],
+        "process_ms_per_image": 1000.0 * m["process_s"] / max(num_images, 1),
+        "evaluate_s": m["evaluate_s"],
+        "traced_peak_mb": m["peak"] / 2**20,
+        "retained_mb": m["retained"] / 2**20,
+        "state_mb": m["state_bytes"] / 2**20,
+        "maxrss_delta_mb": m["maxrss_delta_kib"] / 1024.0,  # ru_maxrss is in KiB on Linux
         "full_masks_mb": num_images * instances * size[0] * size[1] / 2**20,
-        "results": results,
+        "results": m["results"],
     }
     return report
+
+
+def _measure(
+    evaluator: TrashPoleEvaluator, records: List[Dict], rng: np.random.Generator
+) -> Dict[str, Any]:
+    """
+    Run ``evaluator`` on a synthetic prediction of every record, then evaluate, under
+    tracemalloc.
+
+    Returns:
+        ``process_s`` and ``evaluate_s`` (seconds), ``retained`` and ``peak`` (traced bytes
+        after ``process``, and at most), ``state_bytes`` (pickled state), ``maxrss_delta_kib``
+        and ``results``.
+    """
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    process_s = 0.0
+    for record in records:
+        inputs = [{k: record[k] for k in ("image_id", "file_name", "height", "width")}]
+        outputs = [{"instances": _prediction(record, rng)}]
+        t0 = time.perf_counter()
+        evaluator.process(inputs, outputs)
+        process_s += time.perf_counter() - t0
+        del outputs
+    retained = tracemalloc.get_traced_memory()[0] - base
+    t0 = time.perf_counter()
+    results = evaluator.evaluate()
+    evaluate_s = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    state_bytes = len(pickle.dumps(evaluator._state()))
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "process_s": process_s,
+        "evaluate_s": evaluate_s,
+        "retained": retained,
+        "peak": peak,
+        "state_bytes": state_bytes,
+        "maxrss_delta_kib": rss1 - rss0,
+        "results": results,
+    }

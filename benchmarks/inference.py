@@ -26,7 +26,7 @@ reading: docs/performance.md."""
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -347,8 +347,8 @@ def run(
         ``load_after`` (load averages), ``machine`` (:func:`machine_info`), ``matmul_peak`` and
         ``contenders``: name -> ``label`` (what ran, read from the model), ``setup``
         (:func:`describe_model`), ``seen`` (:func:`observe_features`), ``median_s``,
-        ``first_call_s`` (the first prediction after building: oneDNN's kernel choice), ``min_s``, ``max_s``, ``times_s``, ``detections``,
-        ``gmac``, ``gflops``,
+        ``first_call_s`` (the first prediction after building: oneDNN's kernel choice),
+        ``min_s``, ``max_s``, ``times_s``, ``detections``, ``gmac``, ``gflops``,
         ``peak_fraction``, ``conv_peak_fraction``, ``peak_rss_mb``, ``extra_rss_mb`` (see
         :func:`measure_memory`) and ``speedup_vs_torchvision`` /
         ``speedup_vs_torchvision_switches`` (the peer's median over this one's).
@@ -363,25 +363,39 @@ def run(
         first_call = {name: _seconds(p[0]) for name, p in prepared.items()}
         result["matmul_peak"] = matmul_peak(matmul_size)
         times, memory = time_alternating({n: p[0] for n, p in prepared.items()}, warmup, repeats)
-    rows: Dict[str, Dict[str, Any]] = {}
-    for c in contenders:
-        predict, model, inputs = prepared[c.name]
-        row: Dict[str, Any] = {**asdict(c), "opts": list(c.opts)}
-        row.update(_observed_run(predict, model))
-        row["setup"], row["label"] = _setup_and_label(model)
-        if row["setup"] is None:
-            row["setup"] = describe_model(model)
-            row["label"] = label(row["setup"], row["seen"])
-        row["first_call_s"] = first_call[c.name]
-        row["times_s"] = times[c.name]
-        row.update(summarize(times[c.name]))
-        row.update(memory[c.name])
-        row["gmac"] = count_gmac(model, inputs)
-        rows[c.name] = row
+    rows = {
+        c.name: _row(c, *prepared[c.name], first_call[c.name], times[c.name], memory[c.name])
+        for c in contenders
+    }
     result["contenders"] = add_ratios(rows, result["matmul_peak"])
     if out_dir:
         write_result(result, out_dir, "inference_benchmark.json")
     return result
+
+
+def _row(
+    contender: Contender,
+    predict: Callable[[], Any],
+    model: Any,
+    inputs: Any,
+    first_call_s: float,
+    times: List[float],
+    memory: Dict[str, Optional[float]],
+) -> Dict[str, Any]:
+    """One contender's row: its settings, what ran (seen in one more untimed call), its times,
+    memory and multiply-accumulates."""
+    row: Dict[str, Any] = {**asdict(contender), "opts": list(contender.opts)}
+    row.update(_observed_run(predict, model))
+    row["setup"], row["label"] = _setup_and_label(model)
+    if row["setup"] is None:
+        row["setup"] = describe_model(model)
+        row["label"] = label(row["setup"], row["seen"])
+    row["first_call_s"] = first_call_s
+    row["times_s"] = times
+    row.update(summarize(times))
+    row.update(memory)
+    row["gmac"] = count_gmac(model, inputs)
+    return row
 
 
 def format_table(result: Dict[str, Any]) -> str:

@@ -248,40 +248,8 @@ def run(
     report_dir = os.path.join(work, "eval")
     name = f"trashpole_benchmark_report_{uuid.uuid4().hex[:8]}"
     try:
-        t0 = time.perf_counter()
-        inference_dir = os.path.join(work, "inference")
-        results = _evaluate(
-            name, os.path.join(work, "data"), inference_dir, num_images, unique, size, seed
-        )
-        evaluate_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        write_report(results, inference_dir, report_dir)
-        report_s = time.perf_counter() - t0
-        with open(os.path.join(report_dir, "report.md")) as f:
-            markdown = f.read()
-        t0 = time.perf_counter()  # the HTML part again, alone
-        detail, truth = EvaluationDetail.load(inference_dir), records_by_image_id(name)
-        write_html_report(results, detail, truth, report_dir, markdown)
-        html_s = time.perf_counter() - t0
-        report: Dict[str, Any] = {
-            "num_images": num_images,
-            "unique_scenes": min(unique, num_images),
-            "image_size": size,
-            "results": _headline(results),
-            "page": _disk_usage(report_dir, num_images),
-            "evaluate_s": evaluate_s,
-            "report_s": report_s,
-            "html_s": html_s,
-            "html_ms_per_image": 1000.0 * html_s / max(num_images, 1),
-            "browser": None,
-        }
-        if not find_chromium():
-            report["browser_skipped"] = "no Chromium found (apt-get install -y chromium)"
-        else:
-            try:
-                report["browser"] = _measure_page(os.path.join(report_dir, "report.html"), repeats)
-            except BrowserError as e:
-                report["browser_skipped"] = f"Chromium failed: {e}"
+        report = _write_and_time(name, work, num_images, unique, size, seed)
+        report.update(_browser_numbers(os.path.join(report_dir, "report.html"), repeats))
     finally:
         for catalog in (DatasetCatalog, MetadataCatalog):
             if name in catalog.list():
@@ -295,6 +263,52 @@ def run(
             json.dump(report, f, indent=2)
         logger.info("wrote %s; the page is %s", path, os.path.join(report_dir, "report.html"))
     return report
+
+
+def _write_and_time(
+    name: str, work: str, num_images: int, unique: int, size: int, seed: int
+) -> Dict[str, Any]:
+    """Evaluate the synthetic data set as ``name`` in ``work`` and write its report to
+    ``work/eval``, timing each step; the result without the browser's numbers."""
+    report_dir = os.path.join(work, "eval")
+    t0 = time.perf_counter()
+    inference_dir = os.path.join(work, "inference")
+    results = _evaluate(
+        name, os.path.join(work, "data"), inference_dir, num_images, unique, size, seed
+    )
+    evaluate_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_report(results, inference_dir, report_dir)
+    report_s = time.perf_counter() - t0
+    with open(os.path.join(report_dir, "report.md")) as f:
+        markdown = f.read()
+    t0 = time.perf_counter()  # the HTML part again, alone
+    detail, truth = EvaluationDetail.load(inference_dir), records_by_image_id(name)
+    write_html_report(results, detail, truth, report_dir, markdown)
+    html_s = time.perf_counter() - t0
+    return {
+        "num_images": num_images,
+        "unique_scenes": min(unique, num_images),
+        "image_size": size,
+        "results": _headline(results),
+        "page": _disk_usage(report_dir, num_images),
+        "evaluate_s": evaluate_s,
+        "report_s": report_s,
+        "html_s": html_s,
+        "html_ms_per_image": 1000.0 * html_s / max(num_images, 1),
+        "browser": None,
+    }
+
+
+def _browser_numbers(page: str, repeats: int) -> Dict[str, Any]:
+    """``browser``: the page opened ``repeats`` times in headless Chromium; or
+    ``browser_skipped`` saying why it could not be."""
+    if not find_chromium():
+        return {"browser_skipped": "no Chromium found (apt-get install -y chromium)"}
+    try:
+        return {"browser": _measure_page(page, repeats)}
+    except BrowserError as e:
+        return {"browser_skipped": f"Chromium failed: {e}"}
 
 
 def _headline(results: Dict[str, Dict[str, float]]) -> Dict[str, Any]:

@@ -1,10 +1,10 @@
 """
 What tracking costs per frame against prediction alone (target: under 5%).
 
-The frames are a synthetic pan-and-zoom video (:func:`trashpole.predict.synthetic_video.
-pan_zoom_video`). Each frame is predicted by the CPU recipe (R18-FPN, 384 px, random weights,
-ImageNet normalization, score threshold 0 so that ``detections`` boxes reach the tracker: more
-than a trained model finds, the tracker's worst case), then the same detections go through
+The frames are a synthetic pan-and-zoom video (:func:`benchmarks.synthetic_video.pan_zoom_video`).
+Each frame is predicted by the CPU recipe (R18-FPN, 384 px, random weights, ImageNet
+normalization, score threshold 0 so that ``detections`` boxes reach the tracker: more than a
+trained model finds, the tracker's worst case), then the same detections go through
 :meth:`trashpole.predict.InstanceTracker.update`; a second tracker gets the frame's true boxes
 (the handful a trained model finds). The three timings alternate frame by frame, so that a
 change of load on the machine hits them alike; medians over the frames after a warm-up.
@@ -13,13 +13,16 @@ change of load on the machine hits them alike; medians over the frames after a w
 import logging
 import statistics
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+from detectron2.structures import Instances
 
 from benchmarks.inference import Contender, build_trashpole
 from benchmarks.measure import CPU_CONFIG, measuring, use_threads, write_result
+from benchmarks.synthetic_video import pan_zoom_video, truth_as_predictions
 from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import InstanceTracker
-from trashpole.predict.synthetic_video import pan_zoom_video, truth_as_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -72,23 +75,8 @@ def run(
     contender = Contender("trashpole CPU R18", "trashpole", CPU_CONFIG)
     # the model sees the frames at 384 px at most (the CPU recipe's test size)
     predictor = build_trashpole(contender, min(384, size), proposals=100, detections=detections)
-    model_tracker, true_tracker = InstanceTracker(), InstanceTracker()
-    times: Dict[str, List[float]] = {name: [] for name in ROWS}
-    found = []
     with measuring(NAME) as result:
-        for k, (frame, true_boxes) in enumerate(zip(video.frames, truth)):
-            start = time.perf_counter()
-            instances = predictor(frame)["instances"]
-            predicted = time.perf_counter()
-            model_tracker.update(instances, k)
-            tracked = time.perf_counter()
-            true_tracker.update(true_boxes, k)
-            done = time.perf_counter()
-            if k >= warmup:
-                times["predict"].append(predicted - start)
-                times["track model boxes"].append(tracked - predicted)
-                times["track true boxes"].append(done - tracked)
-                found.append(len(instances))
+        times, found = _time_frames(predictor, video.frames, truth, warmup)
     true_per_frame = statistics.mean(len(t) for t in truth[warmup:])
     words = {"input": min(384, size), "detections": detections, "found": statistics.mean(found)}
     words["backend"] = predictor.backend  # what ran, as built
@@ -110,6 +98,31 @@ def run(
     result.update(true_boxes_per_frame=true_per_frame, classes=CLASS_NAMES)
     write_result(result, out_dir, "tracking_benchmark.json")
     return result
+
+
+def _time_frames(
+    predictor, frames: List[np.ndarray], truth: List[Instances], warmup: int
+) -> Tuple[Dict[str, List[float]], List[int]]:
+    """Predict each frame, then track its predicted boxes and its true boxes (two trackers);
+    returns the seconds of each row of :data:`ROWS` per frame and the detections per frame,
+    after the ``warmup`` first frames."""
+    model_tracker, true_tracker = InstanceTracker(), InstanceTracker()
+    times: Dict[str, List[float]] = {name: [] for name in ROWS}
+    found = []
+    for k, (frame, true_boxes) in enumerate(zip(frames, truth)):
+        start = time.perf_counter()
+        instances = predictor(frame)["instances"]
+        predicted = time.perf_counter()
+        model_tracker.update(instances, k)
+        tracked = time.perf_counter()
+        true_tracker.update(true_boxes, k)
+        done = time.perf_counter()
+        if k >= warmup:
+            times["predict"].append(predicted - start)
+            times["track model boxes"].append(tracked - predicted)
+            times["track true boxes"].append(done - tracked)
+            found.append(len(instances))
+    return times, found
 
 
 def format_table(result: Dict[str, Any]) -> str:

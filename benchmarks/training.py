@@ -359,25 +359,58 @@ def run(
         made = {c.name: _make_step(c, samples, size, seed, proposals, rois) for c in contenders}
         steps = {name: step for name, (step, _) in made.items()}
         result["matmul_peak"] = matmul_peak(matmul_size)
-        losses: Dict[str, float] = {}
+        times, memory, losses = _time_steps(steps, warmup, repeats)
+    rows = {
+        c.name: _row(c, *made[c.name], times[c.name], memory[c.name], losses[c.name])
+        for c in contenders
+    }
+    _add_speedups(rows, contenders)
+    result["contenders"] = rows
+    if out_dir:
+        write_result(result, out_dir, "training_benchmark.json")
+    return result
 
-        def keep_loss(name: str) -> Callable[[], None]:
-            return lambda: losses.__setitem__(name, steps[name]())
 
-        times, memory = time_alternating({n: keep_loss(n) for n in steps}, warmup, repeats)
-    rows: Dict[str, Dict[str, Any]] = {}
-    for c in contenders:
-        model = made[c.name][1]
-        with observe_features(model) as seen:
-            steps[c.name]()  # one more step, untimed, to see what the backbone computes
-        row: Dict[str, Any] = {**asdict(c), "opts": list(c.opts), "seen": dict(seen)}
-        row["setup"] = describe_model(model)
-        row["label"] = label(row["setup"], row["seen"], training=True)
-        row["times_s"] = times[c.name]
-        row.update(summarize(times[c.name]))
-        row.update(memory[c.name])
-        row["loss"] = losses[c.name]
-        rows[c.name] = row
+def _time_steps(
+    steps: Dict[str, Callable[[], float]], warmup: int, repeats: int
+) -> Tuple[Dict[str, List[float]], Dict[str, Dict[str, Optional[float]]], Dict[str, float]]:
+    """(times, memory, last loss) of each contender's step, run in alternation
+    (:func:`benchmarks.measure.time_alternating`)."""
+    losses: Dict[str, float] = {}
+
+    def keep_loss(name: str) -> Callable[[], None]:
+        return lambda: losses.__setitem__(name, steps[name]())
+
+    times, memory = time_alternating({n: keep_loss(n) for n in steps}, warmup, repeats)
+    return times, memory, losses
+
+
+def _row(
+    contender: TrainContender,
+    step: Callable[[], float],
+    model: torch.nn.Module,
+    times: List[float],
+    memory: Dict[str, Optional[float]],
+    loss: float,
+) -> Dict[str, Any]:
+    """One contender's row: its settings, what its model is and computes (seen in one more
+    step, untimed), its times, memory and last loss."""
+    with observe_features(model) as seen:
+        step()  # one more step, untimed, to see what the backbone computes
+    row: Dict[str, Any] = {**asdict(contender), "opts": list(contender.opts), "seen": dict(seen)}
+    row["setup"] = describe_model(model)
+    row["label"] = label(row["setup"], row["seen"], training=True)
+    row["times_s"] = times
+    row.update(summarize(times))
+    row.update(memory)
+    row["loss"] = loss
+    return row
+
+
+def _add_speedups(rows: Dict[str, Dict[str, Any]], contenders: Sequence[TrainContender]) -> None:
+    """Each row's ``speedup_vs_torchvision``, ``..._d2`` and ``..._d2_switches``: the median of
+    that reference (plain torchvision; torchvision with detectron2's settings, without and with
+    the speed switches) over the row's, where the reference ran."""
     for family, key, switched in (
         ("torchvision", "", False),
         ("torchvision-d2", "_d2", False),
@@ -394,10 +427,6 @@ def run(
         if ref is not None:
             for row in rows.values():
                 row[f"speedup_vs_torchvision{key}"] = ref["median_s"] / row["median_s"]
-    result["contenders"] = rows
-    if out_dir:
-        write_result(result, out_dir, "training_benchmark.json")
-    return result
 
 
 def format_table(result: Dict[str, Any]) -> str:

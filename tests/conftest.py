@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from trashpole.data.synthetic import CLASS_NAMES
+
 ANNOTATION_FILE = "_annotations.coco.json"
-CLASSES = ("pole", "trash-can")
+# the tiny export's classes are the synthetic data set's, so that every test names the same two
+CLASSES = tuple(CLASS_NAMES)
 BACKGROUND = (40, 40, 40)
 # fill colour of each class's objects, by class index
 CLASS_COLORS = [(230, 230, 230), (30, 180, 60), (200, 40, 40), (40, 80, 220)]

@@ -15,6 +15,7 @@ from detectron2.structures import Boxes, Instances
 from PIL import Image
 
 from trashpole.data import register_roboflow_splits, validate_coco_json, write_data_summary
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import predict_paths
 
 SIZE = 64  # side of the tiny export's images
@@ -125,7 +126,7 @@ def test_the_data_summary_lists_skipped_and_converted_images(
 class RecordingPredictor:
     """Stands in for TrashPolePredictor: records the images it is given, predicts nothing."""
 
-    class_names = ["pole", "trash-can"]
+    class_names = list(CLASS_NAMES)
     metadata = Metadata(thing_classes=class_names)
 
     def __init__(self):

@@ -11,6 +11,7 @@ from detectron2.structures import BoxMode
 from PIL import Image
 
 from trashpole.data import DatasetError, load_roboflow_json, validate_coco_json
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.data.validation import required_mask_format
 
 
@@ -252,7 +253,7 @@ def test_annotations_on_the_superclass_make_it_a_class(split):
     edit(split, lambda d: d["annotations"][0].update(category_id=0))
     assert load(split)[0][0]["annotations"][0]["category_id"] == 0  # its own classes: 3
     with pytest.raises(DatasetError, match="category 0 'trash-poles' .*is used by 1 annotations"):
-        load(split, class_names=["pole", "trash-can"])
+        load(split, class_names=list(CLASS_NAMES))
 
 
 def test_degenerate_polygons_are_dropped(split):

@@ -21,10 +21,11 @@ from detectron2.structures import Boxes, Instances
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.evaluation import TrashPoleEvaluator, build_evaluators
 
 H, W = 96, 128
-CLASSES = ["pole", "trash-can"]
+CLASSES = list(CLASS_NAMES)
 ROBOFLOW_IDS = {0: 1, 1: 2}  # contiguous id -> category id in the JSON
 STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
 

@@ -11,6 +11,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 from detectron2.utils import comm
 
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.evaluation import EvaluationDetail, TrashPoleEvaluator
 from trashpole.evaluation.matching import (
     GroundTruth,
@@ -22,7 +23,7 @@ from trashpole.evaluation.matching import (
 )
 from trashpole.evaluation.metrics import interpolated_ap, precision_recall_curve
 
-CLASSES = ["pole", "trash-can"]
+CLASSES = list(CLASS_NAMES)
 POLE, CAN = 0, 1
 SIZE = 16
 

@@ -21,7 +21,8 @@ import pytest
 import torch
 from tiny_model import REPO, write_tiny_config
 
-CLASS_NAMES = ["pole", "trash-can"]
+from trashpole.data.synthetic import CLASS_NAMES
+
 EXAMPLE = REPO / "examples" / "run_exported.py"
 BOX_ATOL = 1e-3  # px
 SCORE_ATOL = 1e-4
@@ -39,7 +40,7 @@ def run_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export_run")
     cfg = load_config(write_tiny_config(tmp), ["MODEL.DEVICE", "cpu"])
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
-    cfg.TRASHPOLE.CLASS_NAMES = CLASS_NAMES
+    cfg.TRASHPOLE.CLASS_NAMES = list(CLASS_NAMES)
     run = tmp / "run"
     run.mkdir()
     (run / "config.yaml").write_text(cfg.dump())

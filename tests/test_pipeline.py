@@ -7,9 +7,9 @@ import time
 
 import cv2
 import pytest
-from trashpole.predict.synthetic_video import pan_zoom_video
 from tiny_model import write_random_run
 
+from benchmarks.synthetic_video import pan_zoom_video
 from trashpole.predict import load_predictor, track_paths
 from trashpole.predict.pipeline import in_order, workers_for
 

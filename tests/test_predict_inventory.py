@@ -17,9 +17,10 @@ from PIL.TiffImagePlugin import IFDRational
 from test_geo import PLACES, gps_tags, write_photo
 from tiny_model import REPO, write_random_run
 
+from benchmarks.synthetic_video import pan_zoom_video
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import load_predictor, predict_paths
 from trashpole.predict.outputs import TRACK_COLUMNS
-from trashpole.predict.synthetic_video import pan_zoom_video
 from trashpole.visualization import track_color
 from trashpole.visualization.overlays import draw_tracked
 
@@ -155,7 +156,7 @@ def test_overlay_colours_each_track(tmp_path):
     inst.scores = torch.tensor([0.9, 0.8])
     inst.pred_classes = torch.tensor([0, 1])
     inst.pred_masks = masks
-    out = draw_tracked(image, inst, torch.tensor([3, 4]), ["pole", "trash-can"])
+    out = draw_tracked(image, inst, torch.tensor([3, 4]), CLASS_NAMES)
     assert out.shape == image.shape and (out[50:, :] == 128).all()  # below the boxes: untouched
     for track_id, (y, x) in zip((3, 4), [(20, 10), (20, 50)]):
         # inside a mask: 60% of the grey and 40% of the track's colour (an RGB palette, BGR out)

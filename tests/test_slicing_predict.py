@@ -26,6 +26,7 @@ from tiny_model import REPO, train_tiny_run, write_tiny_config
 
 from benchmarks.training import synthetic_samples
 from trashpole.config import load_config
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.errors import UserError
 from trashpole.predict import TrashPolePredictor, load_predictor, track_paths
 from trashpole.predict.sliced_model import SlicedModel
@@ -296,8 +297,7 @@ def _write_export(root):
             )
     categories = [{"id": 0, "name": "trash-poles", "supercategory": "none"}]
     categories += [
-        {"id": k + 1, "name": n, "supercategory": "trash-poles"}
-        for k, n in enumerate(("pole", "trash-can"))
+        {"id": k + 1, "name": n, "supercategory": "trash-poles"} for k, n in enumerate(CLASS_NAMES)
     ]
     save_json(
         folder / "_annotations.coco.json",

@@ -18,6 +18,7 @@ from detectron2.utils.events import EventStorage
 from tiny_model import REPO, write_tiny_config
 
 from trashpole.config import load_config
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import load_predictor, predict_paths
 from trashpole.speed import (
     apply_inference_options,
@@ -29,7 +30,7 @@ from trashpole.speed import (
     to_fp32,
 )
 
-CLASSES = ["pole", "trash-can"]
+CLASSES = list(CLASS_NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,13 @@ from detectron2.structures import Boxes, Instances
 from detectron2.tracking import IOUWeightedHungarianBBoxIOUTracker
 from tiny_model import CPU_RECIPE
 
+from benchmarks.synthetic_video import (
+    pan_zoom_video,
+    score_tracking,
+    truth_as_predictions,
+)
 from trashpole.config import load_config
+from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import (
     InstanceTracker,
     count_id_switches,
@@ -20,14 +26,9 @@ from trashpole.predict import (
     match_to_truth,
     track_predictions,
 )
-from trashpole.predict.synthetic_video import (
-    pan_zoom_video,
-    score_tracking,
-    truth_as_predictions,
-)
 from trashpole.predict.track import ClassAwareHungarianTracker, _common_shift
 
-NAMES = ["pole", "trash-can"]
+NAMES = list(CLASS_NAMES)
 
 
 def frame(boxes, classes, scores=None, size=(100, 100)) -> Instances:
@@ -225,7 +226,7 @@ def test_a_still_video_gives_tracks_that_span_every_frame():
 
 
 def test_the_synthetic_check_command_with_the_true_boxes(tmp_path):
-    from trashpole.predict.synthetic_video import main
+    from benchmarks.synthetic_video import main
 
     picture = tmp_path / "tracked.png"
     argv = ["--out", str(tmp_path), "--oracle", "--seed", "5", "--size", "128", "--frames", "12",

@@ -62,3 +62,33 @@ def test_gallery_images_are_read_as_the_model_saw_them(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     gray = _read_rgb(str(tmp_path / "broken.jpg"), 12, 16)
     assert gray.shape == (12, 16, 3) and (gray == 128).all()
+
+
+def test_report_photos_are_turned_as_the_model_sees_them(tmp_path):
+    """report.html's photo of a JPEG with EXIF orientation 6 (stored 200x400, seen 400x200):
+    decoded at a quarter of its size for a 100 px panel, and still turned the way
+    ``read_bgr`` (the model's input) turns it; an unreadable file gives a gray panel."""
+    from PIL import Image
+
+    from trashpole.images import read_bgr
+    from trashpole.visualization.panels import panel_size, read_photo
+
+    raw = np.zeros((200, 400, 3), np.uint8)
+    raw[:, :100] = (255, 0, 0)  # red on the left quarter of the stored pixels
+    exif = Image.Exif()
+    exif[274] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(raw).save(path, exif=exif.tobytes(), quality=95)
+    size = panel_size(400, 200, side=100)
+    assert size == (100, 50)
+    # 1/4 of the stored 200x400 covers the panel once turned (1/8 would not)
+    assert read_bgr(str(path), at_least=size)[0].shape == (100, 50, 3)
+    photo = read_photo(str(path), size)
+    assert photo.shape == (100, 50, 3)
+    assert photo[:20, :, 2].mean() > 200 and photo[-70:, :, 2].mean() < 50  # left became top
+    model = cv2.resize(read_bgr(str(path))[0], (50, 100), interpolation=cv2.INTER_AREA)
+    assert np.abs(photo.astype(int) - model).mean() < 4
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    gray = read_photo(str(tmp_path / "broken.jpg"), (12, 16))
+    assert gray.shape == (12, 16, 3) and (gray == 128).all()
+    assert read_photo(str(tmp_path / "missing.jpg"), (12, 16)).shape == (12, 16, 3)

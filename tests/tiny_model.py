@@ -64,9 +64,10 @@ def train_tiny_run(folder, iterations: int = 60) -> list:
 
     from benchmarks.training import detectron2_batch, synthetic_samples
     from trashpole.config import load_config
+    from trashpole.data.synthetic import CLASS_NAMES
 
     cfg = load_config(write_tiny_config(folder))
-    cfg.TRASHPOLE.CLASS_NAMES = ["pole", "trash-can"]
+    cfg.TRASHPOLE.CLASS_NAMES = list(CLASS_NAMES)
     cfg.MODEL.WEIGHTS = ""
     with open(os.path.join(str(folder), "config.yaml"), "w") as f:
         f.write(cfg.dump())
@@ -102,9 +103,10 @@ def write_random_run(folder, seed: int = 0) -> str:
     from detectron2.modeling import build_model
 
     from trashpole.config import load_config
+    from trashpole.data.synthetic import CLASS_NAMES
 
     cfg = load_config(write_tiny_config(folder))
-    cfg.TRASHPOLE.CLASS_NAMES = ["pole", "trash-can"]
+    cfg.TRASHPOLE.CLASS_NAMES = list(CLASS_NAMES)
     cfg.MODEL.WEIGHTS = ""
     with open(os.path.join(str(folder), "config.yaml"), "w") as f:
         f.write(cfg.dump())

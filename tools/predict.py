@@ -38,6 +38,27 @@ from trashpole.speed import speed_opts
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    _add_io_args(p)
+    _add_track_args(p)
+    _add_slice_args(p)
+    _add_engine_args(p)
+    _add_speed_args(p)
+    add_debug_flag(p)
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = p.parse_args(argv)
+    if args.track and (args.coco_json or args.coco_images):
+        p.error("--coco-json and --coco-images are for image predictions, not for --track")
+    try:
+        slice_opts(args.slice, args.overlap)
+    except UserError as e:
+        p.error(str(e))
+    if args.min_track_frames is not None and args.min_track_frames < 1:
+        p.error(f"--min-track-frames {args.min_track_frames}: give 1 or more frames")
+    return args
+
+
+def _add_io_args(p: argparse.ArgumentParser) -> None:
+    """The run, the inputs and what is written."""
     p.add_argument("--run", required=True, help="run folder (with config.yaml) or a config.yaml")
     p.add_argument(
         "--weights", default=None, help="checkpoint (default: the run's model_final.pth)"
@@ -58,6 +79,10 @@ def parse_args(argv=None):
         help="COCO JSON whose image and category ids --coco-json uses (default: images numbered "
         "0, 1, ... in sorted order, classes 1, 2, ...)",
     )
+
+
+def _add_track_args(p: argparse.ArgumentParser) -> None:
+    """--track and how many frames a track needs."""
     track = p.add_argument_group("tracking (videos, or a folder of frames taken as one sequence)")
     track.add_argument(
         "--track", action="store_true", help="IDs across frames, tracks.csv, counts of objects"
@@ -68,6 +93,10 @@ def parse_args(argv=None):
         default=None,
         help="frames a track must be detected in to count (default: TRASHPOLE.TRACK.MIN_FRAMES)",
     )
+
+
+def _add_slice_args(p: argparse.ArgumentParser) -> None:
+    """Sliced inference of large photos."""
     slicing = p.add_argument_group("slicing (large photos; docs/slicing.md)")
     slicing.add_argument(
         "--slice",
@@ -83,6 +112,10 @@ def parse_args(argv=None):
         default=None,
         help="least share of a slice's side shared by its neighbours, 0-1 (default 0.2)",
     )
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    """Which backend runs the model, and OpenVINO's int8."""
     engine = p.add_argument_group("engine")
     engine.add_argument(
         "--backend",
@@ -96,6 +129,10 @@ def parse_args(argv=None):
         default=None,
         help="OpenVINO in int8, calibrated on the run's train split (TRASHPOLE.INFERENCE.INT8)",
     )
+
+
+def _add_speed_args(p: argparse.ArgumentParser) -> None:
+    """The switches of the PyTorch speed options (and bf16 on OpenVINO)."""
     speed = p.add_argument_group("speed (--bf16/--fp32: both backends; --channels-last: PyTorch)")
     switch = argparse.BooleanOptionalAction
     speed.add_argument(
@@ -115,18 +152,6 @@ def parse_args(argv=None):
     speed.add_argument(
         "--input-size", type=int, default=0, help="shorter image side given to the model (pixels)"
     )
-    add_debug_flag(p)
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = p.parse_args(argv)
-    if args.track and (args.coco_json or args.coco_images):
-        p.error("--coco-json and --coco-images are for image predictions, not for --track")
-    try:
-        slice_opts(args.slice, args.overlap)
-    except UserError as e:
-        p.error(str(e))
-    if args.min_track_frames is not None and args.min_track_frames < 1:
-        p.error(f"--min-track-frames {args.min_track_frames}: give 1 or more frames")
-    return args
 
 
 def speed_opts_of(args) -> list:

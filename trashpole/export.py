@@ -254,6 +254,24 @@ def export_model(
         from trashpole.export_openvino import export_openvino
 
         return export_openvino(cfg, model, output_dir, sample_image, verify, int8, calibration)
+    source = {"config": config, "weights": weights}
+    return _export_traced(cfg, model, fmt, sample_image, output_dir, source, verify)
+
+
+def _export_traced(
+    cfg: CfgNode,
+    model: torch.nn.Module,
+    fmt: str,
+    sample_image: np.ndarray,
+    output_dir: str,
+    source: Dict[str, str],
+    verify: bool,
+) -> str:
+    """
+    Trace ``model`` on ``sample_image`` and write it as TorchScript or ONNX with
+    ``export_meta.json`` (``source``: the run's config and weights files), then check the file
+    against the eager outputs when ``verify``; returns the model file's path.
+    """
     _warn_ignored_speed_options(cfg)
     image = image_to_input(cfg, sample_image)
     adapter, reference = _trace_adapter(model, image)
@@ -265,12 +283,10 @@ def export_model(
         _write_torchscript(adapter, image, path)
     else:
         _write_onnx(adapter, image, names, path)
-    meta = build_export_meta(
-        cfg, fmt, names, adapter.outputs_schema, image, {"config": config, "weights": weights}
-    )
+    meta = build_export_meta(cfg, fmt, names, adapter.outputs_schema, image, source)
     write_json(meta, os.path.join(output_dir, META_FILE))
     logger.info(
-        f"Exported {weights} to {path} (traced at {tuple(image.shape[1:])}, "
+        f"Exported {source['weights']} to {path} (traced at {tuple(image.shape[1:])}, "
         f"{len(reference[0])} detections on the sample image)"
     )
     if verify:

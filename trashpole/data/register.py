@@ -270,6 +270,14 @@ def register_roboflow_splits(
             masks=masks,
         )
         registered[split] = dataset_name
+    _log_registered(root, splits, registered, class_names)
+    return registered
+
+
+def _log_registered(
+    root: str, splits: Dict[str, str], registered: Dict[str, str], class_names: List[str]
+) -> None:
+    """Say what was registered, and warn when there is no train split to train on."""
     missing = [s for s in SPLIT_FOLDERS if s not in splits]
     logger.info(
         f"Registered {sorted(registered.values())} from {root} with classes {class_names}"
@@ -283,7 +291,6 @@ def register_roboflow_splits(
             f"folder to train/, or train on another split with DATASETS.TRAIN \"('{other}',)\". "
             "Evaluation (--eval-only) works without it."
         )
-    return registered
 
 
 def _full_mapping(info: CategoryInfo, class_names: List[str], source: str) -> Dict[int, int]:

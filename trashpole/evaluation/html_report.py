@@ -208,7 +208,7 @@ def _draw_image(
         [f"{names[pred.classes[k]]} {100 * pred.scores[k]:.0f}" for k in order],
         pred_colors,
     )
-    photo = read_photo(record["file_name"], height, width, size)
+    photo = read_photo(record["file_name"], size)
     write_image_files(prefix, photo, truth, overlay)
     return size
 
@@ -255,15 +255,29 @@ def _metrics_section(markdown: str) -> str:
     )
 
 
-def _page(title: str, summary: str, results, metrics_html: str, data: Dict[str, Any]) -> str:
-    # no "<" inside the script element, so that no text of the data can end or escape it
-    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
+def _toolbar(class_names: Sequence[str]) -> str:
+    """The image browser's filters (class, problem), sort order and mask switch."""
     filters = "".join(
         f'<option value="{k}">{html.escape(v.split(" (")[0])}</option>' for k, v in PROBLEMS.items()
     )
     classes = "".join(
-        f'<option value="{k}">{html.escape(c)}</option>' for k, c in enumerate(data["classes"])
+        f'<option value="{k}">{html.escape(c)}</option>' for k, c in enumerate(class_names)
     )
+    return f"""<div class="toolbar">
+<label>class <select id="filter-class"><option value="">all classes</option>{classes}</select></label>
+<label>problem <select id="filter-problem"><option value="all">all images</option>
+<option value="any">any problem</option>{filters}<option value="none">no problem</option>
+</select></label>
+<label>sort <select id="sort"><option value="worst">worst first</option>
+<option value="best">best first</option><option value="name">file name</option></select></label>
+<label><input type="checkbox" id="show-masks" checked> masks</label>
+<span id="count"></span>
+</div>"""
+
+
+def _page(title: str, summary: str, results, metrics_html: str, data: Dict[str, Any]) -> str:
+    # no "<" inside the script element, so that no text of the data can end or escape it
+    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     legend = " ".join(
         f'<span class="outcome" style="background:rgb{tuple(c)}">{html.escape(o)}</span>'
         for o, c in OUTCOME_COLORS.items()
@@ -291,16 +305,7 @@ def _page(title: str, summary: str, results, metrics_html: str, data: Dict[str, 
 {metrics_html}
 </section>
 <section id="tab-images" class="tab" hidden>
-<div class="toolbar">
-<label>class <select id="filter-class"><option value="">all classes</option>{classes}</select></label>
-<label>problem <select id="filter-problem"><option value="all">all images</option>
-<option value="any">any problem</option>{filters}<option value="none">no problem</option>
-</select></label>
-<label>sort <select id="sort"><option value="worst">worst first</option>
-<option value="best">best first</option><option value="name">file name</option></select></label>
-<label><input type="checkbox" id="show-masks" checked> masks</label>
-<span id="count"></span>
-</div>
+{_toolbar(data["classes"])}
 <p class="help">Ground truth left, prediction (score &ge; {data["score_thresh"]:g}) right.
 Objects: {legend}. Keys: <kbd>j</kbd>/<kbd>&rarr;</kbd> next, <kbd>k</kbd>/<kbd>&larr;</kbd>
 previous, <kbd>Enter</kbd> enlarge, <kbd>Esc</kbd> close, <kbd>m</kbd> masks on/off.</p>
@@ -316,6 +321,30 @@ previous, <kbd>Enter</kbd> enlarge, <kbd>Esc</kbd> close, <kbd>m</kbd> masks on/
 </body>
 </html>
 """
+
+
+def _image_entries(
+    detail: EvaluationDetail,
+    ground_truth: Dict[Any, dict],
+    files: str,
+    colors: List[Sequence[int]],
+) -> List[Dict[str, Any]]:
+    """Draw every image's pictures into ``files`` (emptied first) and return the page's entry of
+    each, in the evaluation's order, with its rank from the worst."""
+    shutil.rmtree(files, ignore_errors=True)
+    os.makedirs(files)
+    images = []
+    for k, result in enumerate(detail.records):
+        prediction = detail.predictions.get(result.image_id)
+        entry = image_entry(result, detail.iou_thresh, prediction)
+        prefix = os.path.join(files, f"{k:05d}")
+        record = ground_truth[result.image_id]
+        size = _draw_image(detail, record, entry["gt"], prediction, colors, prefix)
+        entry.update(pic=f"{FILES_DIR}/{k:05d}", w=size[1], h=size[0])
+        images.append(entry)
+    for rank, k in enumerate(worst_first(detail.records)):
+        images[k]["rank"] = rank
+    return images
 
 
 def write_html_report(
@@ -339,28 +368,13 @@ def write_html_report(
     Returns:
         the path of report.html.
     """
-    predictions = detail.predictions
-    if predictions is None:
+    if detail.predictions is None:
         raise ValueError(
             "report.html needs every image's predictions: build the TrashPoleEvaluator with "
             "keep_predictions=True (TRASHPOLE.EVAL.HTML_REPORT True)"
         )
-    files = os.path.join(output_dir, FILES_DIR)
-    shutil.rmtree(files, ignore_errors=True)
-    os.makedirs(files)
     colors = _class_colors(detail)
-    records = detail.records
-    images = []
-    for k, result in enumerate(records):
-        prediction = predictions.get(result.image_id)
-        entry = image_entry(result, detail.iou_thresh, prediction)
-        prefix = os.path.join(files, f"{k:05d}")
-        record = ground_truth[result.image_id]
-        size = _draw_image(detail, record, entry["gt"], prediction, colors, prefix)
-        entry.update(pic=f"{FILES_DIR}/{k:05d}", w=size[1], h=size[0])
-        images.append(entry)
-    for rank, k in enumerate(worst_first(records)):
-        images[k]["rank"] = rank
+    images = _image_entries(detail, ground_truth, os.path.join(output_dir, FILES_DIR), colors)
     m = results.get(TASK, {})
     data = {
         "dataset": detail.dataset_name,

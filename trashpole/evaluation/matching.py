@@ -423,9 +423,41 @@ def evaluate_image(
     iou = mask_iou(pred_rles, gt.rles)
     ignored = crowd_fraction(pred_rles, gt.crowd_rles) >= CROWD_IGNORE_FRACTION
     kept = scores >= score_thresh
-    counted = np.flatnonzero(kept & ~ignored)
-
     result = ImageResult(image_id, file_name, gt.height, gt.width)
+    _match_counted(result, gt, iou, pred_classes, kept, ignored, iou_thresh)
+    considered = np.flatnonzero(~ignored)
+    pr_tp = ranked_hits(
+        iou[considered], scores[considered], pred_classes[considered], gt.classes, AP_IOU
+    )
+    keep_idx = np.flatnonzero(kept)
+    return ImageEvaluation(
+        result=result,
+        pr_scores=scores[considered].astype(np.float32),
+        pr_classes=pred_classes[considered].astype(np.int16),
+        pr_tp=pr_tp,
+        pr_num_gt=np.bincount(gt.classes, minlength=num_classes).astype(np.int64),
+        pixel_confusion=_semantic_confusion(
+            gt, pred_rles, pred_masks, scores, pred_classes, kept, num_classes
+        ),
+        kept_rles=[pred_rles[p] for p in keep_idx],
+        kept_classes=pred_classes[keep_idx].tolist(),
+        kept_scores=scores[keep_idx].tolist(),
+    )
+
+
+def _match_counted(
+    result: ImageResult,
+    gt: GroundTruth,
+    iou: np.ndarray,
+    pred_classes: np.ndarray,
+    kept: np.ndarray,
+    ignored: np.ndarray,
+    iou_thresh: float,
+) -> None:
+    """Fill ``result`` from the one-to-one matching of the counted predictions (``kept``, above
+    the score threshold, and not ``ignored``, inside a crowd region: ndarray[N] of bool) to the
+    ground truth; ``iou`` is ndarray[N, G], predictions by ground-truth instances."""
+    counted = np.flatnonzero(kept & ~ignored)
     result.gt_classes = gt.classes.tolist()
     result.gt_ious = [0.0] * len(gt.rles)
     result.gt_pred_classes = [-1] * len(gt.rles)
@@ -441,13 +473,19 @@ def evaluate_image(
         result.gt_pred_classes[g] = int(pred_classes[p])
     result.false_classes = [int(pred_classes[p]) for p in counted if p not in matched]
 
-    considered = np.flatnonzero(~ignored)
-    pr_tp = ranked_hits(
-        iou[considered], scores[considered], pred_classes[considered], gt.classes, AP_IOU
-    )
 
-    # Semantic view: ground truth with crowd regions first (instances drawn over them), the
-    # predictions in increasing score so that the higher score ends on top.
+def _semantic_confusion(
+    gt: GroundTruth,
+    pred_rles: List[RLE],
+    pred_masks: np.ndarray,
+    scores: np.ndarray,
+    pred_classes: np.ndarray,
+    kept: np.ndarray,
+    num_classes: int,
+) -> np.ndarray:
+    """The pixel confusion, ndarray[K + 1, K + 1] of int64, of the semantic view: ground truth
+    with crowd regions first (instances drawn over them), the kept predictions in increasing
+    score so that the higher score ends on top."""
     order = np.flatnonzero(kept)
     order = order[np.argsort(scores[order], kind="mergesort")]
     gt_map = paint_ground_truth(gt, background=num_classes)
@@ -459,15 +497,4 @@ def evaluate_image(
         background=num_classes,
         masks=[pred_masks[p] for p in order],
     )
-    keep_idx = np.flatnonzero(kept)
-    return ImageEvaluation(
-        result=result,
-        pr_scores=scores[considered].astype(np.float32),
-        pr_classes=pred_classes[considered].astype(np.int16),
-        pr_tp=pr_tp,
-        pr_num_gt=np.bincount(gt.classes, minlength=num_classes).astype(np.int64),
-        pixel_confusion=pixel_confusion(gt_map, pred_map, num_classes + 1),
-        kept_rles=[pred_rles[p] for p in keep_idx],
-        kept_classes=pred_classes[keep_idx].tolist(),
-        kept_scores=scores[keep_idx].tolist(),
-    )
+    return pixel_confusion(gt_map, pred_map, num_classes + 1)

@@ -7,6 +7,8 @@ Prediction from a trained run, and from detections to an inventory.
 - :mod:`.openvino`: the OpenVINO backend (conversion, cache, precision), :mod:`.quantize` its
   int8;
 - :mod:`.pipeline`: folders and videos read, predicted and drawn at once, in order;
+- :mod:`.video`: the frame loop of videos and sequences (frames predicted ahead, an MP4 of
+  overlays);
 - :mod:`.slicing`, :mod:`.merge`, :mod:`.sliced_model`: sliced inference of large photos;
 - :mod:`.inputs`: files, folders, globs and videos to predict on;
 - :mod:`.run`: :func:`predict_paths`, what ``tools/predict.py`` runs;
@@ -19,8 +21,10 @@ Prediction from a trained run, and from detections to an inventory.
   known objects;
 - :mod:`.geo`: :func:`read_gps`, a photo's EXIF position;
 - :mod:`.outputs`: ``detections.geojson``, ``tracks.csv``, ``summary.json``;
-- :mod:`.sequence`: ``track_paths``, what ``tools/predict.py --track`` runs;
-- :mod:`.synthetic_video`: a panned and zoomed synthetic scene with known identities.
+- :mod:`.sequence`: ``track_paths``, what ``tools/predict.py --track`` runs.
+
+A panned and zoomed synthetic scene with known identities, to score the tracker, is a measuring
+tool outside the package: ``benchmarks/synthetic_video.py`` (``tools/synthetic_video.py``).
 """
 
 from trashpole.predict.geo import GpsFix, read_gps

@@ -4,9 +4,12 @@ COCO results and the positions of photos with GPS."""
 import logging
 import os
 import time
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
+import numpy as np
+from detectron2.structures import Instances
 from tqdm import tqdm
 
 from trashpole.images import UnreadableImage, read_bgr
@@ -21,6 +24,7 @@ from trashpole.predict.inputs import find_inputs, iter_video_frames
 from trashpole.predict.outputs import GeoCollector
 from trashpole.predict.pipeline import in_order, workers_for
 from trashpole.predict.predictor import TrashPolePredictor
+from trashpole.predict.video import OverlayVideo, predicted_frames
 from trashpole.visualization.overlays import draw_predictions
 
 logger = logging.getLogger(__name__)
@@ -65,69 +69,123 @@ def predict_paths(
         included); with images, the GPS counts ``images_with_gps``, ``images_without_gps``,
         ``gps_problems`` (malformed tags).
     """
-
     images, videos = find_inputs(spec)
     os.makedirs(output_dir, exist_ok=True)
     names = predictor.class_names
-    if coco_images:
-        image_ids, category_ids = read_coco_ids(coco_images, names)
-    else:
-        image_ids = {p: i for i, p in enumerate(images)}
-        category_ids = list(range(1, len(names) + 1))
+    found = _ImageResults(*_coco_numbering(names, images, coco_images), coco_images, coco_json)
     counts: Dict[str, float] = {"images": 0, "videos": 0, "frames": 0, "detections": 0}
-    everything, coco_results, geo = {}, [], GeoCollector()
-    skipped, converted = [], []
     start = time.perf_counter()
-    workers = workers_for(predictor)
-    results = in_order(lambda p: _read_and_predict(predictor, p), images, workers)
+    for path, image, instances in _usable_images(predictor, images, found):
+        records = instances_to_records(instances, names)
+        found.add(path, records)
+        _save_image(path, image, instances, records, predictor.metadata, output_dir, save_overlays)
+        counts["images"] += 1
+        counts["detections"] += len(records)
+    counts.update(skipped=len(found.skipped), converted=len(found.converted))
+    if images:
+        counts["images_per_s"] = _log_rate(counts["images"], time.perf_counter() - start)
+        _log_skipped(found.skipped, found.converted, len(images))
+        counts.update(_write_image_summary(found, names, output_dir))
+    if coco_json:
+        found.write_coco()
+    for path in videos:
+        counts["frames"] += _predict_video(predictor, path, output_dir)
+        counts["videos"] += 1
+    return counts
+
+
+@dataclass
+class _ImageResults:
+    """What the image loop gathers: records per image (for ``predictions.json``), COCO results
+    (when ``coco_json`` is set, numbered by ``image_ids`` and ``category_ids`` from
+    ``coco_images``), the skipped and converted files, and the GPS positions."""
+
+    image_ids: Dict[str, int]
+    category_ids: List[int]
+    coco_images: Optional[str]
+    coco_json: Optional[str]
+    records: Dict[str, List[Dict]] = field(default_factory=dict)
+    coco: List[Dict] = field(default_factory=list)
+    skipped: List[Dict] = field(default_factory=list)
+    converted: List[Dict] = field(default_factory=list)
+    geo: GeoCollector = field(default_factory=GeoCollector)
+
+    def add(self, path: str, records: List[Dict]) -> None:
+        """Take one predicted image's records."""
+        self.records[path] = records
+        self.geo.add(path, records)
+        if self.coco_json:
+            image_id = coco_image_id(self.image_ids, path, self.coco_images)
+            self.coco += records_to_coco(records, image_id, self.category_ids)
+
+    def write_coco(self) -> None:
+        """Write the COCO results to ``coco_json``."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.coco_json)), exist_ok=True)
+        _write_json(self.coco, self.coco_json)
+        logger.info(f"COCO results of {len(self.records)} images: {self.coco_json}")
+
+
+def _coco_numbering(
+    names: List[str], images: List[str], coco_images: Optional[str]
+) -> Tuple[Dict[str, int], List[int]]:
+    """(image id by path or file name, data-set category id of each class) for COCO results:
+    those of ``coco_images``, or the images in order and the classes from 1 up."""
+    if coco_images:
+        return read_coco_ids(coco_images, names)
+    return {p: i for i, p in enumerate(images)}, list(range(1, len(names) + 1))
+
+
+def _usable_images(
+    predictor: TrashPolePredictor, images: List[str], found: _ImageResults
+) -> Iterator[Tuple[str, np.ndarray, Instances]]:
+    """(path, image, instances) of each image that could be read, predicted ahead in threads and
+    in order, with a progress bar; a skipped or converted file is logged and listed in
+    ``found``."""
+    results = in_order(lambda p: _read_and_predict(predictor, p), images, workers_for(predictor))
     for path, (image, note, instances) in tqdm(
         results, total=len(images), desc="images", unit="img", dynamic_ncols=True
     ):
         if instances is None:  # unreadable: note says why
             logger.warning(f"{path}: skipped, {note}")
-            skipped.append({"file_name": path, "reason": note})
+            found.skipped.append({"file_name": path, "reason": note})
             continue
         if note:
             logger.info(f"{path}: {note}")
-            converted.append({"file_name": path, "note": note})
-        stem = os.path.splitext(os.path.basename(path))[0]
-        records = instances_to_records(instances, names)
-        everything[path] = records
-        geo.add(path, records)
-        if coco_json:
-            coco_results += records_to_coco(
-                records, coco_image_id(image_ids, path, coco_images), category_ids
-            )
-        _write_json({"file_name": path, "predictions": records}, f"{output_dir}/{stem}.json")
-        if save_overlays:
-            cv2.imwrite(
-                f"{output_dir}/{stem}.jpg", draw_predictions(image, instances, predictor.metadata)
-            )
-        counts["images"] += 1
-        counts["detections"] += len(records)
-    counts.update(skipped=len(skipped), converted=len(converted))
-    if images:
-        elapsed = time.perf_counter() - start
-        counts["images_per_s"] = counts["images"] / max(elapsed, 1e-9)
-        logger.info(
-            f"{counts['images']} images in {elapsed:.1f} s: {counts['images_per_s']:.2f} images/s"
-        )
-        _log_skipped(skipped, converted, len(images))
-        summary = {"classes": names, "images": everything}
-        summary.update(skipped=skipped, converted=converted)
-        _write_json(summary, f"{output_dir}/predictions.json")
-        gps = geo.write(output_dir)
-        counts.update(
-            {k: gps[k] for k in ("images_with_gps", "images_without_gps", "gps_problems")}
-        )
-    if coco_json:
-        os.makedirs(os.path.dirname(os.path.abspath(coco_json)), exist_ok=True)
-        _write_json(coco_results, coco_json)
-        logger.info(f"COCO results of {len(everything)} images: {coco_json}")
-    for path in videos:
-        counts["frames"] += _predict_video(predictor, path, output_dir)
-        counts["videos"] += 1
-    return counts
+            found.converted.append({"file_name": path, "note": note})
+        yield path, image, instances
+
+
+def _save_image(
+    path: str,
+    image: np.ndarray,
+    instances: Instances,
+    records: List[Dict],
+    metadata,
+    output_dir: str,
+    save_overlays: bool,
+) -> None:
+    """Write one image's JSON, ``<stem>.json``, and its overlay, ``<stem>.jpg``."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    _write_json({"file_name": path, "predictions": records}, f"{output_dir}/{stem}.json")
+    if save_overlays:
+        cv2.imwrite(f"{output_dir}/{stem}.jpg", draw_predictions(image, instances, metadata))
+
+
+def _log_rate(images: int, elapsed: float) -> float:
+    """Log and return the images per second of the image loop."""
+    rate = images / max(elapsed, 1e-9)
+    logger.info(f"{images} images in {elapsed:.1f} s: {rate:.2f} images/s")
+    return rate
+
+
+def _write_image_summary(found: _ImageResults, names: List[str], output_dir: str) -> Dict[str, int]:
+    """Write ``predictions.json`` and the positions (``detections.geojson``...); returns the GPS
+    counts."""
+    summary = {"classes": names, "images": found.records}
+    summary.update(skipped=found.skipped, converted=found.converted)
+    _write_json(summary, f"{output_dir}/predictions.json")
+    gps = found.geo.write(output_dir)
+    return {k: gps[k] for k in ("images_with_gps", "images_without_gps", "gps_problems")}
 
 
 def _read_and_predict(predictor: TrashPolePredictor, path: str) -> Tuple:
@@ -155,28 +213,17 @@ def _log_skipped(skipped: List[Dict], converted: List[Dict], total: int) -> None
 
 
 def _predict_video(predictor: TrashPolePredictor, path: str, output_dir: str) -> int:
-
+    """Write ``<stem>_pred.mp4`` (the video with the predictions drawn) and ``<stem>_pred.json``
+    (each frame's records); returns the frames predicted."""
     stem = os.path.splitext(os.path.basename(path))[0]
     total = int(cv2.VideoCapture(path).get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    writer = None
     records = []
-    frames = in_order(
-        lambda f: predictor(f[1])["instances"].to("cpu"),
-        iter_video_frames(path),
-        workers_for(predictor),
-    )
-    for (index, frame, fps), instances in tqdm(frames, total=total, desc=stem, unit="frame"):
-        records.append(
-            {"frame": index, "predictions": instances_to_records(instances, predictor.class_names)}
-        )
-        overlay = draw_predictions(frame, instances, predictor.metadata)
-        if writer is None:
-            h, w = overlay.shape[:2]
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-            writer = cv2.VideoWriter(f"{output_dir}/{stem}_pred.mp4", fourcc, fps, (w, h))
-        writer.write(overlay)
-    if writer is not None:
-        writer.release()
+    frames = predicted_frames(predictor, iter_video_frames(path), stem, total)
+    with OverlayVideo(f"{output_dir}/{stem}_pred.mp4") as video:
+        for (index, frame, fps), instances in frames:
+            predictions = instances_to_records(instances, predictor.class_names)
+            records.append({"frame": index, "predictions": predictions})
+            video.write(draw_predictions(frame, instances, predictor.metadata), fps)
     _write_json({"file_name": path, "frames": records}, f"{output_dir}/{stem}_pred.json")
     return len(records)
 

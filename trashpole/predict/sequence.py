@@ -23,7 +23,6 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from trashpole.images import UnreadableImage, read_bgr
 from trashpole.jsonio import write_json
@@ -36,9 +35,9 @@ from trashpole.predict.outputs import (
     track_rows,
     write_tracks_csv,
 )
-from trashpole.predict.pipeline import in_order, workers_for
 from trashpole.predict.predictor import TrashPolePredictor
 from trashpole.predict.track import TRACKER_NAME, InstanceTracker, count_objects
+from trashpole.predict.video import OverlayVideo, predicted_frames
 from trashpole.visualization.overlays import draw_tracked
 
 logger = logging.getLogger(__name__)
@@ -84,19 +83,10 @@ def track_paths(
     min_frames = cfg.MIN_FRAMES if min_frames is None else min_frames
     names = predictor.class_names
     geo = GeoCollector() if images else None
-    sequences: List[Tuple[str, Iterator[Frame], bool]] = []
-    if images:
-        folder = spec if os.path.isdir(spec) else os.path.dirname(images[0])
-        name = os.path.basename(os.path.normpath(folder)) or "frames"
-        sequences.append((name, _image_frames(sorted(images, key=natural_key)), False))
-    sequences += [
-        (os.path.splitext(os.path.basename(v))[0], _video_frames(v), True) for v in videos
-    ]
-
     summary: Dict = {"tracker": TRACKER_NAME, "iou_thresh": cfg.IOU_THRESH}
     summary.update(max_lost_frames=cfg.MAX_LOST_FRAMES, min_frames=min_frames, sequences={})
     rows, all_tracks = [], []
-    for name, frames, is_video in sequences:
+    for name, frames, is_video in _sequences(spec, images, videos):
         tracker = InstanceTracker.from_config(predictor.cfg)
         count, fixes = _track_sequence(
             predictor, tracker, name, frames, output_dir, save_overlays, is_video, geo
@@ -121,6 +111,22 @@ def track_paths(
         f"frames): {summary['objects']}"
     )
     return summary
+
+
+def _sequences(
+    spec: str, images: List[str], videos: List[str]
+) -> List[Tuple[str, Iterator[Frame], bool]]:
+    """(name, frames, is it a video) of each sequence: the images as one, named after their
+    folder, in natural order; then each video, named after its file."""
+    sequences = []
+    if images:
+        folder = spec if os.path.isdir(spec) else os.path.dirname(images[0])
+        name = os.path.basename(os.path.normpath(folder)) or "frames"
+        sequences.append((name, _image_frames(sorted(images, key=natural_key)), False))
+    sequences += [
+        (os.path.splitext(os.path.basename(v))[0], _video_frames(v), True) for v in videos
+    ]
+    return sequences
 
 
 def _image_frames(paths: List[str]) -> Iterator[Frame]:
@@ -153,40 +159,30 @@ def _track_sequence(
 ) -> Tuple[int, Dict]:
     """Predict and track one sequence; returns (frames, {frame index: GPS fix} of photos)."""
 
-    writer, per_frame, fixes = None, [], {}
+    per_frame, fixes = [], {}
     overlay_dir = os.path.join(output_dir, f"{name}_track")
     if save_overlays and not is_video:
         os.makedirs(overlay_dir, exist_ok=True)
     # frames are predicted ahead in threads, tracked here in their order
-    predicted = in_order(
-        lambda f: predictor(f[1])["instances"].to("cpu"), frames, workers_for(predictor)
-    )
-    for (index, frame, path, fps), instances in tqdm(
-        predicted, desc=name, unit="frame", dynamic_ncols=True
-    ):
-        ids = tracker.update(instances, index)
-        records = instances_to_records(instances, predictor.class_names)
-        for rec, track_id in zip(records, ids.tolist()):
-            rec["track_id"] = track_id
-        per_frame.append({"frame": index, "image": path, "predictions": records})
-        if geo is not None and path is not None:
-            fix = geo.add(path, records, ids.tolist())
-            if fix is not None:
-                fixes[index] = fix
-        if not save_overlays:
-            continue
-        overlay = draw_tracked(frame, instances, ids, predictor.class_names)
-        if not is_video:
-            stem = os.path.splitext(os.path.basename(path))[0]
-            cv2.imwrite(os.path.join(overlay_dir, f"{stem}.jpg"), overlay)
-            continue
-        if writer is None:
-            h, w = overlay.shape[:2]
-            video = os.path.join(output_dir, f"{name}_track.mp4")
-            writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        writer.write(overlay)
-    if writer is not None:
-        writer.release()
+    with OverlayVideo(os.path.join(output_dir, f"{name}_track.mp4")) as video:
+        for (index, frame, path, fps), instances in predicted_frames(predictor, frames, name):
+            ids = tracker.update(instances, index)
+            records = instances_to_records(instances, predictor.class_names)
+            for rec, track_id in zip(records, ids.tolist()):
+                rec["track_id"] = track_id
+            per_frame.append({"frame": index, "image": path, "predictions": records})
+            if geo is not None and path is not None:
+                fix = geo.add(path, records, ids.tolist())
+                if fix is not None:
+                    fixes[index] = fix
+            if not save_overlays:
+                continue
+            overlay = draw_tracked(frame, instances, ids, predictor.class_names)
+            if is_video:
+                video.write(overlay, fps)
+            else:
+                stem = os.path.splitext(os.path.basename(path))[0]
+                cv2.imwrite(os.path.join(overlay_dir, f"{stem}.jpg"), overlay)
     document = {"sequence": name, "tracker": TRACKER_NAME, "frames": per_frame}
     write_json(document, os.path.join(output_dir, f"{name}_tracks.json"))
     return len(per_frame), fixes

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
+from trashpole.images import UnreadableImage, read_bgr
+
 RLE = Dict[str, Any]  # a pycocotools compressed RLE: {"size": [h, w], "counts": bytes}
 
 logger = logging.getLogger(__name__)
@@ -42,31 +44,23 @@ def panel_size(height: int, width: int, side: int = PANEL_SIDE) -> Tuple[int, in
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def read_photo(file_name: str, height: int, width: int, size: Tuple[int, int]) -> np.ndarray:
+def read_photo(file_name: str, size: Tuple[int, int]) -> np.ndarray:
     """
-    The photo at panel size, BGR; a gray picture (and a warning) when it cannot be read.
+    The photo at panel size, BGR, turned by its EXIF orientation as the model sees it
+    (:func:`trashpole.images.read_bgr`); a gray picture (and a warning) when it cannot be read.
 
     Args:
         file_name: image file.
-        height, width: the size the data set records for it.
         size: (height, width) wanted.
 
     Returns:
         ndarray[size[0], size[1], 3] of uint8.
     """
-    # decode large JPEGs at 1/8, 1/4 or 1/2 of their size when that still covers the panel
-    flag = cv2.IMREAD_COLOR
-    for factor, reduced in (
-        (8, cv2.IMREAD_REDUCED_COLOR_8),
-        (4, cv2.IMREAD_REDUCED_COLOR_4),
-        (2, cv2.IMREAD_REDUCED_COLOR_2),
-    ):
-        if height // factor >= size[0] and width // factor >= size[1]:
-            flag = reduced
-            break
-    image = cv2.imread(file_name, flag)
-    if image is None:
-        logger.warning("report.html: cannot read %s; drawing on a gray picture", file_name)
+    try:
+        # a large JPEG is decoded at 1/8, 1/4 or 1/2 of its size when that still covers the panel
+        image, _ = read_bgr(file_name, at_least=size)
+    except (UnreadableImage, OSError) as e:
+        logger.warning("report.html: cannot read %s (%s); drawing on a gray picture", file_name, e)
         return np.full((*size, 3), 128, dtype=np.uint8)
     if image.shape[:2] != tuple(size):
         image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)

@@ -142,20 +142,10 @@ def make_roboflow_export(
         FileExistsError: ``out_dir`` holds something that is not part of an export.
         ValueError: bad arguments (negative seed, splits that get no image, ...).
     """
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
-    if image_size < 64:
-        raise ValueError(f"image_size must be at least 64 px, got {image_size}")
-    if height is not None and not 64 <= height <= image_size:
-        raise ValueError(f"height must be 64 px to the width ({image_size}), got {height}")
+    _check_arguments(seed, image_size, height)
     counts = _split_counts(num_images, split_fractions)
     _prepare_out_dir(out_dir)
-    order = np.random.default_rng(seed).permutation(num_images)
-    bounds = np.cumsum([counts[s] for s in SPLITS])
-    split_of = {
-        int(index): SPLITS[int(np.searchsorted(bounds, pos, side="right"))]
-        for pos, index in enumerate(order)
-    }
+    split_of = _assign_splits(num_images, counts, seed)
     cocos = {s: _empty_coco(seed) for s in SPLITS if counts[s] > 0}
     for s in cocos:
         os.makedirs(os.path.join(out_dir, s))
@@ -170,6 +160,26 @@ def make_roboflow_export(
         write_json(coco, os.path.join(out_dir, s, ANNOTATION_FILE), indent=None)
     _write_readme(out_dir, num_images, seed, scene)
     return counts
+
+
+def _check_arguments(seed: int, image_size: int, height: Optional[int]) -> None:
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    if image_size < 64:
+        raise ValueError(f"image_size must be at least 64 px, got {image_size}")
+    if height is not None and not 64 <= height <= image_size:
+        raise ValueError(f"height must be 64 px to the width ({image_size}), got {height}")
+
+
+def _assign_splits(num_images: int, counts: Dict[str, int], seed: int) -> Dict[int, str]:
+    """{image index: split}: the images in an order drawn from ``seed``, cut into ``counts``
+    images per split (in the order of ``SPLITS``)."""
+    order = np.random.default_rng(seed).permutation(num_images)
+    bounds = np.cumsum([counts[s] for s in SPLITS])
+    return {
+        int(index): SPLITS[int(np.searchsorted(bounds, pos, side="right"))]
+        for pos, index in enumerate(order)
+    }
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ A video with known identities: one synthetic street or campus scene
 zooms in, so that every pole and trash can is the same object from frame to frame and its
 visible mask and box are known in each frame. Also: scoring a tracker's output against it.
 
-Render a clip (frames as PNG, an MP4 and the truth), then track it with a trained run and
-score the tracking; ``--picture`` saves one tracked frame::
+A measuring tool, kept in the checkout's ``benchmarks/`` (not installed with trashpole); the
+tests and the tracking benchmark film their clips with it. ``tools/synthetic_video.py`` renders a
+clip (frames as PNG, an MP4 and the truth), then tracks it with a trained run and scores the
+tracking; ``--picture`` saves one tracked frame::
 
-    python -m trashpole.predict.synthetic_video --out output/track_demo --run output/demo \\
+    tools/synthetic_video.py --out output/track_demo --run output/demo \\
         --picture docs/images/tracked_frame.png
 
 With ``--oracle`` instead of ``--run`` the true boxes are tracked (the tracker alone).
@@ -27,6 +29,7 @@ import torch
 from detectron2.structures import Boxes, Instances
 
 from trashpole.data.synthetic import CLASS_NAMES, render_scene
+from trashpole.images import read_bgr
 from trashpole.jsonio import dumps
 from trashpole.predict.track import track_predictions
 from trashpole.predict.truth import count_id_switches, match_to_truth
@@ -258,7 +261,7 @@ def _tracked_run(args, frames_dir: str) -> Tuple[List, List, List, int]:
     ids = [[r["track_id"] for r in fr["predictions"]] for fr in frames]
     if args.picture:
         record = frames[args.picture_frame]
-        image = cv2.imread(record["image"])
+        image, _ = read_bgr(record["image"])
         _save_picture(_draw_records(image, record["predictions"], predictor.class_names), args)
     return boxes, classes, ids, summary["min_frames"]
 
