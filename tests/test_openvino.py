@@ -93,6 +93,81 @@ def test_roialign_reads_features_through_the_exact_layout_hint(trained_run):
         assert len(aligns) == 4 and sources == {"GroupConvolution"}, (stage, sources)
 
 
+def _exec_types(model, precision: str, inputs) -> dict:
+    """node name -> the CPU plugin's kernel for it (e.g. ``brgconv_avx512_amx_bf16``)."""
+    from trashpole.compat.openvino import core
+
+    compiled = core().compile_model(
+        model, "CPU", {"INFERENCE_PRECISION_HINT": precision, "PERF_COUNT": True}
+    )
+    request = compiled.create_infer_request()
+    request.infer(inputs)
+    return {info.node_name: info.exec_type for info in request.get_profiling_info()}
+
+
+def _two_convs():
+    import openvino as ov
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 1))
+    torch.manual_seed(0)
+    model = ov.convert_model(torch.export.export(net.eval(), (torch.rand(1, 8, 16, 16),)))
+    convs = [o.get_friendly_name() for o in model.get_ordered_ops()]
+    return model, [n for n in convs if n.endswith("/Convolution")]
+
+
+def test_keep_in_f32_marks_only_the_named_operations():
+    from trashpole.compat.openvino import core, keep_in_f32
+
+    model, convs = _two_convs()
+    assert len(convs) == 2
+    kept = keep_in_f32(model, [convs[1]])
+    marks = {o.get_friendly_name(): len(o.get_rt_info()) for o in kept.get_ordered_ops()}
+    assert marks[convs[1]] == 1 and marks[convs[0]] == 0
+    x = np.random.default_rng(0).random((1, 8, 16, 16), dtype=np.float32)
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}
+    same = [core().compile_model(m, "CPU", f32)([x])[0] for m in (model, kept)]
+    assert np.array_equal(same[0], same[1])  # the same network, weights included
+    if not ov_backend.bf16_available():
+        pytest.skip("this CPU has no native bf16: everything runs f32 anyway")
+    kernels = _exec_types(kept, "bf16", [x])
+    assert kernels[convs[0]].endswith("bf16") and kernels[convs[1]].endswith("f32"), kernels
+
+
+def test_keep_in_f32_is_needed_because_python_rt_info_is_ignored():
+    if not ov_backend.bf16_available():
+        pytest.skip("this CPU has no native bf16: nothing to keep")
+    model, convs = _two_convs()
+    for op in model.get_ordered_ops():
+        if op.get_friendly_name() == convs[1]:
+            for key in ("precise_0", "disable_fp16_compression_0"):
+                op.get_rt_info()[key] = ""
+    x = np.random.default_rng(0).random((1, 8, 16, 16), dtype=np.float32)
+    # set from Python the attribute is only a string: the plugin still runs the layer in bf16
+    # (when this fails, OpenVINO honours it and keep_in_f32 could set it directly)
+    assert _exec_types(model, "bf16", [x])[convs[1]].endswith("bf16")
+
+
+def test_roi_stages_keep_their_box_coordinates_in_f32(trained_run):
+    run, _ = trained_run
+    cfg = open_run(run).cfg
+    models = ov_backend.convert_stages(load_weights(cfg, cfg.MODEL.WEIGHTS))
+    for stage in ("boxes", "masks"):
+        model = models[stage]
+        names = set(ov_backend.box_coordinate_ops(model))
+        kinds = {o.get_friendly_name(): o.get_type_name() for o in model.get_ordered_ops()}
+        # the level assignment (sqrt of the box area, log2) and the gathers of each level's
+        # boxes are in; nothing that reads the features is
+        assert {"Sqrt", "Gather"} <= {kinds[n] for n in names}, stage
+        assert not {"ROIAlign", "Convolution", "GroupConvolution", "MatMul"} & {
+            kinds[n] for n in names
+        }
+        marked = {o.get_friendly_name() for o in model.get_ordered_ops() if o.get_rt_info()}
+        assert names <= marked
+        aligns = [o for o in model.get_ordered_ops() if o.get_type_name() == "ROIAlign"]
+        # each ROIAlign's boxes come from a kept operation
+        assert all(a.input_value(1).get_node().get_friendly_name() in names for a in aligns)
+
+
 def test_openvino_f32_matches_pytorch_fp32(trained_run):
     run, images = trained_run
     _, reference = _instances(run, images, "pytorch", opts=["TRASHPOLE.INFERENCE.BF16", "False"])

@@ -116,18 +116,47 @@ def convert_stages(model: GeneralizedRCNN) -> Dict[str, Any]:
     """
     import openvino as ov
 
-    from trashpole.compat.openvino import telemetry_off
+    from trashpole.compat.openvino import keep_in_f32, telemetry_off
 
     models = {}
     with telemetry_off():
         for name, program in export_stages(model).items():
             models[name] = ov.convert_model(program)
+    for name in stage_inputs(model):  # the ROI stages: their box coordinates stay f32
+        models[name] = keep_in_f32(models[name], box_coordinate_ops(models[name]))
     return models
 
 
+def box_coordinate_ops(model) -> List[str]:
+    """
+    Friendly names of the operations of an ROI stage (``openvino.Model``) computed from its
+    boxes input alone (its last input) and constants: the level assignment and the boxes handed
+    to ROIAlign. At bf16 inference precision the CPU plugin would run them in bf16, whose 8-bit
+    significand moves a box corner by up to 1 px at 256-512 px and 2 px at 512-1024 px: that
+    cost 0.56-0.60 segm AP (docs/performance.md). Kept in f32 (:func:`trashpole.compat.openvino.keep_in_f32`), the
+    bf16 model's AP is that of f32; they are a few operations on R x 4 numbers.
+    """
+    boxes = model.get_parameters()[-1].get_friendly_name()
+    from_boxes_only: Dict[str, bool] = {}
+    names = []
+    for op in model.get_ordered_ops():
+        kind, name = op.get_type_name(), op.get_friendly_name()
+        if kind == "Parameter":
+            from_boxes_only[name] = name == boxes
+        elif kind == "Constant":
+            from_boxes_only[name] = True
+        else:
+            parents = [value.get_node().get_friendly_name() for value in op.input_values()]
+            from_boxes_only[name] = all(from_boxes_only.get(p, False) for p in parents)
+            if from_boxes_only[name] and kind != "Result":
+                names.append(name)
+    return names
+
+
 # Bumped whenever the exported stages change (trashpole.predict.stages), so that a model cached
-# by an older trashpole is converted again. 2: blocked_layout_hint before ROIAlign.
-GRAPH_VERSION = 2
+# by an older trashpole is converted again. 2: blocked_layout_hint before ROIAlign. 3: the box
+# coordinates of the ROI stages kept in f32 (box_coordinate_ops).
+GRAPH_VERSION = 3
 
 
 def graph_key(cfg: CfgNode, weights: str) -> str:
