@@ -42,14 +42,12 @@ def predict_paths(
     Run ``predictor`` on the images and videos of ``spec`` (file, folder or glob) and write into
     ``output_dir``: one overlay JPEG and one JSON per image, an overlaid copy of each video with a
     JSON of its per-frame detections, ``predictions.json`` with all image results, and
-    ``detections.geojson`` (+ ``positions.png``) placing each detection at its photo's GPS EXIF
-    position (:mod:`trashpole.predict.outputs`). Shows a progress bar with images per second and
-    logs the overall rate at the end.
+    ``detections.geojson`` (+ ``positions.png``) at each photo's GPS EXIF position
+    (:mod:`trashpole.predict.outputs`). Shows a progress bar (images/s) and logs the rate.
 
-    Images are read as training reads them (:func:`trashpole.images.read_bgr`). One that cannot
-    be used (empty, truncated, not an image, over PIL's size limit) is skipped, never fatal; one
-    that needed a conversion (16-bit grayscale, CMYK) is used. Both are logged and listed in
-    ``predictions.json`` (``skipped``: file and reason, ``converted``: file and note).
+    Images are read as training reads them (:func:`trashpole.images.read_bgr`): an unusable one
+    (empty, truncated, not an image, too large) is skipped, one needing a conversion (16-bit,
+    CMYK) used; both are logged and listed in ``predictions.json`` (``skipped``, ``converted``).
 
     Args:
         predictor: from :func:`load_predictor`.
