@@ -25,6 +25,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper
 from detectron2.structures import Instances
 
+from trashpole.predict.pipeline import in_order
 from trashpole.predict.preprocess import cfg_model_input
 from trashpole.predict.slicing import (
     SliceSettings,
@@ -131,9 +132,21 @@ class SlicedModel:
     def run_batch(self, images_bgr: List[np.ndarray]) -> List[Instances]:
         """The backend on a batch of BGR images (slices, or the whole image), each resized to
         the test size as the predictor does; one ``Instances`` per image at its size, on the
-        CPU."""
-        outputs = self.inner([self._model_input(image) for image in images_bgr])
+        CPU. On OpenVINO, whose backend takes a batch one image at a time, the images of a batch
+        are in flight together, ``TRASHPOLE.INFERENCE.WORKERS`` at once (each thread has its own
+        infer request), as the folder pipeline runs photos; the results are the same."""
+        workers = self._workers()
+        if workers > 1 and len(images_bgr) > 1:
+            one = lambda image: self.inner([self._model_input(image)])[0]  # noqa: E731
+            outputs = [out for _, out in in_order(one, images_bgr, workers, len(images_bgr))]
+        else:
+            outputs = self.inner([self._model_input(image) for image in images_bgr])
         return [out["instances"].to("cpu") for out in outputs]
+
+    def _workers(self) -> int:
+        if not getattr(self.inner, "description", "").startswith("openvino"):
+            return 1  # the PyTorch backend already spreads one image over the cores
+        return max(1, int(self.cfg.TRASHPOLE.INFERENCE.WORKERS))
 
     def _model_input(self, image_bgr: np.ndarray) -> Dict:
         height, width = image_bgr.shape[:2]
