@@ -19,6 +19,7 @@ itself on a network's tail. Python cannot create that attribute: a string set un
 
 import contextlib
 import functools
+import html
 import os
 import re
 import tempfile
@@ -73,10 +74,11 @@ KEEP_F32_ATTRIBUTE = '<attribute name="precise" version="0" />'
 
 
 def _mark_layer(match: "re.Match", names: set) -> str:
+    # one <layer> element of the IR (the stages have no loop bodies, whose layers would nest)
     layer = match.group(0)
     head = layer.split(">", 1)[0]
     name = re.search(r' name="([^"]*)"', head)
-    if name is None or name.group(1) not in names or KEEP_F32_ATTRIBUTE in layer:
+    if name is None or html.unescape(name.group(1)) not in names or KEEP_F32_ATTRIBUTE in layer:
         return layer
     if "<rt_info>" in layer:
         return layer.replace("<rt_info>", "<rt_info>\n" + KEEP_F32_ATTRIBUTE, 1)
