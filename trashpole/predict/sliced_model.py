@@ -137,7 +137,10 @@ class SlicedModel:
         infer request), as the folder pipeline runs photos; the results are the same."""
         workers = self._workers()
         if workers > 1 and len(images_bgr) > 1:
-            one = lambda image: self.inner([self._model_input(image)])[0]  # noqa: E731
+
+            def one(image: np.ndarray) -> Dict:
+                return self.inner([self._model_input(image)])[0]
+
             outputs = [out for _, out in in_order(one, images_bgr, workers, len(images_bgr))]
         else:
             outputs = self.inner([self._model_input(image) for image in images_bgr])
