@@ -104,7 +104,8 @@ def add_trashpole_config(cfg: CN) -> None:
     cfg.TRASHPOLE.INFERENCE.INT8_CALIBRATION_IMAGES = 32
     # OpenVINO only: images of a folder or frames of a video predicted at once by
     # tools/predict.py (threads; each has its own infer request, results keep their order, so
-    # tracks are those of one image at a time). 1 predicts one at a time.
+    # tracks are those of one image at a time), and slices of a batch (SLICE.BATCH) predicted at
+    # once. 1 predicts one at a time.
     cfg.TRASHPOLE.INFERENCE.WORKERS = 2
     # Speed options of the PyTorch backend (never of training or of the evaluations during
     # training): PyTorch's generic switches, each of which can be switched off. On a CPU the
@@ -134,7 +135,7 @@ def add_trashpole_config(cfg: CN) -> None:
     cfg.TRASHPOLE.INFERENCE.SLICE.OVERLAP = 0.2
     # Also run the whole image once (at the test size), for objects larger than a slice.
     cfg.TRASHPOLE.INFERENCE.SLICE.WHOLE_IMAGE = True
-    # Slices per forward pass of the backend (images in one batch).
+    # Slices per call of the backend (images in one batch; on OpenVINO, WORKERS at once).
     cfg.TRASHPOLE.INFERENCE.SLICE.BATCH = 4
     # auto's threshold: the shrink factor of the whole-image pass (> 1) from which auto slices.
     cfg.TRASHPOLE.INFERENCE.SLICE.AUTO_MIN_SHRINK = 2.0
