@@ -20,10 +20,18 @@ Result = TypeVar("Result")
 
 def workers_for(predictor) -> int:
     """Images predicted at once: ``TRASHPOLE.INFERENCE.WORKERS`` on OpenVINO, 1 on PyTorch."""
-    backend = getattr(predictor, "backend", "")
-    if not backend.startswith("openvino"):  # PyTorch, or any other callable predictor
+    return backend_workers(getattr(predictor, "backend", ""), getattr(predictor, "cfg", None))
+
+
+def backend_workers(description: str, cfg) -> int:
+    """
+    Images in flight at once on a backend described by ``description`` (e.g. ``"openvino
+    bf16"``): ``TRASHPOLE.INFERENCE.WORKERS`` of ``cfg`` on OpenVINO, 1 on PyTorch or any other
+    callable (PyTorch already spreads one image over the cores).
+    """
+    if not description.startswith("openvino"):
         return 1
-    return max(1, int(predictor.cfg.TRASHPOLE.INFERENCE.WORKERS))
+    return max(1, int(cfg.TRASHPOLE.INFERENCE.WORKERS))
 
 
 def in_order(

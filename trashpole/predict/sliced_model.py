@@ -25,7 +25,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper
 from detectron2.structures import Instances
 
-from trashpole.predict.pipeline import in_order
+from trashpole.predict.pipeline import backend_workers, in_order
 from trashpole.predict.preprocess import cfg_model_input
 from trashpole.predict.slicing import (
     SliceSettings,
@@ -135,7 +135,7 @@ class SlicedModel:
         CPU. On OpenVINO, whose backend takes a batch one image at a time, the images of a batch
         are in flight together, ``TRASHPOLE.INFERENCE.WORKERS`` at once (each thread has its own
         infer request), as the folder pipeline runs photos; the results are the same."""
-        workers = self._workers()
+        workers = backend_workers(getattr(self.inner, "description", ""), self.cfg)
         if workers > 1 and len(images_bgr) > 1:
 
             def one(image: np.ndarray) -> Dict:
@@ -145,11 +145,6 @@ class SlicedModel:
         else:
             outputs = self.inner([self._model_input(image) for image in images_bgr])
         return [out["instances"].to("cpu") for out in outputs]
-
-    def _workers(self) -> int:
-        if not getattr(self.inner, "description", "").startswith("openvino"):
-            return 1  # the PyTorch backend already spreads one image over the cores
-        return max(1, int(self.cfg.TRASHPOLE.INFERENCE.WORKERS))
 
     def _model_input(self, image_bgr: np.ndarray) -> Dict:
         height, width = image_bgr.shape[:2]
