@@ -1,12 +1,13 @@
 """bf16 mixed precision for training on the CPU (detectron2's AMPTrainer is CUDA-only)."""
 
 import contextlib
-from typing import Iterator, List
+from typing import Iterator
 
 import torch
 from detectron2.engine import SimpleTrainer
 
 from trashpole.speed import install_fp32_guards
+from trashpole.speed.precision import context_around_forward
 
 
 @contextlib.contextmanager
@@ -23,24 +24,12 @@ def autocast_forward(model: torch.nn.Module, enabled: bool = True) -> Iterator[N
     if not enabled:
         yield
         return
-    open_contexts: List[torch.autocast] = []
-
-    def enter(module, args):
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16)
-        ctx.__enter__()
-        open_contexts.append(ctx)
-
-    def leave(module, args, output):
-        open_contexts.pop().__exit__(None, None, None)
-
-    handles = [model.register_forward_pre_hook(enter), model.register_forward_hook(leave)]
+    handles = context_around_forward(model, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
-        while open_contexts:  # a forward that raised never reached its exit hook
-            open_contexts.pop().__exit__(None, None, None)
 
 
 class CPUAutocastTrainer(SimpleTrainer):

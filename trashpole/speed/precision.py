@@ -3,7 +3,7 @@ that keep boxes, scores, ROIAlign and mask probabilities in fp32."""
 
 import contextlib
 import functools
-from typing import Any, Dict, Iterator, List, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 import torch
 from detectron2.config import CfgNode
@@ -124,23 +124,24 @@ def install_fp32_guards(model: nn.Module) -> None:
     setattr(model, _GUARD_ATTR, handles)
 
 
-def _run_in_fp32(module: nn.Module) -> list:
+def context_around_forward(
+    module: nn.Module, make_context: Callable[[], Any], on_inputs: Optional[Callable] = None
+) -> list:
     """
-    Hooks that run ``module``'s forward in fp32 even inside an autocast region: autocast is
-    switched off and the inputs cast to fp32 on the way in, and switched back on the way out,
-    also when the forward raises. For detectron2's box predictor: its scores rank the
-    detections and its deltas place the boxes.
+    Hooks that open ``make_context()`` when ``module``'s forward starts and close it when the
+    forward ends, also when it raises; ``on_inputs``, if given, maps the forward's positional
+    arguments (a tuple) on the way in. The module itself is not changed.
 
     Returns:
-        the two hook handles.
+        the two hook handles (``remove()`` them to undo).
     """
-    open_contexts: List[torch.autocast] = []
+    open_contexts: list = []
 
     def enter(module, args):
-        ctx = torch.autocast("cpu", enabled=False)
-        ctx.__enter__()
-        open_contexts.append(ctx)
-        return tuple(to_fp32(a) for a in args)
+        context = make_context()
+        context.__enter__()
+        open_contexts.append(context)
+        return on_inputs(args) if on_inputs is not None else None
 
     def leave(module, args, output):
         open_contexts.pop().__exit__(None, None, None)
@@ -149,6 +150,17 @@ def _run_in_fp32(module: nn.Module) -> list:
         module.register_forward_pre_hook(enter),
         module.register_forward_hook(leave, always_call=True),
     ]
+
+
+def _run_in_fp32(module: nn.Module) -> list:
+    """Hooks that run ``module``'s forward in fp32 even inside an autocast region (autocast off,
+    inputs cast to fp32); for detectron2's box predictor, whose scores rank the detections and
+    whose deltas place the boxes."""
+    return context_around_forward(
+        module,
+        lambda: torch.autocast("cpu", enabled=False),
+        lambda args: tuple(to_fp32(a) for a in args),
+    )
 
 
 # attribute of a feature map that holds its NCHW fp32 copy: (version of the source, copy)
