@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.py constraints.txt $(wildcard locks/*.txt) tools/insta
 venv: $(VENV)/.installed
 
 $(DATA)/.complete: | $(VENV)/.installed
-	$(PY) -m trashpole.data.synthetic --out $(DATA) --num-images 200 --seed 0
+	$(PY) tools/make_synthetic.py --out $(DATA) --num-images 200 --seed 0
 	touch $@
 
 data: $(DATA)/.complete

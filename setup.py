@@ -7,8 +7,11 @@ setup(
     name="trashpole",
     version="0.1.0",
     description="detectron2 Mask R-CNN toolkit for trash cans and poles in street and campus photos",
-    # benchmarks/ (the suites of tools/benchmark.py) stays in the checkout: users never import it
-    packages=find_packages(exclude=("tests", "tools", "benchmarks", "benchmarks.*")),
+    # benchmarks/ (the suites of tools/benchmark.py) and synthetic/ (the demo's data generator,
+    # tools/make_synthetic.py) stay in the checkout: users never import them
+    packages=find_packages(
+        exclude=("tests", "tools", "benchmarks", "benchmarks.*", "synthetic", "synthetic.*")
+    ),
     # the styles and script that report.html and index.html inline
     package_data={"trashpole.evaluation": ["static/*.css", "static/*.js"]},
     python_requires=">=3.10,<3.14",

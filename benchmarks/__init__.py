@@ -27,7 +27,9 @@ The suites whose rows are contenders start their result with :func:`.measure.mea
 - :mod:`.tracking`: the cost of tracking a frame against predicting it;
 - :mod:`.folder`: images per second of ``tools/predict.py`` on a folder, per backend;
 - :mod:`.slicing`: a large photo predicted whole and sliced;
-- :mod:`.accuracy`: AP and speed of each speed option on trained runs.
+- :mod:`.accuracy`: AP and speed of each speed option on trained runs;
+- :mod:`.counting`: a trained run's counts of distinct objects on synthetic clips, and the
+  tracker settings that count best on clips other than the scored one.
 
 Beside the suites: :mod:`.synthetic_video`, a panned and zoomed synthetic clip whose objects'
 identities are known, which the tracking suite and the tests film and ``tools/synthetic_video.py``
@@ -52,10 +54,11 @@ SUITES = {
     "folder": "benchmarks.folder",
     "accuracy": "benchmarks.accuracy",
     "slicing": "benchmarks.slicing",
+    "counting": "benchmarks.counting",
 }
-# what ``tools/benchmark.py all`` runs: every suite but accuracy (it needs trained runs) and
-# slicing, which run only when named
-ALL = tuple(name for name in SUITES if name not in ("accuracy", "slicing"))
+# what ``tools/benchmark.py all`` runs: every suite but accuracy and counting (they need trained
+# runs) and slicing, which run only when named
+ALL = tuple(name for name in SUITES if name not in ("accuracy", "slicing", "counting"))
 
 
 def load_suite(name: str) -> ModuleType:

@@ -18,7 +18,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 
 from benchmarks.measure import write_result
-from trashpole.data.synthetic import CLASS_NAMES
+from synthetic import CLASS_NAMES
 from trashpole.evaluation import TrashPoleEvaluator
 
 logger = logging.getLogger(__name__)

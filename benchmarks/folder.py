@@ -27,8 +27,8 @@ from benchmarks.measure import (
     use_threads,
     write_result,
 )
+from synthetic import CLASS_NAMES
 from trashpole.config import load_config
-from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import load_predictor, predict_paths
 from trashpole.run import backend_opts
 

@@ -187,8 +187,11 @@ def build_trashpole(
 
 def calibration_root(size: int, count: int = 8) -> str:
     """A folder ``<tmp>/train`` of ``count`` generated street images (seeds 1..count, not the
-    timed image's) that calibrates the int8 rows; made once per size and process."""
+    timed image's) that calibrates the int8 rows; made once per size and process, and deleted
+    when the process ends."""
+    import atexit
     import os
+    import shutil
     import tempfile
 
     import cv2
@@ -197,6 +200,7 @@ def calibration_root(size: int, count: int = 8) -> str:
     train = os.path.join(root, "train")
     if not os.path.isdir(train):
         os.makedirs(train)
+        atexit.register(shutil.rmtree, root, True)
         for seed in range(1, count + 1):
             cv2.imwrite(os.path.join(train, f"street_{seed}.png"), street_image(size, seed))
     return root

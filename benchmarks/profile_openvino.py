@@ -26,9 +26,9 @@ OPTIONS = {"threads": "threads", "size": "size"}
 
 
 def _layers(stage) -> Dict[str, float]:
-    """ms by ``type (kernel)`` of the calling thread's last inference of a compiled stage."""
+    """ms by ``type (kernel)`` of the last inference of a compiled stage."""
     ms: Dict[str, float] = defaultdict(float)
-    for info in stage.request().get_profiling_info():
+    for info in stage.last_request.get_profiling_info():
         if info.status.name == "EXECUTED":
             ms[f"{info.node_type} ({info.exec_type})"] += info.real_time.total_seconds() * 1000
     return dict(ms)

@@ -1,6 +1,6 @@
 """
 Size and load time of ``report.html`` for a large evaluation. A synthetic evaluation result of
-``num_images`` images is built (street scenes of :mod:`trashpole.data.synthetic`, reused in turn,
+``num_images`` images is built (street scenes of :mod:`synthetic`, reused in turn,
 with predictions derived from the truth that make every kind of error), its report is written,
 and the page is opened from disk in headless Chromium: how many bytes it takes on disk, how long
 it takes to open, how many pictures it loads up front, and how fast a filter answers.
@@ -24,7 +24,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 
 from benchmarks.browser import BrowserError, HeadlessChromium, find_chromium
-from trashpole.data.synthetic import CLASS_NAMES, render_scene
+from synthetic import CLASS_NAMES, render_scene
 from trashpole.evaluation import EvaluationDetail, TrashPoleEvaluator, write_report
 from trashpole.evaluation.evaluator import records_by_image_id
 from trashpole.evaluation.html_report import FILES_DIR, write_html_report

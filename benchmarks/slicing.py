@@ -5,7 +5,7 @@ The model is the CPU recipe's R18-FPN (test size 384 px) with random weights (Im
 normalization), on the default backend (OpenVINO on a CPU), keeping its 20 best detections of
 each pass at any score (``DETECTIONS`` a pass: work for the merge, as a trained model's
 detections would be), on one synthetic street scene with far objects
-(:func:`trashpole.data.synthetic.render.render_scene`, ``far_objects=True``). Rows, timed in
+(:func:`synthetic.render.render_scene`, ``far_objects=True``). Rows, timed in
 turn round after round, each after one untimed call:
 
 - ``whole image``: slicing off, the photo resized to the test size (one pass);
@@ -31,8 +31,8 @@ import torch
 from detectron2.modeling import build_model
 
 from benchmarks.measure import CPU_CONFIG, imagenet_norm_opts, measuring, use_threads, write_result
+from synthetic import CLASS_NAMES
 from trashpole.config import load_config
-from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import load_predictor
 from trashpole.predict.slicing import slice_grid, slice_opts
 
@@ -49,7 +49,7 @@ OPTIONS = {"threads": "threads", "repeats": "rounds"}
 
 def scene(width: int, height: int, seed: int = 0) -> np.ndarray:
     """A synthetic street photo of ``width`` x ``height`` with far, small objects (BGR)."""
-    from trashpole.data.synthetic.render import render_scene
+    from synthetic.render import render_scene
 
     image, _ = render_scene(np.random.default_rng(seed), width, far_objects=True, height=height)
     return image

@@ -1,6 +1,6 @@
 """
 A video with known identities: one synthetic street or campus scene
-(:func:`trashpole.data.synthetic.render_scene`) filmed by a camera that pans across it and
+(:func:`synthetic.render_scene`) filmed by a camera that pans across it and
 zooms in, so that every pole and trash can is the same object from frame to frame and its
 visible mask and box are known in each frame. Also: scoring a tracker's output against it.
 
@@ -28,7 +28,7 @@ import pycocotools.mask as mask_util
 import torch
 from detectron2.structures import Boxes, Instances
 
-from trashpole.data.synthetic import CLASS_NAMES, render_scene
+from synthetic import CLASS_NAMES, render_scene
 from trashpole.images import read_bgr
 from trashpole.jsonio import dumps
 from trashpole.predict.track import track_predictions
@@ -157,6 +157,7 @@ def score_tracking(
     boxes: Sequence[torch.Tensor],
     classes: Sequence[Sequence[int]],
     ids: Sequence[Sequence[int]],
+    counted: Dict[str, int],
     min_frames: int,
     iou_thresh: float = 0.5,
 ) -> Dict:
@@ -169,15 +170,18 @@ def score_tracking(
         boxes: per frame, Tensor[N, 4] of XYXY detection boxes.
         classes: per frame, the N class ids.
         ids: per frame, the N track IDs.
-        min_frames: detected frames a track needs to count (and a true object to be expected).
+        counted: the tracker's counts per class name (its own counting rule:
+            :func:`trashpole.predict.track.is_counted`).
+        min_frames: frames a true object must be visible in to be expected.
         iou_thresh: least box IoU of a match.
 
     Returns:
-        ``true_objects`` and ``counted_objects`` (per class), ``id_switches``,
-        ``fragmented_objects`` (true objects that got more than one track ID), ``matched`` and
-        ``true_detections`` (object-frames found, and in all).
+        ``true_objects`` and ``counted_objects`` (per class), ``count_errors`` (counted minus
+        true, per class), ``id_switches``, ``fragmented_objects`` (true objects that got more
+        than one track ID), ``matched`` and ``true_detections`` (object-frames found, and in
+        all).
     """
-    matches, tracks, per_track = [], {}, {}
+    matches = []
     matched = 0
     for frame_boxes, frame_classes, frame_ids, truth in zip(boxes, classes, ids, video.truth):
         true_boxes = torch.tensor([o["box"] for o in truth], dtype=torch.float32).reshape(-1, 4)
@@ -186,16 +190,13 @@ def score_tracking(
         )
         matches.append({truth[t]["object"]: int(frame_ids[d]) for d, t in pairs})
         matched += len(pairs)
-        for track_id, cls in zip(frame_ids, frame_classes):
-            tracks[int(track_id)] = int(cls)
-            per_track[int(track_id)] = per_track.get(int(track_id), 0) + 1
     switches, ids_by_object = count_id_switches(matches)
-    counted = {name: 0 for name in CLASS_NAMES}
-    for track_id, n in per_track.items():
-        counted[CLASS_NAMES[tracks[track_id]]] += int(n >= min_frames)
+    true = video.true_counts(min_frames)
+    counted = {name: int(counted.get(name, 0)) for name in CLASS_NAMES}
     return {
-        "true_objects": video.true_counts(min_frames),
+        "true_objects": true,
         "counted_objects": counted,
+        "count_errors": {name: counted[name] - true[name] for name in CLASS_NAMES},
         "id_switches": switches,
         "fragmented_objects": sum(len(v) > 1 for v in ids_by_object.values()),
         "matched": matched,
@@ -243,9 +244,9 @@ def write_video(video: SyntheticVideo, out_dir: str, fps: float = 10.0) -> Tuple
     return folder, clip
 
 
-def _tracked_run(args, frames_dir: str) -> Tuple[List, List, List, int]:
+def _tracked_run(args, frames_dir: str) -> Tuple[List, List, List, Dict[str, int], int]:
     """Track the frames with a trained run through tools/predict.py's path; (boxes, classes,
-    ids, min_frames) per frame from its ``frames_tracks.json``. ``--picture`` redraws one
+    ids) per frame from its ``frames_tracks.json``, and its counts and ``min_frames``. ``--picture`` redraws one
     tracked frame losslessly as PNG."""
     # the model path only for --run: the synthetic video itself needs no model code
     from trashpole.predict.predictor import load_predictor
@@ -263,7 +264,7 @@ def _tracked_run(args, frames_dir: str) -> Tuple[List, List, List, int]:
         record = frames[args.picture_frame]
         image, _ = read_bgr(record["image"])
         _save_picture(_draw_records(image, record["predictions"], predictor.class_names), args)
-    return boxes, classes, ids, summary["min_frames"]
+    return boxes, classes, ids, summary["objects"], summary["min_frames"]
 
 
 def _save_picture(picture: np.ndarray, args) -> None:
@@ -319,16 +320,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         result = track_predictions(preds, CLASS_NAMES, min_frames=args.min_frames)
         boxes = [p.pred_boxes.tensor for p in preds]
         classes = [p.pred_classes.tolist() for p in preds]
-        ids, min_frames = result.ids, args.min_frames
+        ids, counted, min_frames = result.ids, result.counts, args.min_frames
         if args.picture:
             k = args.picture_frame
             ids_k = torch.tensor(ids[k], dtype=torch.int64)
             _save_picture(draw_tracked(video.frames[k], preds[k], ids_k, CLASS_NAMES), args)
     elif args.run:
-        boxes, classes, ids, min_frames = _tracked_run(args, frames_dir)
+        boxes, classes, ids, counted, min_frames = _tracked_run(args, frames_dir)
     else:
         return {}
-    score = score_tracking(video, boxes, classes, ids, min_frames)
+    score = score_tracking(video, boxes, classes, ids, counted, min_frames)
     tracked = f"run {args.run} ({args.weights or 'final weights'}, score >= {args.score})"
     score["tracked"] = "true boxes (--oracle)" if args.oracle else tracked
     with open(os.path.join(args.out, "tracking_score.json"), "w") as f:

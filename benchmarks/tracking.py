@@ -21,7 +21,7 @@ from detectron2.structures import Instances
 from benchmarks.inference import Contender, build_trashpole
 from benchmarks.measure import CPU_CONFIG, measuring, use_threads, write_result
 from benchmarks.synthetic_video import pan_zoom_video, truth_as_predictions
-from trashpole.data.synthetic import CLASS_NAMES
+from synthetic import CLASS_NAMES
 from trashpole.predict import InstanceTracker
 
 logger = logging.getLogger(__name__)

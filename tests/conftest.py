@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trashpole.data.synthetic import CLASS_NAMES
+from synthetic import CLASS_NAMES
 
 ANNOTATION_FILE = "_annotations.coco.json"
 # the tiny export's classes are the synthetic data set's, so that every test names the same two

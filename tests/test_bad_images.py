@@ -14,8 +14,8 @@ from detectron2.data.detection_utils import read_image
 from detectron2.structures import Boxes, Instances
 from PIL import Image
 
+from synthetic import CLASS_NAMES
 from trashpole.data import register_roboflow_splits, validate_coco_json, write_data_summary
-from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import predict_paths
 
 SIZE = 64  # side of the tiny export's images

@@ -20,7 +20,7 @@ from benchmarks.training import (
     synthetic_samples,
     torchvision_batch,
 )
-from trashpole.data.synthetic import CLASS_NAMES
+from synthetic import CLASS_NAMES
 from trashpole.engine.amp import CPUAutocastTrainer, autocast_forward
 from trashpole.errors import MissingFileError, UserError
 
@@ -259,6 +259,7 @@ def _benchmark_tool():
 def test_every_suite_follows_the_protocol():
     options = vars(_benchmark_tool().parse_args([]))
     assert ALL == tuple(SUITES)[:10] and "accuracy" not in ALL and "slicing" not in ALL
+    assert "counting" in SUITES and "counting" not in ALL
     for name in SUITES:
         suite = load_suite(name)
         assert suite.NAME == name
@@ -287,6 +288,8 @@ def test_every_suite_follows_the_protocol():
         (["evaluation"], {}),
         (["accuracy", "--quick", "--run", "a", "b", "--split", "valid"],
          {"run_dirs": ["a", "b"], "split": "valid"}),
+        (["counting", "--quick", "--run", "a", "--size", "128"],
+         {"run_dirs": ["a"], "size": 128, "clips": 1, "frames": 6}),
     ],
 )  # fmt: skip
 def test_the_command_line_reaches_each_suite(argv, expected):
@@ -571,3 +574,30 @@ def test_synthetic_video_tool_runs_from_outside_the_checkout(tmp_path):
     score = json.loads((tmp_path / "tracking_score.json").read_text())
     assert score["counted_objects"] == score["true_objects"]
     assert score["id_switches"] == 0 and score["matched"] == score["true_detections"] > 0
+
+
+def test_counting_suite_on_a_run_writes_each_setting_and_the_choice(tmp_path):
+    """The counting suite end to end on a random-weights run (its --quick settings): every row's
+    tuning error is at least the chosen setting's, which is the least over the grid."""
+    from tiny_model import write_random_run
+
+    from benchmarks import counting
+
+    (tmp_path / "run").mkdir()
+    run_dir = write_random_run(tmp_path / "run")
+    result = counting.run(str(tmp_path / "out"), [run_dir], **counting.QUICK)
+    written = json.loads((tmp_path / "out" / "counting_benchmark.json").read_text())
+    assert written["chosen"] == result["chosen"] and written["clips"] == 1
+    rows = written["runs"][run_dir]
+    assert list(rows) == ["config", "no count score", "chosen"]
+    assert rows["config"]["setting"]["count_score"] == 0.9  # the config's default
+    assert rows["no count score"]["setting"]["count_score"] == 0.0
+    for row in rows.values():
+        errors = row["tuning_count_errors"]["1"]
+        assert set(errors) == set(CLASS_NAMES)
+        tuning = sum(abs(v) for v in errors.values())
+        assert tuning >= result["chosen"]["tuning_error"]
+    scored = rows["chosen"]["scored_clip"]
+    true, counted = scored["true_objects"], scored["counted_objects"]
+    assert scored["count_errors"] == {c: counted[c] - true[c] for c in CLASS_NAMES}
+    assert "chosen on clips 1-1" in counting.format_table(result)

@@ -6,8 +6,8 @@ from detectron2.solver import build_lr_scheduler
 from tiny_model import REPO
 
 from trashpole.config import load_config
-from trashpole.engine.derive import describe_schedule, resolve_epochs
 from trashpole.engine import build_optimizer
+from trashpole.engine.derive import describe_schedule, resolve_epochs
 from trashpole.errors import UserError
 
 REFERENCE = str(REPO / "configs" / "mask_rcnn_R_50_FPN_reference.yaml")

@@ -10,8 +10,8 @@ from conftest import ANNOTATION_FILE, edit_json, load_json, write_tiny_export
 from detectron2.structures import BoxMode
 from PIL import Image
 
+from synthetic import CLASS_NAMES
 from trashpole.data import DatasetError, load_roboflow_json, validate_coco_json
-from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.data.validation import required_mask_format
 
 

@@ -21,7 +21,7 @@ from detectron2.structures import Boxes, Instances
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from trashpole.data.synthetic import CLASS_NAMES
+from synthetic import CLASS_NAMES
 from trashpole.evaluation import TrashPoleEvaluator, build_evaluators
 
 H, W = 96, 128

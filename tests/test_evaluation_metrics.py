@@ -11,7 +11,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode, Instances
 from detectron2.utils import comm
 
-from trashpole.data.synthetic import CLASS_NAMES
+from synthetic import CLASS_NAMES
 from trashpole.evaluation import EvaluationDetail, TrashPoleEvaluator
 from trashpole.evaluation.matching import (
     GroundTruth,

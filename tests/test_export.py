@@ -21,7 +21,7 @@ import pytest
 import torch
 from tiny_model import REPO, write_tiny_config
 
-from trashpole.data.synthetic import CLASS_NAMES
+from synthetic import CLASS_NAMES
 
 EXAMPLE = REPO / "examples" / "run_exported.py"
 BOX_ATOL = 1e-3  # px

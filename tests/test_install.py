@@ -255,8 +255,8 @@ def test_installed_detectron2_is_the_repack_or_a_source_build():
 
 
 def test_the_package_holds_trashpole_only(monkeypatch):
-    """setup.py's own package list: trashpole and its subpackages; benchmarks/, tools/ and tests/
-    stay in the checkout."""
+    """setup.py's own package list: trashpole and its subpackages; benchmarks/, synthetic/, tools/
+    and tests/ stay in the checkout."""
     import setuptools
 
     kwargs = {}
@@ -267,3 +267,4 @@ def test_the_package_holds_trashpole_only(monkeypatch):
     assert "trashpole" in packages and "trashpole.predict" in packages
     assert [p for p in packages if p.split(".")[0] != "trashpole"] == []
     assert (REPO / "benchmarks" / "__init__.py").is_file()  # there, and left out
+    assert (REPO / "synthetic" / "__init__.py").is_file()

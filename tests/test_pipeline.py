@@ -72,7 +72,7 @@ def test_tracks_are_the_same_with_and_without_the_pipeline(tiny_run, tmp_path):
         predictor = load_predictor(tiny_run, score_thresh=0.0, opts=opts, backend="openvino")
         assert workers_for(predictor) == workers
         out = tmp_path / f"out{workers}"
-        summary = track_paths(predictor, str(frames), str(out), save_overlays=False)
+        summary = track_paths(predictor, str(frames), str(out), None, False, count_score=0.0)
         outputs[workers] = (summary, json.loads((out / "frames_tracks.json").read_text()))
     (one, tracks_one), (three, tracks_three) = outputs[1], outputs[3]
     assert one["frames"] == three["frames"] == 8

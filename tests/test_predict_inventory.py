@@ -18,7 +18,7 @@ from test_geo import PLACES, gps_tags, write_photo
 from tiny_model import REPO, write_random_run
 
 from benchmarks.synthetic_video import pan_zoom_video
-from trashpole.data.synthetic import CLASS_NAMES
+from synthetic import CLASS_NAMES
 from trashpole.predict import load_predictor, predict_paths
 from trashpole.predict.outputs import TRACK_COLUMNS
 from trashpole.visualization import track_color
@@ -90,7 +90,10 @@ def test_track_a_video(tiny_run, tmp_path, predict_tool):
     assert summary["frames"] == 6 and summary["videos"] == 1
     assert summary["sequences"]["walk"]["tracks"] == len(rows) > 0
     counted = [r for r in rows if r["counted"] == "1"]
-    assert all(int(r["frames_seen"]) >= 2 for r in counted)
+    assert summary["min_frames"] == 2 and summary["count_score"] == 0.9  # the config's defaults
+    for row in rows:  # the counting rule: 2 frames or more, seen once at score 0.9 or more
+        rule = int(row["frames_seen"]) >= 2 and float(row["best_score"]) >= 0.9
+        assert row["counted"] == str(int(rule))
     assert sum(summary["objects"].values()) == len(counted)
     for name, n in summary["objects"].items():
         assert n == sum(r["class"] == name for r in counted)
@@ -121,10 +124,10 @@ def test_track_still_frames_with_gps(tiny_run, tmp_path, predict_tool):
         write_photo(frames / f"frame_{k}.png", tags, pixels=still[:, :, ::-1])
     out = tmp_path / "out"
     argv = ["--run", tiny_run, "--input", str(frames), "--output", str(out), "--score", "0.0",
-            "--track", "--min-track-frames"]  # fmt: skip
+            "--track", "--count-score", "0", "--min-track-frames"]  # fmt: skip
     summary = predict_tool.main(argv + ["5"] + FEW)
     rows = read_csv(out / "tracks.csv")
-    assert rows and summary["frames"] == 5
+    assert rows and summary["frames"] == 5 and summary["count_score"] == 0
     for row in rows:
         assert (row["first_frame"], row["last_frame"], row["frames_seen"]) == ("0", "4", "5")
         assert row["counted"] == "1"

@@ -16,6 +16,7 @@ from trashpole.predict.slicing import (
     slice_grid,
     slice_settings,
     to_instances,
+    zeroed_masks,
 )
 
 POLE, BIN = 0, 1
@@ -234,6 +235,19 @@ def test_to_instances_pastes_masks_and_boxes_at_full_size():
     assert out.pred_classes.tolist() == [POLE] and out.scores.tolist() == [pytest.approx(0.7)]
     empty = to_instances([], 40, 50)
     assert len(empty) == 0 and empty.pred_masks.shape == (0, 40, 50)
+
+
+def test_zeroed_masks_are_false_writable_and_outlive_their_maker():
+    import gc
+
+    masks = zeroed_masks(3, 700, 900)  # 1.9 MB: one map for all three
+    assert masks.shape == (3, 700, 900) and masks.dtype == bool and not masks.any()
+    masks[1, 10:20, 30:35] = True
+    tensor = torch.from_numpy(masks)
+    del masks
+    gc.collect()
+    assert int(tensor.sum()) == 50 and bool(tensor[1, 19, 34]) and not tensor[0].any()
+    assert zeroed_masks(0, 5, 6).shape == (0, 5, 6)
 
 
 # ---- predict_sliced end to end

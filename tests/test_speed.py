@@ -17,8 +17,8 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from tiny_model import REPO, write_tiny_config
 
+from synthetic import CLASS_NAMES
 from trashpole.config import load_config
-from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import load_predictor, predict_paths
 from trashpole.speed import (
     apply_inference_options,

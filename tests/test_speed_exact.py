@@ -14,8 +14,8 @@ from torch import nn
 
 from benchmarks.describe import describe_model, observe_features
 from benchmarks.training import detectron2_batch, synthetic_samples
+from synthetic import CLASS_NAMES
 from trashpole.config import load_config
-from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import load_predictor
 from trashpole.speed import fp32_opts, precision, speed_opts, thread_roi_align, threads
 

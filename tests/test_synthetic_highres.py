@@ -1,5 +1,5 @@
 """High-resolution synthetic photos with far, small objects (render_scene(far_objects=True,
-height=H), python -m trashpole.data.synthetic --size WxH --far-objects)."""
+height=H), python tools/make_synthetic.py --size WxH --far-objects)."""
 
 import json
 import os
@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-from trashpole.data.synthetic import ANNOTATION_FILE, SPLITS, main, make_roboflow_export
-from trashpole.data.synthetic import instance_to_annotation, render_scene
+from synthetic import (
+    ANNOTATION_FILE,
+    SPLITS,
+    instance_to_annotation,
+    main,
+    make_roboflow_export,
+    render_scene,
+)
 
 SMALL = 32**2  # COCO's small objects: area under 32^2 px
 

@@ -17,15 +17,17 @@ from benchmarks.synthetic_video import (
     score_tracking,
     truth_as_predictions,
 )
+from synthetic import CLASS_NAMES
 from trashpole.config import load_config
-from trashpole.data.synthetic import CLASS_NAMES
 from trashpole.predict import (
     InstanceTracker,
     count_id_switches,
     count_objects,
+    is_counted,
     match_to_truth,
     track_predictions,
 )
+from trashpole.predict.outputs import track_rows
 from trashpole.predict.track import ClassAwareHungarianTracker, _common_shift
 
 NAMES = list(CLASS_NAMES)
@@ -126,6 +128,23 @@ def test_count_objects_leaves_out_short_tracks():
     assert count_objects(result.tracks, 4, NAMES) == {"pole": 0, "trash-can": 0}
 
 
+def test_a_track_counts_once_one_of_its_detections_reaches_the_count_score():
+    # a pole seen at 0.6, 0.95, 0.6; a trash can seen three times at 0.7 only
+    scores = [[0.6, 0.7], [0.95, 0.7], [0.6, 0.7]]
+    frames = [frame([[0, 0, 10, 40], [50, 0, 60, 30]], [0, 1], s) for s in scores]
+    result = track_predictions(frames, NAMES, min_frames=2, count_score=0.9)
+    assert result.ids == [[0, 1], [0, 1], [0, 1]]  # weak detections continue their tracks
+    assert result.counts == {"pole": 1, "trash-can": 0}
+    assert [t.id for t in result.counted] == [0]
+    assert track_predictions(frames, NAMES, min_frames=2).counts == {"pole": 1, "trash-can": 1}
+    pole, can = result.tracks
+    assert is_counted(pole, 3, 0.95) and not is_counted(pole, 4, 0.0)
+    assert not is_counted(can, 2, 0.71) and is_counted(can, 2, 0.7)
+    rows = track_rows("clip", result.tracks, NAMES, 2, count_score=0.9)
+    assert [r["counted"] for r in rows] == [1, 0]
+    assert count_objects(result.tracks, 2, NAMES, 0.9) == {"pole": 1, "trash-can": 0}
+
+
 def test_tracker_settings_come_from_the_config():
     cfg = load_config(str(CPU_RECIPE))
     assert (cfg.TRASHPOLE.TRACK.IOU_THRESH, cfg.TRASHPOLE.TRACK.MIN_FRAMES) == (0.3, 2)
@@ -210,7 +229,8 @@ def test_tracking_the_synthetic_video_counts_each_object_once(seed, objects):
     # every true object keeps one track ID through its dropped frames
     boxes = [p.pred_boxes.tensor for p in predictions]
     classes = [p.pred_classes.tolist() for p in predictions]
-    score = score_tracking(video, boxes, classes, result.ids, min_frames=2)
+    score = score_tracking(video, boxes, classes, result.ids, result.counts, min_frames=2)
+    assert score["count_errors"] == {name: 0 for name in NAMES}
     assert score["id_switches"] <= 1 and score["fragmented_objects"] <= 1
     assert score["matched"] == sum(map(len, kept))
 
@@ -238,3 +258,35 @@ def test_the_synthetic_check_command_with_the_true_boxes(tmp_path):
     assert cv2.imread(str(picture)).shape == (128, 128, 3)
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert len(truth["frames"]) == 12 and truth["classes"] == NAMES
+
+
+def test_counting_suite_chooses_a_count_score_that_drops_a_weak_double_detection():
+    """Clips whose true objects are seen at 0.95 plus a weak double detection (a second box at 0.6
+    on the first object, 8 frames): without a count score it is counted as an object; the
+    setting chosen on clips 2 and 4 drops it, and counts the scored clip 0 exactly."""
+    from benchmarks import counting
+
+    def clip(seed):
+        video = pan_zoom_video(seed=seed, num_frames=12, size=160)
+        frames = truth_as_predictions(video)
+        for f in frames:
+            f.remove("pred_masks")
+            f.scores = torch.full((len(f),), 0.95)
+        for k in range(2, 10):
+            first = frames[k][:1]
+            extra = Instances(first.image_size, pred_boxes=Boxes(first.pred_boxes.tensor + 2))
+            extra.scores, extra.pred_classes = torch.tensor([0.6]), first.pred_classes
+            frames[k] = Instances.cat([frames[k], extra])
+        return video, frames
+
+    track = load_config(str(CPU_RECIPE)).TRASHPOLE.TRACK
+    predicted = {"run": {seed: clip(seed) for seed in (0, 2, 4)}}
+    (error, worst), chosen = counting.choose_setting(predicted, {"run": track}, [2, 4])
+    assert (error, worst) == (0, 0)
+    assert chosen["count_score"] > 0.6 or chosen["detection_score"] > 0.6
+    scored = counting.score_clip(predicted["run"][0], chosen, track)
+    assert scored["count_errors"] == {name: 0 for name in NAMES}
+    before = counting.settings_grid()[0]  # count score 0, 2 frames: the double is an object
+    assert before["count_score"] == 0 and before["min_frames"] == 2
+    assert sum(counting.score_clip(predicted["run"][0], before, track)["count_errors"].values()) == 1
+    assert counting.total_error([scored, scored]) == (0, 0)

@@ -63,8 +63,8 @@ def train_tiny_run(folder, iterations: int = 60) -> list:
     from detectron2.utils.events import EventStorage
 
     from benchmarks.training import detectron2_batch, synthetic_samples
+    from synthetic import CLASS_NAMES
     from trashpole.config import load_config
-    from trashpole.data.synthetic import CLASS_NAMES
 
     cfg = load_config(write_tiny_config(folder))
     cfg.TRASHPOLE.CLASS_NAMES = list(CLASS_NAMES)
@@ -102,8 +102,8 @@ def write_random_run(folder, seed: int = 0) -> str:
     import torch
     from detectron2.modeling import build_model
 
+    from synthetic import CLASS_NAMES
     from trashpole.config import load_config
-    from trashpole.data.synthetic import CLASS_NAMES
 
     cfg = load_config(write_tiny_config(folder))
     cfg.TRASHPOLE.CLASS_NAMES = list(CLASS_NAMES)

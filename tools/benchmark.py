@@ -61,7 +61,8 @@ def parse_args(argv=None):
         "--run",
         nargs="+",
         default=["output/demo"],
-        help="trained run(s) (accuracy; several: the same recipe trained with other seeds)",
+        help="trained run(s) (accuracy, counting; several: the same recipe trained with other "
+        "seeds)",
     )
     p.add_argument("--split", default="test", help="split to evaluate (accuracy)")
     p.add_argument("--dataset-root", default="", help="export (accuracy; default: the run's)")

@@ -11,6 +11,7 @@ Run a trained trashpole model on images, folders, globs or videos.
     tools/predict.py --run output/demo --input street.jpg --output out --backend pytorch --fp32
     tools/predict.py --run output/demo --input walk.mp4 --output out --track   # IDs and counts
     tools/predict.py --run output/demo --input frames/ --output out --track --min-track-frames 3
+    tools/predict.py --run output/demo --input walk.mp4 --output out --track --count-score 0.8
     tools/predict.py --run output/demo --input "photos/*.jpg" --output out --slice auto
 
 Photos with GPS EXIF also give detections.geojson and positions.png. --track: see
@@ -54,6 +55,8 @@ def parse_args(argv=None):
         p.error(str(e))
     if args.min_track_frames is not None and args.min_track_frames < 1:
         p.error(f"--min-track-frames {args.min_track_frames}: give 1 or more frames")
+    if args.count_score is not None and not 0 <= args.count_score <= 1:
+        p.error(f"--count-score {args.count_score}: give a score from 0 to 1")
     return args
 
 
@@ -92,6 +95,13 @@ def _add_track_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="frames a track must be detected in to count (default: TRASHPOLE.TRACK.MIN_FRAMES)",
+    )
+    track.add_argument(
+        "--count-score",
+        type=float,
+        default=None,
+        help="score one of a track's detections must reach for it to count (default: "
+        "TRASHPOLE.TRACK.COUNT_SCORE)",
     )
 
 
@@ -183,7 +193,12 @@ def main(argv=None):
     )
     if args.track:
         summary = track_paths(
-            predictor, args.input, args.output, args.min_track_frames, not args.no_overlays
+            predictor,
+            args.input,
+            args.output,
+            args.min_track_frames,
+            not args.no_overlays,
+            args.count_score,
         )
         print(format_summary(summary))
         return summary
@@ -206,7 +221,8 @@ def format_summary(summary: dict) -> str:
         for name, s in summary["sequences"].items()
     ]
     objects = ", ".join(f"{n} {c}" for c, n in summary["objects"].items())
-    lines.append(f"distinct objects (tracks of at least {summary['min_frames']} frames): {objects}")
+    rule = f"tracks of at least {summary['min_frames']} frames, seen once at score >= "
+    lines.append(f"distinct objects ({rule}{summary['count_score']:g}): {objects}")
     if "gps" in summary:
         gps = summary["gps"]
         lines.append(

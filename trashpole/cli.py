@@ -27,8 +27,9 @@ USER_ERROR_STATUS = 2
 def add_checkout_to_path(script: str) -> str:
     """
     Put the checkout that holds ``script`` (a file in its ``tools/``) first on ``sys.path``, so
-    that the script can import the checkout's ``benchmarks/``, which setup.py leaves out of the
-    installed package. Only the tools that run benchmarks call it; calling it twice is harmless.
+    that the script can import the checkout's ``benchmarks/`` and ``synthetic/``, which setup.py
+    leaves out of the installed package. Only the tools that run them call it; calling it twice
+    is harmless.
 
     Args:
         script: the calling tool's ``__file__``.

@@ -103,7 +103,7 @@ def add_trashpole_config(cfg: CN) -> None:
     # Images of the train split (at the test size) that calibrate the int8 quantization.
     cfg.TRASHPOLE.INFERENCE.INT8_CALIBRATION_IMAGES = 32
     # OpenVINO only: images of a folder or frames of a video predicted at once by
-    # tools/predict.py (threads; each has its own infer request, results keep their order, so
+    # tools/predict.py (threads; each image its own infer request, results keep their order, so
     # tracks are those of one image at a time), and slices of a batch (SLICE.BATCH) predicted at
     # once. 1 predicts one at a time.
     cfg.TRASHPOLE.INFERENCE.WORKERS = 2
@@ -207,6 +207,11 @@ def add_trashpole_config(cfg: CN) -> None:
     cfg.TRASHPOLE.TRACK.MAX_LOST_FRAMES = 3
     # Frames a track must be detected in to count as an object (1 counts every flicker).
     cfg.TRASHPOLE.TRACK.MIN_FRAMES = 2
+    # Score (0-1) one of a track's detections must reach for the track to count as an object;
+    # weaker detections (down to the predictor's threshold) only continue tracks. Tuned with the
+    # demo model on 8 synthetic clips other than the scored one (tools/benchmark.py counting;
+    # docs/benchmarks/counting/). 0 counts every track of MIN_FRAMES.
+    cfg.TRASHPOLE.TRACK.COUNT_SCORE = 0.9
 
     cfg.TRASHPOLE.EVAL = CN()
     # Predictions with a lower score are ignored by the trashpole evaluator (mean IoU, accuracy...).

@@ -37,6 +37,7 @@ from trashpole.predict.track import (
     Track,
     TrackingResult,
     count_objects,
+    is_counted,
     track_predictions,
 )
 from trashpole.predict.truth import count_id_switches, match_to_truth
@@ -53,6 +54,7 @@ __all__ = [
     "count_id_switches",
     "count_objects",
     "find_inputs",
+    "is_counted",
     "match_to_truth",
     "read_gps",
     "track_paths",

@@ -130,10 +130,12 @@ def make_piece(
     Returns:
         the piece, its mask cut to its box; None when the mask is empty.
     """
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    rows = np.flatnonzero(mask.any(axis=1))
     if len(rows) == 0:
         return None
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    r0, r1 = rows[0], rows[-1] + 1
+    cols = np.flatnonzero(mask[r0:r1].any(axis=0))  # only the rows that hold the mask
+    c0, c1 = cols[0], cols[-1] + 1
     cut = np.ascontiguousarray(mask[r0:r1, c0:c1], dtype=bool)
     wx, wy = window[0], window[1]
     return Piece(tuple(window), whole, int(category), float(score), wx + int(c0), wy + int(r0), cut)

@@ -246,31 +246,43 @@ def converted_stages(model: GeneralizedRCNN, weights: str, folder: Optional[str]
 
 class CompiledStage:
     """
-    One compiled stage, callable on torch tensors. Each thread gets its own infer request, so
-    that several images can run at once (:mod:`trashpole.predict.pipeline`). Outputs are copied
-    out of the request, so they stay valid after the next call.
+    One compiled stage, callable on torch tensors, from several threads at once
+    (:mod:`trashpole.predict.pipeline`): each call takes an idle infer request, or makes one
+    when every request is busy, and hands it back when done, so that a process makes as many
+    requests as it ever had calls in flight (a new thread pool for each batch of slices reuses
+    them). Outputs are copied out of the request, so they stay valid after the next call.
+
+    Attributes:
+        last_request: the request of the last finished call (its profiling counters).
     """
 
     def __init__(self, compiled):
         self.compiled = compiled
-        self._local = threading.local()
+        self.last_request = None
+        self._idle: List[Any] = []
+        self._lock = threading.Lock()
 
-    def request(self):
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        return request
+    def _take(self):
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self.compiled.create_infer_request()
 
     def __call__(self, *inputs: torch.Tensor):
         """Run on Tensors (float32); returns one Tensor, or a tuple for several outputs, as the
         PyTorch stage does."""
-        request = self.request()
-        arrays = [np.ascontiguousarray(t.detach().float().numpy()) for t in inputs]
-        request.infer(arrays, share_inputs=True)
-        count = len(self.compiled.outputs)
-        outputs = tuple(
-            torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in range(count)
-        )
+        request = self._take()
+        try:
+            arrays = [np.ascontiguousarray(t.detach().float().numpy()) for t in inputs]
+            request.infer(arrays, share_inputs=True)
+            count = len(self.compiled.outputs)
+            outputs = tuple(
+                torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in range(count)
+            )
+        finally:
+            with self._lock:
+                self._idle.append(request)
+                self.last_request = request
         return outputs[0] if count == 1 else outputs
 
 

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from trashpole.jsonio import dumps
 from trashpole.predict.geo import GpsFix, read_gps
-from trashpole.predict.track import Track
+from trashpole.predict.track import Track, is_counted
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ def track_rows(
     class_names: Sequence[str],
     min_frames: int,
     fixes: Optional[Dict[int, GpsFix]] = None,
+    count_score: float = 0.0,
 ) -> List[Dict]:
     """
     The rows of ``tracks.csv`` for one sequence.
@@ -174,7 +175,8 @@ def track_rows(
         sequence: the video's or frame folder's name.
         tracks: its tracks.
         class_names: names by contiguous class id.
-        min_frames: tracks with fewer detected frames get ``counted`` 0.
+        min_frames, count_score: the counting rule (:func:`trashpole.predict.track.is_counted`):
+            the tracks it does not count get ``counted`` 0.
         fixes: position of the frame of each track's best score, by frame index (photos).
 
     Returns:
@@ -194,7 +196,7 @@ def track_rows(
                 "best_score": round(t.best_score, 5),
                 "best_frame": t.best_frame,
                 **dict(zip(("x0", "y0", "x1", "y1"), (round(v, 2) for v in t.best_box))),
-                "counted": int(t.frames_seen >= min_frames),
+                "counted": int(is_counted(t, min_frames, count_score)),
                 "latitude": round(fix.latitude, COORDINATE_DECIMALS) if fix else "",
                 "longitude": round(fix.longitude, COORDINATE_DECIMALS) if fix else "",
             }

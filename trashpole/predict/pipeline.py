@@ -5,9 +5,9 @@ and decoded and the previous one is drawn and written.
 :func:`in_order` runs a function on a stream of items in a small pool of threads and yields the
 results in the stream's order, so that whatever consumes them (overlays, JSON, the tracker) sees
 exactly the sequence a plain loop would: tracks and counts are identical to the sequential run.
-The OpenVINO backend releases the GIL while it infers and gives each thread its own infer
-request (:class:`trashpole.predict.openvino.CompiledStage`); the PyTorch backend already spreads
-one image over the cores, so it runs one image at a time (:func:`workers_for`).
+The OpenVINO backend releases the GIL while it infers and gives each image in flight its own
+infer request (:class:`trashpole.predict.openvino.CompiledStage`); the PyTorch backend already
+spreads one image over the cores, so it runs one image at a time (:func:`workers_for`).
 """
 
 import collections

@@ -57,6 +57,7 @@ def track_paths(
     output_dir: str,
     min_frames: Optional[int] = None,
     save_overlays: bool = True,
+    count_score: Optional[float] = None,
 ) -> Dict:
     """
     Track the objects of each video in ``spec``, and of its images taken as one sequence of
@@ -70,36 +71,40 @@ def track_paths(
         min_frames: frames a track must be detected in to be counted (default:
             ``TRASHPOLE.TRACK.MIN_FRAMES``).
         save_overlays: also write the frames with IDs drawn on them.
+        count_score: score one of a track's detections must reach for it to count (default:
+            ``TRASHPOLE.TRACK.COUNT_SCORE``; :func:`trashpole.predict.track.is_counted`).
 
     Returns:
         the content of ``summary.json``: ``objects`` (distinct objects per class),
         ``sequences`` (per sequence: frames, tracks, objects), ``frames``, ``videos``,
-        ``min_frames``, the tracker's settings and, for photos, ``gps`` (images with and
+        ``min_frames``, ``count_score`` (``TRASHPOLE.TRACK.COUNT_SCORE``), the tracker's settings and, for photos, ``gps`` (images with and
         without a position, malformed tags).
     """
     images, videos = find_inputs(spec)
     os.makedirs(output_dir, exist_ok=True)
     cfg = predictor.cfg.TRASHPOLE.TRACK
     min_frames = cfg.MIN_FRAMES if min_frames is None else min_frames
+    rule = (min_frames, float(cfg.COUNT_SCORE if count_score is None else count_score))
     names = predictor.class_names
     geo = GeoCollector() if images else None
     summary: Dict = {"tracker": TRACKER_NAME, "iou_thresh": cfg.IOU_THRESH}
-    summary.update(max_lost_frames=cfg.MAX_LOST_FRAMES, min_frames=min_frames, sequences={})
+    summary.update(max_lost_frames=cfg.MAX_LOST_FRAMES, min_frames=min_frames)
+    summary.update(count_score=rule[1], sequences={})
     rows, all_tracks = [], []
     for name, frames, is_video in _sequences(spec, images, videos):
         tracker = InstanceTracker.from_config(predictor.cfg)
         count, fixes = _track_sequence(
             predictor, tracker, name, frames, output_dir, save_overlays, is_video, geo
         )
-        rows += track_rows(name, tracker.tracks, names, min_frames, fixes)
+        rows += track_rows(name, tracker.tracks, names, min_frames, fixes, rule[1])
         all_tracks += tracker.tracks
         summary["sequences"][name] = {
             "frames": count,
             "tracks": len(tracker.tracks),
-            "objects": count_objects(tracker.tracks, min_frames, names),
+            "objects": count_objects(tracker.tracks, min_frames, names, rule[1]),
         }
     write_tracks_csv(rows, os.path.join(output_dir, TRACKS_FILE))
-    summary["objects"] = count_objects(all_tracks, min_frames, names)
+    summary["objects"] = count_objects(all_tracks, min_frames, names, rule[1])
     summary["frames"] = sum(s["frames"] for s in summary["sequences"].values())
     summary["videos"] = len(videos)
     if geo is not None:
@@ -108,7 +113,7 @@ def track_paths(
     write_json(summary, os.path.join(output_dir, SUMMARY_FILE))
     logger.info(
         f"{summary['frames']} frames tracked; distinct objects (tracks of at least {min_frames} "
-        f"frames): {summary['objects']}"
+        f"frames, seen once at score >= {rule[1]:g}): {summary['objects']}"
     )
     return summary
 

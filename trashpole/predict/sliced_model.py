@@ -133,7 +133,7 @@ class SlicedModel:
         """The backend on a batch of BGR images (slices, or the whole image), each resized to
         the test size as the predictor does; one ``Instances`` per image at its size, on the
         CPU. On OpenVINO, whose backend takes a batch one image at a time, the images of a batch
-        are in flight together, ``TRASHPOLE.INFERENCE.WORKERS`` at once (each thread has its own
+        are in flight together, ``TRASHPOLE.INFERENCE.WORKERS`` at once (each image its own
         infer request), as the folder pipeline runs photos; the results are the same."""
         workers = backend_workers(getattr(self.inner, "description", ""), self.cfg)
         if workers > 1 and len(images_bgr) > 1:

@@ -398,35 +398,55 @@ class TrackingResult:
         tracks: every track, by ID.
         min_frames: detected frames a track needs to be counted.
         class_names: names by contiguous class id.
+        count_score: least best score of a counted track (see :func:`is_counted`).
     """
 
     ids: List[List[int]]
     tracks: List[Track]
     min_frames: int
     class_names: List[str] = field(default_factory=list)
+    count_score: float = 0.0
 
     @property
     def counted(self) -> List[Track]:
-        """The tracks long enough to count as objects."""
-        return [t for t in self.tracks if t.frames_seen >= self.min_frames]
+        """The tracks that count as objects (:func:`is_counted`)."""
+        return [t for t in self.tracks if is_counted(t, self.min_frames, self.count_score)]
 
     @property
     def counts(self) -> Dict[str, int]:
         """Distinct objects per class name (every class, 0 included)."""
-        return count_objects(self.tracks, self.min_frames, self.class_names)
+        return count_objects(self.tracks, self.min_frames, self.class_names, self.count_score)
+
+
+def is_counted(track: Track, min_frames: int, count_score: float = 0.0) -> bool:
+    """
+    Whether a track counts as an object: detected in at least ``min_frames`` frames (shorter
+    tracks are flickers) and at least once with a score of ``count_score`` or more. Detections
+    under ``count_score`` (down to the predictor's threshold) still continue a track, so that
+    an object keeps its ID through frames where it is seen less clearly; a track made only of
+    such detections is a doubtful sighting (a double detection, a part of another object) and is
+    not counted. Scores are float32, so the threshold is compared as one: a detection scored 0.7
+    reaches a ``count_score`` of 0.7.
+    """
+    threshold = float(np.float32(count_score))
+    return track.frames_seen >= min_frames and track.best_score >= threshold
 
 
 def count_objects(
-    tracks: Iterable[Track], min_frames: int, class_names: Sequence[str] = ()
+    tracks: Iterable[Track],
+    min_frames: int,
+    class_names: Sequence[str] = (),
+    count_score: float = 0.0,
 ) -> Dict[str, int]:
     """
-    Distinct objects per class: the tracks detected in at least ``min_frames`` frames.
+    Distinct objects per class: the tracks that :func:`is_counted` counts.
 
     Args:
         tracks: the tracks of one or more sequences.
         min_frames: shorter tracks (one-frame flickers) are not objects.
         class_names: names by contiguous class id; every one gets an entry. Classes beyond them
             are named ``class_<id>``.
+        count_score: least best score of a counted track.
 
     Returns:
         ``{class name: count}``.
@@ -434,7 +454,7 @@ def count_objects(
     names = list(class_names)
     counts = {name: 0 for name in names}
     for track in tracks:
-        if track.frames_seen >= min_frames:
+        if is_counted(track, min_frames, count_score):
             name = names[track.class_id] if track.class_id < len(names) else None
             name = name or f"class_{track.class_id}"
             counts[name] = counts.get(name, 0) + 1
@@ -448,6 +468,7 @@ def track_predictions(
     max_lost_frames: int = 3,
     min_frames: int = 2,
     contain_thresh: float = 0.8,
+    count_score: float = 0.0,
 ) -> TrackingResult:
     """
     Turn a stream of per-frame predictions into tracks and counts of distinct objects.
@@ -458,6 +479,8 @@ def track_predictions(
         class_names: names by contiguous class id, for the counts.
         iou_thresh, max_lost_frames, contain_thresh: see :class:`InstanceTracker`.
         min_frames: detected frames a track needs to be counted.
+        count_score: least best score of a counted track (:func:`is_counted`; 0: any).
+            ``TRASHPOLE.TRACK.COUNT_SCORE`` is what ``--track`` uses.
 
     Returns:
         a :class:`TrackingResult` (per-frame IDs, tracks, ``counts``).
@@ -467,4 +490,4 @@ def track_predictions(
     for frame in predictions:
         instances = frame["instances"] if isinstance(frame, Mapping) else frame
         ids.append(tracker.update(instances).tolist())
-    return TrackingResult(ids, tracker.tracks, min_frames, list(class_names))
+    return TrackingResult(ids, tracker.tracks, min_frames, list(class_names), count_score)

@@ -5,7 +5,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-from trashpole.data.synthetic.scene import (
+from synthetic.scene import (
     FACADE_COLORS,
     Color,
     Scene,

@@ -5,8 +5,8 @@ from typing import Dict, Optional
 import cv2
 import numpy as np
 
+from synthetic.scene import MIN_AREA
 from trashpole.data.geometry import signed_polygon_area
-from trashpole.data.synthetic.scene import MIN_AREA
 
 
 def _offset_outwards(p: np.ndarray, dist: float) -> np.ndarray:

@@ -13,10 +13,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from synthetic.polygons import instance_to_annotation
+from synthetic.render import draw_scene, scaled_min_area
+from synthetic.scene import CATEGORIES, CLASS_NAMES, EMPTY_PROB
 from trashpole.data.register import ANNOTATION_FILE, SPLIT_FOLDERS
-from trashpole.data.synthetic.polygons import instance_to_annotation
-from trashpole.data.synthetic.render import draw_scene, scaled_min_area
-from trashpole.data.synthetic.scene import CATEGORIES, CLASS_NAMES, EMPTY_PROB
 from trashpole.jsonio import write_json
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def make_roboflow_export(
         split_fractions: shares of (train, valid, test).
         height: cut the images to this many rows (at most ``image_size``; None: square).
         far_objects: high-resolution photos with poles and trash cans far away, a few pixels
-            wide (:func:`trashpole.data.synthetic.render_scene`). False gives the default data
+            wide (:func:`synthetic.render_scene`). False gives the default data
             set, the same files as without the option.
 
     Returns:
@@ -230,7 +230,8 @@ def _write_readme(out_dir: str, num_images: int, seed: int, sc: _Scene) -> None:
         f.write(
             "trashpole synthetic data set\n"
             f"{num_images} street and campus scenes, {sc.describe()}, seed {seed}.\n"
-            "Drawn by trashpole.data.synthetic as a stand-in for the real campus photos;\n"
+            "Drawn by trashpole's synthetic generator (synthetic/ in its checkout) as a stand-in\n"
+            "for the real campus photos;\n"
             "classes: pole, trash-can (COCO segmentation, Roboflow export layout).\n"
         )
 
@@ -262,7 +263,7 @@ def _width_height(text: str) -> Tuple[int, int]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Command line: ``python -m trashpole.data.synthetic --out DIR [--num-images N] ...``."""
+    """Command line: ``python tools/make_synthetic.py --out DIR [--num-images N] ...``."""
     parser = argparse.ArgumentParser(
         description="Write the synthetic trashpole data set (Roboflow COCO layout)."
     )

@@ -5,9 +5,9 @@ from typing import List
 import cv2
 import numpy as np
 
-from trashpole.data.synthetic.bins import draw_box, draw_round, draw_wheelie
-from trashpole.data.synthetic.poles import draw_lamp, draw_plain, draw_sign, draw_signal
-from trashpole.data.synthetic.scene import (
+from synthetic.bins import draw_box, draw_round, draw_wheelie
+from synthetic.poles import draw_lamp, draw_plain, draw_sign, draw_signal
+from synthetic.scene import (
     CAR_COLORS,
     Color,
     Scene,

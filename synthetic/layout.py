@@ -4,10 +4,10 @@ from typing import List, Tuple
 
 import numpy as np
 
-from trashpole.data.synthetic.bins import sample_can
-from trashpole.data.synthetic.poles import sample_pole
-from trashpole.data.synthetic.scene import POLE, TRASH_CAN, Layout, Scene, Thing
-from trashpole.data.synthetic.scenery import sample_scenery
+from synthetic.bins import sample_can
+from synthetic.poles import sample_pole
+from synthetic.scene import POLE, TRASH_CAN, Layout, Scene, Thing
+from synthetic.scenery import sample_scenery
 
 
 def sample_layout(rng: np.random.Generator, kind: str) -> Layout:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from trashpole.data.synthetic.scene import (
+from synthetic.scene import (
     BIN_COLORS,
     INK,
     TRASH_CAN,

@@ -11,14 +11,14 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from trashpole.data.synthetic.background import (
+from synthetic.background import (
     paint_far_row,
     paint_ground,
     paint_side_buildings,
     paint_sky,
 )
-from trashpole.data.synthetic.layout import plan, plan_far, sample_layout
-from trashpole.data.synthetic.scene import (
+from synthetic.layout import plan, plan_far, sample_layout
+from synthetic.scene import (
     EMPTY_PROB,
     MIN_AREA,
     Camera,
@@ -27,7 +27,7 @@ from trashpole.data.synthetic.scene import (
     Scene,
     Thing,
 )
-from trashpole.data.synthetic.scenery import DRAW, paint_shadows
+from synthetic.scenery import DRAW, paint_shadows
 
 # far_objects: the thinnest pole drawn and the lens blur's scale, in px at any image size (a
 # 640 px scene scales both with the image).

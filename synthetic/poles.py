@@ -4,7 +4,7 @@ from typing import Tuple
 
 import numpy as np
 
-from trashpole.data.synthetic.scene import (
+from synthetic.scene import (
     BAND_PAINT,
     INK,
     LAMP_GLOW,

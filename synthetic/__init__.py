@@ -13,9 +13,9 @@ of a pole, a bush or car in the foreground, all cut the masks of what lies behin
 
 Example::
 
-    python -m trashpole.data.synthetic --out datasets/trashpole_synth --num-images 200 --seed 0
+    python tools/make_synthetic.py --out datasets/trashpole_synth --num-images 200 --seed 0
     # high-resolution photos with far, small poles and trash cans (sliced inference, COCO's APs)
-    python -m trashpole.data.synthetic --out datasets/trashpole_hires --num-images 50 \
+    python tools/make_synthetic.py --out datasets/trashpole_hires --num-images 50 \
         --size 3200x2400 --far-objects
 
 Modules: ``scene`` (constants, palettes, camera, light, canvas), ``background``, ``poles``,
@@ -23,11 +23,11 @@ Modules: ``scene`` (constants, palettes, camera, light, canvas), ``background``,
 (one scene), ``polygons`` (masks to COCO polygons), ``export`` (files on disk and the CLI).
 """
 
+from synthetic.export import SPLITS, main, make_roboflow_export
+from synthetic.polygons import instance_to_annotation
+from synthetic.render import render_scene
+from synthetic.scene import CATEGORIES, CLASS_NAMES
 from trashpole.data.register import ANNOTATION_FILE
-from trashpole.data.synthetic.export import SPLITS, main, make_roboflow_export
-from trashpole.data.synthetic.polygons import instance_to_annotation
-from trashpole.data.synthetic.render import render_scene
-from trashpole.data.synthetic.scene import CATEGORIES, CLASS_NAMES
 
 __all__ = [
     "ANNOTATION_FILE",
