@@ -16,7 +16,10 @@ turn round after round, each after one untimed call:
 The cost bound of issue 24: a sliced photo costs no more than its passes done one by one,
 ``slices x one slice + whole image`` (``bound_s``); ``cost_vs_bound`` is the sliced time over
 that bound (1 or less: batching and merging cost nothing extra), ``cost_vs_slices`` the sliced
-time over ``slices x one slice`` alone.
+time over ``slices x one slice`` alone. After the timed rounds, each sliced row runs ``rounds``
+more calls with :class:`trashpole.predict.stages.Laps` to say where its time goes
+(``steps_s``, mean seconds a call: the passes, cutting their masks into pieces, the merge, the
+result's full-size masks).
 """
 
 import logging
@@ -35,6 +38,7 @@ from synthetic import CLASS_NAMES
 from trashpole.config import load_config
 from trashpole.predict import load_predictor
 from trashpole.predict.slicing import slice_grid, slice_opts
+from trashpole.predict.stages import Laps
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +97,19 @@ def _time_rows(predictors, contenders, rounds: int) -> Tuple[Dict[str, List[floa
     return seconds, detections
 
 
+def _steps(predictor, image: np.ndarray, rounds: int) -> Dict[str, float]:
+    """Mean seconds of each step of a sliced prediction over ``rounds`` calls
+    (:func:`trashpole.predict.slicing.predict_sliced`'s laps)."""
+    laps = Laps()
+    predictor.model.laps = laps
+    try:
+        for _ in range(rounds):
+            predictor(image)
+    finally:
+        predictor.model.laps = None
+    return {step: seconds / rounds for step, seconds in laps.seconds.items()}
+
+
 def summarize(
     seconds: Dict[str, List[float]],
     detections: Dict[str, int],
@@ -143,7 +160,7 @@ def run(
         ``width``, ``height``, ``slice_size``, ``slices``, ``rounds``, ``threads``, load
         averages, ``machine``, ``rows`` (name -> ``label`` (what ran), ``seconds`` (each round),
         ``median_s``, ``images_per_s``, ``detections``) and, per sliced row, ``bound_s``,
-        ``cost_vs_bound``, ``cost_vs_slices``.
+        ``cost_vs_bound``, ``cost_vs_slices`` and ``steps_s`` (step -> mean seconds a call).
     """
     use_threads(threads)
     image = scene(width, height)
@@ -157,10 +174,17 @@ def run(
             for name, (opts, _) in contenders.items()
         }
         seconds, detections = _time_rows(predictors, contenders, rounds)
+        steps = {
+            name: _steps(predictors[name], image, rounds)
+            for name in contenders
+            if name.startswith("sliced")
+        }
     slices = len(slice_grid(height, width, size, 0.2))
     result.update(slice_size=size, slices=slices)
     labels = {name: predictor.backend for name, predictor in predictors.items()}
     rows = summarize(seconds, detections, labels, slices)
+    for name, row_steps in steps.items():
+        rows[name]["steps_s"] = row_steps
     result["rows"] = rows
     if out_dir:
         write_result(result, out_dir, "slicing_benchmark.json")
@@ -180,6 +204,10 @@ def format_table(result: Dict[str, Any]) -> str:
             f"{name:<16} {row['median_s']:>8.3f} {row['images_per_s']:>9.2f} {bound:>9} "
             f"{vs_slices:>10}  {row['label']}"
         )
+    for name, row in result["rows"].items():
+        if row.get("steps_s"):
+            steps = ", ".join(f"{step} {1000 * s:.0f} ms" for step, s in row["steps_s"].items())
+            lines.append(f"{name}, a call: {steps}")
     lines.append(
         f"a {result['width']}x{result['height']} photo: {result['slices']} slices of "
         f"{result['slice_size']} px + the whole image; {result['rounds']} rounds, threads "

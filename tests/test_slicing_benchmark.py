@@ -32,3 +32,8 @@ def test_summarize_against_the_bound_of_one_pass_at_a_time():
     assert table[2].split()[:4] == ["whole", "image", "0.500", "2.00"]
     assert table[5].split()[:7] == ["sliced,", "batch", "4", "4.200", "0.24", "0.76", "0.84"]
     assert table[-1].startswith("a 1600x1200 photo: 20 slices of 384 px + the whole image")
+    rows["sliced, batch 4"]["steps_s"] = {"passes": 3.9, "merge": 0.05}
+    assert (
+        format_table(result).splitlines()[-2]
+        == "sliced, batch 4, a call: passes 3900 ms, merge 50 ms"
+    )

@@ -62,6 +62,8 @@ class SlicedModel:
         takes_original_images: True: the inputs' ``image`` is at the original resolution.
         description: the backend's description and the slicing, e.g.
             ``openvino f32, sliced auto 384px overlap 0.2 batch 4 +whole``.
+        laps: None, or a :class:`trashpole.predict.stages.Laps` that adds up the time of each
+            step of slicing (benchmarks).
     """
 
     takes_original_images = True
@@ -73,6 +75,7 @@ class SlicedModel:
         self.description = f"{inner.description}, {describe_slicing(self.settings)}"
         self._logged: Set[Tuple[int, int]] = set()
         self._lock = threading.Lock()  # the pipeline calls the model from several threads
+        self.laps = None  # a stages.Laps to time each step of slicing (benchmarks)
 
     def eval(self) -> "SlicedModel":
         return self
@@ -124,7 +127,13 @@ class SlicedModel:
         s = self.settings
         for i in (i for i, yes in enumerate(sliced) if yes):
             instances = predict_sliced(
-                self.run_batch, images[i], s.size, s.overlap, s.whole_image, s.batch
+                self.run_batch,
+                images[i],
+                s.size,
+                s.overlap,
+                s.whole_image,
+                s.batch,
+                laps=self.laps,
             )
             outputs[i] = {"instances": instances}
         return outputs

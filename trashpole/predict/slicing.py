@@ -39,6 +39,7 @@ from detectron2.structures import Boxes, Instances
 
 from trashpole.errors import UserError
 from trashpole.predict.merge import EDGE_IOU, IOS, Piece, Window, make_piece, merge_pieces
+from trashpole.predict.stages import Laps
 
 logger = logging.getLogger(__name__)
 
@@ -285,25 +286,34 @@ def sliced_pieces(
     overlap: float,
     whole_image: bool = True,
     batch_size: int = 4,
+    laps: Optional[Laps] = None,
 ) -> Tuple[List[Window], List[Piece]]:
     """
     The passes of :func:`predict_sliced` before the merge: the slices (``batch_size`` at a time)
     and, with ``whole_image``, the whole image, skipped when one slice is the whole image.
+    ``laps`` (benchmarks) adds up the time of the passes and of cutting their masks into pieces.
 
     Returns:
         (the slice windows, every pass's pieces in image coordinates).
     """
+    laps = laps or Laps.off()
     height, width = image_bgr.shape[:2]
     grid = slice_grid(height, width, slice_size, overlap)
     pieces: List[Piece] = []
     for start in range(0, len(grid), batch_size):
         windows = grid[start : start + batch_size]
         crops = [np.ascontiguousarray(image_bgr[y0:y1, x0:x1]) for x0, y0, x1, y1 in windows]
-        for window, instances in zip(windows, _run(run_batch, crops)):
+        outputs = _run(run_batch, crops)
+        laps.lap("passes")
+        for window, instances in zip(windows, outputs):
             pieces += to_pieces(instances, window, whole=False)
+        laps.lap("cut into pieces")
     whole = (0, 0, width, height)
     if whole_image and grid != [whole]:
-        pieces += to_pieces(_run(run_batch, [image_bgr])[0], whole, whole=True)
+        output = _run(run_batch, [image_bgr])[0]
+        laps.lap("passes")
+        pieces += to_pieces(output, whole, whole=True)
+        laps.lap("cut into pieces")
     return grid, pieces
 
 
@@ -316,6 +326,7 @@ def predict_sliced(
     batch_size: int = 4,
     edge_iou: float = EDGE_IOU,
     ios: float = IOS,
+    laps: Optional[Laps] = None,
 ) -> Instances:
     """
     Predict on overlapping slices of an image (plus the whole image) and merge the pieces.
@@ -334,6 +345,8 @@ def predict_sliced(
             when one slice is the whole image.
         batch_size: slices per call of ``run_batch``.
         edge_iou, ios: the merge rule's thresholds (:mod:`trashpole.predict.merge`).
+        laps: where to add up the time of each step (the passes, cutting their masks into
+            pieces, the merge, the result's full-size masks), for the benchmarks.
 
     Returns:
         ``Instances`` at the image's size: ``pred_boxes`` (Boxes of float32 XYXY, the box of each
@@ -342,9 +355,14 @@ def predict_sliced(
         score first.
     """
     _check(slice_size, overlap, batch_size)
+    laps = laps or Laps.off()
+    laps.start()
     height, width = image_bgr.shape[:2]
-    grid, pieces = sliced_pieces(run_batch, image_bgr, slice_size, overlap, whole_image, batch_size)
+    grid, pieces = sliced_pieces(
+        run_batch, image_bgr, slice_size, overlap, whole_image, batch_size, laps
+    )
     merged = merge_pieces(pieces, edge_iou, ios)
+    laps.lap("merge")
     logger.debug(
         "%dx%d image: %d slices of %d px%s, %d pieces merged into %d instances",
         width,
@@ -355,4 +373,6 @@ def predict_sliced(
         len(pieces),
         len(merged),
     )
-    return to_instances(merged, height, width)
+    instances = to_instances(merged, height, width)
+    laps.lap("result masks")
+    return instances
