@@ -85,7 +85,8 @@ def test_sliced_prediction_through_the_backend_finds_the_small_objects(trained, 
     image, boxes, classes = tiled()
     plain = load_predictor(trained, score_thresh=0.5, backend=backend)(image)["instances"]
     predictor = load_predictor(trained, score_thresh=0.5, backend=backend, **SLICE)
-    assert predictor.backend.endswith("sliced on 64px overlap 0.25 batch 4 +whole")
+    streams = " on 2 streams" if backend == "openvino" else ""  # WORKERS 2
+    assert predictor.backend.endswith(f"sliced on 64px overlap 0.25 batch 4{streams} +whole")
     recorder = predictor.model.inner = Recorder(predictor.model.inner)
     out = predictor(image)["instances"]
     # 128 px, 64 px slices, overlap 0.25: stride 48, 3 x 3 slices at 0, 32, 64; in batches of 4
@@ -141,6 +142,30 @@ def test_openvino_runs_the_slices_of_a_batch_together_with_the_same_result(train
     assert len(one) >= 15 and len(two) == len(one)
     assert torch.equal(one.pred_boxes.tensor, two.pred_boxes.tensor)
     assert torch.equal(one.scores, two.scores) and torch.equal(one.pred_masks, two.pred_masks)
+
+
+def test_openvino_runs_a_batch_of_slices_on_a_copy_compiled_for_streams(trained):
+    """WORKERS 2 on OpenVINO: the slices of a batch run on the backend compiled for 2 streams
+    (made once, at the first sliced image), the whole image on the backend itself; the result
+    is the one of one slice at a time on the backend (WORKERS 1), in f32."""
+    image, _, _ = tiled()
+    outputs, models = {}, {}
+    for workers in (1, 2):
+        opts = ["TRASHPOLE.INFERENCE.BF16", "False", "TRASHPOLE.INFERENCE.WORKERS", str(workers)]
+        predictor = load_predictor(trained, backend="openvino", opts=opts, **SLICE)
+        outputs[workers] = predictor(image)["instances"]
+        models[workers] = predictor.model
+    assert models[1].streamed_model() is models[1].inner  # one at a time: the backend itself
+    streamed = models[2].streamed_model()
+    assert streamed is not models[2].inner and streamed is models[2].streamed_model()
+    assert streamed.description == "openvino f32 on 2 streams"
+    assert streamed.stages["features"].compiled.get_property("NUM_STREAMS") == 2
+    assert models[2].inner.stages["features"].compiled.get_property("NUM_STREAMS") == 1
+    one, two = outputs[1], outputs[2]
+    assert len(one) >= 15 and len(two) == len(one)
+    assert torch.allclose(one.pred_boxes.tensor, two.pred_boxes.tensor, atol=1e-3)
+    assert torch.allclose(one.scores, two.scores, atol=1e-4)
+    assert (one.pred_masks != two.pred_masks).sum() <= 2 * len(one)
 
 
 def test_auto_slices_only_large_images_and_says_so_once_per_size(trained, caplog):
@@ -376,7 +401,9 @@ def test_eval_only_with_slicing_measures_the_sliced_model(trained, tmp_path):
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         results[mode] = json.loads((out / "eval" / "test" / "metrics.json").read_text())
     assert results["off"]["backend"] in ("openvino bf16", "openvino f32")
-    assert results["on"]["backend"].endswith(", sliced on 64px overlap 0.25 batch 4 +whole")
+    assert results["on"]["backend"].endswith(
+        ", sliced on 64px overlap 0.25 batch 4 on 2 streams +whole"
+    )
     off, on = results["off"]["results"], results["on"]["results"]
     assert on["segm"]["AP"] >= 20 and off["segm"]["AP"] <= 5  # COCO AP in percent
     assert on["trashpole"]["recall"] >= 0.9 > 0.2 >= off["trashpole"]["recall"]

@@ -105,7 +105,8 @@ def add_trashpole_config(cfg: CN) -> None:
     # OpenVINO only: images of a folder or frames of a video predicted at once by
     # tools/predict.py (threads; each image its own infer request, results keep their order, so
     # tracks are those of one image at a time), and slices of a batch (SLICE.BATCH) predicted at
-    # once. 1 predicts one at a time.
+    # once, on a copy of the model compiled for WORKERS streams (made at the first sliced image;
+    # docs/slicing.md). 1 predicts one at a time.
     cfg.TRASHPOLE.INFERENCE.WORKERS = 2
     # Speed options of the PyTorch backend (never of training or of the evaluations during
     # training): PyTorch's generic switches, each of which can be switched off. On a CPU the

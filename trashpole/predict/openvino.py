@@ -316,6 +316,8 @@ class OpenVINOModel:
         glue: the detectron2 model whose weight-free code runs between the stages.
         stages: compiled stages (:func:`compile_stages`).
         description: what runs (precision, int8), for logs and benchmark labels.
+        graphs: the ``openvino.Model`` of each stage (profiling; :meth:`with_streams`).
+        precision, num_threads: what the stages were compiled with (:func:`compile_stages`).
     """
 
     def __init__(
@@ -324,11 +326,14 @@ class OpenVINOModel:
         stages: Dict[str, CompiledStage],
         description: str,
         graphs: Optional[Dict[str, Any]] = None,
+        precision: str = "f32",
+        num_threads: int = 0,
     ):
         self.glue = glue.eval()
         self.stages = stages
         self.description = description
-        self.graphs = graphs or {}  # the openvino.Models compiled, for profiling
+        self.graphs = graphs or {}
+        self.precision, self.num_threads = precision, num_threads
         self.laps = None  # a stages.Laps to time each phase (benchmarks)
 
     def __call__(self, batched_inputs: Sequence[Dict]) -> List[Dict]:
@@ -336,6 +341,23 @@ class OpenVINOModel:
 
     def eval(self) -> "OpenVINOModel":
         return self
+
+    def with_streams(self, streams: int) -> "OpenVINOModel":
+        """
+        The same networks and glue compiled for ``streams`` images in flight at once, each
+        inference on its share of the cores (OpenVINO's throughput mode), for the slices of a
+        batch (:class:`trashpole.predict.sliced_model.SlicedModel`). One image alone runs
+        slower on it than on this model, which gives one inference every core; images in flight
+        together run faster (docs/slicing.md). Without the stages' graphs, this model.
+        """
+        if not self.graphs or streams < 2:
+            return self
+        extra = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": int(streams)}
+        stages = compile_stages(self.graphs, self.precision, self.num_threads, extra)
+        description = f"{self.description} on {streams} streams"
+        return OpenVINOModel(
+            self.glue, stages, description, self.graphs, self.precision, self.num_threads
+        )
 
 
 def openvino_model(
@@ -362,9 +384,10 @@ def openvino_model(
         models["features"] = quantized_features(model, cfg, models["features"], path, calibration)
         label.append("int8 features")
     precision = precision_for(bool(options.BF16))
-    stages = compile_stages(models, precision, int(options.NUM_THREADS))
+    threads = int(options.NUM_THREADS)
+    stages = compile_stages(models, precision, threads)
     description = " ".join(["openvino", precision] + label)
-    return OpenVINOModel(model, stages, description, models)
+    return OpenVINOModel(model, stages, description, models, precision, threads)
 
 
 def load_exported(
@@ -398,4 +421,4 @@ def load_exported(
     precision = precision or precision_for(True)
     stages = compile_stages(models, precision)
     description = " ".join(["openvino", precision] + ["int8"] * int8)
-    return OpenVINOModel(glue, stages, description, models)
+    return OpenVINOModel(glue, stages, description, models, precision)

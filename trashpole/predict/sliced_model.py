@@ -61,7 +61,7 @@ class SlicedModel:
     Attributes:
         takes_original_images: True: the inputs' ``image`` is at the original resolution.
         description: the backend's description and the slicing, e.g.
-            ``openvino f32, sliced auto 384px overlap 0.2 batch 4 +whole``.
+            ``openvino f32, sliced auto 384px overlap 0.2 batch 4 on 2 streams +whole``.
         laps: None, or a :class:`trashpole.predict.stages.Laps` that adds up the time of each
             step of slicing (benchmarks).
     """
@@ -72,7 +72,16 @@ class SlicedModel:
         self.inner = inner  # not ``model``: callers read ``.model`` as the PyTorch module
         self.cfg = cfg
         self.settings = settings or slice_settings(cfg)
-        self.description = f"{inner.description}, {describe_slicing(self.settings)}"
+        self.workers = backend_workers(getattr(inner, "description", ""), cfg)
+        # OpenVINO: a batch's slices run on a copy compiled for that many streams, made when the
+        # first image is sliced
+        self.streams = self.workers if hasattr(inner, "with_streams") else 1
+        slicing = describe_slicing(self.settings)
+        if self.streams > 1 and self.settings.batch > 1:
+            slicing = slicing.replace(" +whole", "") + f" on {self.streams} streams"
+            slicing += " +whole" if self.settings.whole_image else ""
+        self.description = f"{inner.description}, {slicing}"
+        self._streamed = None
         self._logged: Set[Tuple[int, int]] = set()
         self._lock = threading.Lock()  # the pipeline calls the model from several threads
         self.laps = None  # a stages.Laps to time each step of slicing (benchmarks)
@@ -143,17 +152,32 @@ class SlicedModel:
         the test size as the predictor does; one ``Instances`` per image at its size, on the
         CPU. On OpenVINO, whose backend takes a batch one image at a time, the images of a batch
         are in flight together, ``TRASHPOLE.INFERENCE.WORKERS`` at once (each image its own
-        infer request), as the folder pipeline runs photos; the results are the same."""
-        workers = backend_workers(getattr(self.inner, "description", ""), self.cfg)
-        if workers > 1 and len(images_bgr) > 1:
+        infer request), as the folder pipeline runs photos, on a copy of the backend compiled
+        for that many streams (:meth:`trashpole.predict.openvino.OpenVINOModel.with_streams`);
+        a batch of one image (the whole-image pass) runs on the backend itself."""
+        if self.workers > 1 and len(images_bgr) > 1:
+            model = self.streamed_model()
 
             def one(image: np.ndarray) -> Dict:
-                return self.inner([self._model_input(image)])[0]
+                return model([self._model_input(image)])[0]
 
-            outputs = [out for _, out in in_order(one, images_bgr, workers, len(images_bgr))]
+            count = len(images_bgr)
+            outputs = [out for _, out in in_order(one, images_bgr, self.workers, count)]
         else:
             outputs = self.inner([self._model_input(image) for image in images_bgr])
         return [out["instances"].to("cpu") for out in outputs]
+
+    def streamed_model(self):
+        """The backend for images in flight together: its copy compiled for ``streams``
+        streams (made once), or the backend itself."""
+        with_streams = getattr(self.inner, "with_streams", None)
+        if self.streams < 2 or with_streams is None:
+            return self.inner
+        with self._lock:
+            if self._streamed is None:
+                logger.info(f"Compiling the OpenVINO model for {self.streams} slices at once")
+                self._streamed = with_streams(self.streams)
+        return self._streamed
 
     def _model_input(self, image_bgr: np.ndarray) -> Dict:
         height, width = image_bgr.shape[:2]
