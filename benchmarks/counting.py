@@ -10,8 +10,8 @@ frame once, at the lowest detection score of :data:`GRID`; the tracker then runs
 predictions with every setting of the grid. The chosen setting is the one with the least sum of
 ``|counted - true|`` per class over every run's tuning clips (ties: the least worst clip, then
 the first in grid order, which starts from the tracker's settings before counting scores). The
-scored clip never takes part in the choice. The truth is the objects visible in at least 2 frames, whatever the setting,
-so that a setting cannot shrink the truth it is scored against.
+scored clip never takes part in the choice. The truth is the objects visible in at least 2
+frames, whatever the setting, so that a setting cannot shrink the truth it is scored against.
 
     tools/benchmark.py counting --run output/demo --output docs/benchmarks/counting
 """

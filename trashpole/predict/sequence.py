@@ -76,35 +76,30 @@ def track_paths(
 
     Returns:
         the content of ``summary.json``: ``objects`` (distinct objects per class),
-        ``sequences`` (per sequence: frames, tracks, objects), ``frames``, ``videos``,
-        ``min_frames``, ``count_score`` (``TRASHPOLE.TRACK.COUNT_SCORE``), the tracker's settings and, for photos, ``gps`` (images with and
-        without a position, malformed tags).
+        ``sequences`` (per sequence: frames, tracks, objects), ``frames``, ``videos``, the
+        tracker's settings (``min_frames`` and ``count_score`` included) and, for photos,
+        ``gps`` (images with and without a position, malformed tags).
     """
     images, videos = find_inputs(spec)
     os.makedirs(output_dir, exist_ok=True)
-    cfg = predictor.cfg.TRASHPOLE.TRACK
-    min_frames = cfg.MIN_FRAMES if min_frames is None else min_frames
-    rule = (min_frames, float(cfg.COUNT_SCORE if count_score is None else count_score))
-    names = predictor.class_names
+    summary = _settings(predictor.cfg.TRASHPOLE.TRACK, min_frames, count_score)
+    min_frames, score = summary["min_frames"], summary["count_score"]
+    names, rows, all_tracks = predictor.class_names, [], []
     geo = GeoCollector() if images else None
-    summary: Dict = {"tracker": TRACKER_NAME, "iou_thresh": cfg.IOU_THRESH}
-    summary.update(max_lost_frames=cfg.MAX_LOST_FRAMES, min_frames=min_frames)
-    summary.update(count_score=rule[1], sequences={})
-    rows, all_tracks = [], []
     for name, frames, is_video in _sequences(spec, images, videos):
         tracker = InstanceTracker.from_config(predictor.cfg)
         count, fixes = _track_sequence(
             predictor, tracker, name, frames, output_dir, save_overlays, is_video, geo
         )
-        rows += track_rows(name, tracker.tracks, names, min_frames, fixes, rule[1])
+        rows += track_rows(name, tracker.tracks, names, min_frames, fixes, score)
         all_tracks += tracker.tracks
         summary["sequences"][name] = {
             "frames": count,
             "tracks": len(tracker.tracks),
-            "objects": count_objects(tracker.tracks, min_frames, names, rule[1]),
+            "objects": count_objects(tracker.tracks, min_frames, names, score),
         }
     write_tracks_csv(rows, os.path.join(output_dir, TRACKS_FILE))
-    summary["objects"] = count_objects(all_tracks, min_frames, names, rule[1])
+    summary["objects"] = count_objects(all_tracks, min_frames, names, score)
     summary["frames"] = sum(s["frames"] for s in summary["sequences"].values())
     summary["videos"] = len(videos)
     if geo is not None:
@@ -113,8 +108,19 @@ def track_paths(
     write_json(summary, os.path.join(output_dir, SUMMARY_FILE))
     logger.info(
         f"{summary['frames']} frames tracked; distinct objects (tracks of at least {min_frames} "
-        f"frames, seen once at score >= {rule[1]:g}): {summary['objects']}"
+        f"frames, seen once at score >= {score:g}): {summary['objects']}"
     )
+    return summary
+
+
+def _settings(cfg, min_frames: Optional[int], count_score: Optional[float]) -> Dict:
+    """The tracker's settings as ``summary.json`` starts: ``TRASHPOLE.TRACK`` (``cfg``), with
+    ``min_frames`` and ``count_score`` where given."""
+    summary: Dict = {"tracker": TRACKER_NAME, "iou_thresh": cfg.IOU_THRESH}
+    summary["max_lost_frames"] = cfg.MAX_LOST_FRAMES
+    summary["min_frames"] = cfg.MIN_FRAMES if min_frames is None else min_frames
+    summary["count_score"] = float(cfg.COUNT_SCORE if count_score is None else count_score)
+    summary["sequences"] = {}
     return summary
 
 
