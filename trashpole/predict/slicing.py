@@ -239,9 +239,9 @@ def zeroed_masks(count: int, height: int, width: int) -> np.ndarray:
     """
     ``count`` all-False masks of ``height`` x ``width``, writable, whose memory is touched only
     where a mask is written: an anonymous memory map, in 4 KiB pages. N full-size masks then
-    cost what their boxes cost. ``torch.zeros`` writes every byte (0.6 s for 338 masks of
-    1600x1200), and ``np.zeros`` of more than 4 MiB asks the kernel for 2 MiB pages, each
-    zeroed whole at its first write (about 3x the time of 4 KiB pages for such masks).
+    cost what their boxes cost. ``torch.zeros`` writes every byte, and numpy asks the kernel
+    for huge (2 MiB) pages for arrays over 4 MiB, each zeroed whole at its first write, so a
+    mask's box would cost a huge page of zeroing (docs/slicing.md, "What it costs").
 
     Returns:
         ndarray[count, height, width] of bool, all False.
