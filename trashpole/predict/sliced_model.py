@@ -38,12 +38,14 @@ from trashpole.predict.slicing import (
 logger = logging.getLogger(__name__)
 
 
-def describe_slicing(settings: SliceSettings) -> str:
-    """A short label of the slicing, e.g. ``sliced auto 384px overlap 0.2 batch 4 +whole``."""
+def describe_slicing(settings: SliceSettings, streams: int = 1) -> str:
+    """A short label of the slicing, e.g. ``sliced auto 384px overlap 0.2 batch 4 +whole``, with
+    ``on N streams`` after the batch when a batch's slices run on ``streams`` > 1 streams."""
     whole = " +whole" if settings.whole_image else ""
+    on = f" on {streams} streams" if streams > 1 and settings.batch > 1 else ""
     return (
         f"sliced {settings.mode} {settings.size}px overlap {settings.overlap:g} "
-        f"batch {settings.batch}{whole}"
+        f"batch {settings.batch}{on}{whole}"
     )
 
 
@@ -76,11 +78,7 @@ class SlicedModel:
         # OpenVINO: a batch's slices run on a copy compiled for that many streams, made when the
         # first image is sliced
         self.streams = self.workers if hasattr(inner, "with_streams") else 1
-        slicing = describe_slicing(self.settings)
-        if self.streams > 1 and self.settings.batch > 1:
-            slicing = slicing.replace(" +whole", "") + f" on {self.streams} streams"
-            slicing += " +whole" if self.settings.whole_image else ""
-        self.description = f"{inner.description}, {slicing}"
+        self.description = f"{inner.description}, {describe_slicing(self.settings, self.streams)}"
         self._streamed = None
         self._logged: Set[Tuple[int, int]] = set()
         self._lock = threading.Lock()  # the pipeline calls the model from several threads
