@@ -242,11 +242,19 @@ def test_quick_openvino_profile_and_folder(quick_results):
         assert any(k.startswith("ROIAlign") for k in profile["layers_ms"][stage])
     folder = json.loads((out / "folder_benchmark.json").read_text())
     rows = folder["contenders"]
-    assert len(rows) == 4 and folder["num_images"] == 3
+    assert len(rows) == 5 and folder["num_images"] == 3
     first = next(iter(rows.values()))
     assert first["label"].startswith("pytorch") and first["speedup_vs_first"] == 1.0
     assert all(r["median_images_per_s"] > 0 for r in rows.values())
-    assert [r["label"].split()[0] for r in rows.values()][1:] == ["openvino"] * 3
+    # each label says what the folder loop ran: the streams copy only where STREAMS is on
+    labels = [r["label"] for r in rows.values()][1:]
+    bf16 = labels[0]  # "openvino bf16" (f32 where the CPU has no bf16)
+    assert bf16.startswith("openvino ") and "stream" not in bf16 and "flight" not in bf16
+    assert labels[1:] == [
+        f"{bf16}, 2 in flight",
+        f"{bf16} on 2 streams, 2 in flight",
+        f"{bf16} int8 features on 2 streams, 2 in flight",
+    ]
 
 
 def _benchmark_tool():

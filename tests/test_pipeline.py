@@ -7,11 +7,12 @@ import time
 
 import cv2
 import pytest
+import torch
 from tiny_model import write_random_run
 
 from benchmarks.synthetic_video import pan_zoom_video
 from trashpole.predict import load_predictor, track_paths
-from trashpole.predict.pipeline import in_order, workers_for
+from trashpole.predict.pipeline import in_order, pipelined, workers_for
 
 
 def test_in_order_keeps_the_order_and_runs_concurrently():
@@ -83,3 +84,30 @@ def test_tracks_are_the_same_with_and_without_the_pipeline(tiny_run, tmp_path):
 def test_pytorch_backend_predicts_one_image_at_a_time(tiny_run):
     opts = ["TRASHPOLE.INFERENCE.WORKERS", "4"]
     assert workers_for(load_predictor(tiny_run, opts=opts, backend="pytorch")) == 1
+
+
+def test_images_in_flight_run_on_a_copy_compiled_for_as_many_streams(tiny_run):
+    """WORKERS 2 on OpenVINO: the pipeline's threads call a copy of the predictor whose model is
+    compiled for 2 streams (made once), with the outputs of one image at a time in f32; with
+    STREAMS False, or on PyTorch, they call the predictor itself."""
+    f32 = ["TRASHPOLE.INFERENCE.BF16", "False", "TEST.DETECTIONS_PER_IMAGE", "8"]
+    predictor = load_predictor(tiny_run, score_thresh=0.0, opts=f32, backend="openvino")
+    flying, workers = pipelined(predictor)
+    assert workers == 2 and flying is not predictor and pipelined(predictor)[0] is flying
+    assert pipelined(predictor, 1) == (predictor, 1)  # one photo: nothing to compile
+    assert flying.model.description == "openvino f32 on 2 streams"
+    assert flying.model.stages["features"].compiled.get_property("NUM_STREAMS") == 2
+    assert predictor.model.stages["features"].compiled.get_property("NUM_STREAMS") == 1
+    frames = pan_zoom_video(seed=5, num_frames=3, size=96).frames
+    results = [out for _, out in in_order(lambda f: flying(f)["instances"], frames, workers)]
+    for frame, two in zip(frames, results):
+        one = predictor(frame)["instances"]
+        assert len(one) == len(two) == 8
+        assert torch.equal(one.pred_classes, two.pred_classes)
+        assert torch.allclose(one.pred_boxes.tensor, two.pred_boxes.tensor, atol=1e-3)
+        assert torch.allclose(one.scores, two.scores, atol=1e-4)
+    off = f32 + ["TRASHPOLE.INFERENCE.STREAMS", "False"]
+    shared = load_predictor(tiny_run, opts=off, backend="openvino")
+    assert pipelined(shared) == (shared, 2)
+    torch_predictor = load_predictor(tiny_run, opts=f32, backend="pytorch")
+    assert pipelined(torch_predictor) == (torch_predictor, 1)

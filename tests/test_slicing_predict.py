@@ -166,6 +166,10 @@ def test_openvino_runs_a_batch_of_slices_on_a_copy_compiled_for_streams(trained)
     assert torch.allclose(one.pred_boxes.tensor, two.pred_boxes.tensor, atol=1e-3)
     assert torch.allclose(one.scores, two.scores, atol=1e-4)
     assert (one.pred_masks != two.pred_masks).sum() <= 2 * len(one)
+    off = ["TRASHPOLE.INFERENCE.STREAMS", "False"]  # the slices share the latency model
+    shared = load_predictor(trained, backend="openvino", opts=off, **SLICE).model
+    assert shared.streamed_model() is shared.inner
+    assert shared.description.endswith("batch 4 +whole")
 
 
 def test_auto_slices_only_large_images_and_says_so_once_per_size(trained, caplog):

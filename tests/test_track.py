@@ -288,5 +288,7 @@ def test_counting_suite_chooses_a_count_score_that_drops_a_weak_double_detection
     assert scored["count_errors"] == {name: 0 for name in NAMES}
     before = counting.settings_grid()[0]  # count score 0, 2 frames: the double is an object
     assert before["count_score"] == 0 and before["min_frames"] == 2
-    assert sum(counting.score_clip(predicted["run"][0], before, track)["count_errors"].values()) == 1
+    assert (
+        sum(counting.score_clip(predicted["run"][0], before, track)["count_errors"].values()) == 1
+    )
     assert counting.total_error([scored, scored]) == (0, 0)

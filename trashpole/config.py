@@ -105,9 +105,13 @@ def add_trashpole_config(cfg: CN) -> None:
     # OpenVINO only: images of a folder or frames of a video predicted at once by
     # tools/predict.py (threads; each image its own infer request, results keep their order, so
     # tracks are those of one image at a time), and slices of a batch (SLICE.BATCH) predicted at
-    # once, on a copy of the model compiled for WORKERS streams (made at the first sliced image;
-    # docs/slicing.md). 1 predicts one at a time.
+    # once. 1 predicts one at a time.
     cfg.TRASHPOLE.INFERENCE.WORKERS = 2
+    # OpenVINO only, WORKERS > 1: the images (or slices) in flight together run on a copy of the
+    # model compiled for WORKERS streams (OpenVINO's throughput mode: each inference on its share
+    # of the cores), made at the first such image; one image alone keeps the model compiled for
+    # latency, which gives it every core. False: they share that model (docs/performance.md).
+    cfg.TRASHPOLE.INFERENCE.STREAMS = True
     # Speed options of the PyTorch backend (never of training or of the evaluations during
     # training): PyTorch's generic switches, each of which can be switched off. On a CPU the
     # engine is OpenVINO (BACKEND auto), which only reads BF16; measured in docs/performance.md.

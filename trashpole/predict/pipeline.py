@@ -6,13 +6,19 @@ and decoded and the previous one is drawn and written.
 results in the stream's order, so that whatever consumes them (overlays, JSON, the tracker) sees
 exactly the sequence a plain loop would: tracks and counts are identical to the sequential run.
 The OpenVINO backend releases the GIL while it infers and gives each image in flight its own
-infer request (:class:`trashpole.predict.openvino.CompiledStage`); the PyTorch backend already
-spreads one image over the cores, so it runs one image at a time (:func:`workers_for`).
+infer request (:class:`trashpole.predict.openvino.CompiledStage`); with
+``TRASHPOLE.INFERENCE.STREAMS`` the images in flight run on a copy of the model compiled for that
+many streams (:class:`StreamedCopy`). The PyTorch backend already spreads one image over the
+cores, so it runs one image at a time (:func:`workers_for`).
 """
 
 import collections
 import concurrent.futures
-from typing import Callable, Iterable, Iterator, Tuple, TypeVar
+import logging
+import threading
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, TypeVar
+
+logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -21,6 +27,18 @@ Result = TypeVar("Result")
 def workers_for(predictor) -> int:
     """Images predicted at once: ``TRASHPOLE.INFERENCE.WORKERS`` on OpenVINO, 1 on PyTorch."""
     return backend_workers(getattr(predictor, "backend", ""), getattr(predictor, "cfg", None))
+
+
+def pipelined(predictor, count: Optional[int] = None) -> Tuple[Any, int]:
+    """
+    (what the pipeline's threads call, images in flight): on OpenVINO the predictor's copy for
+    that many images at once (:meth:`trashpole.predict.TrashPolePredictor.in_flight`), else
+    the predictor itself, one image at a time. ``count``: the images to come, when known (a
+    single photo runs on the predictor itself, with no copy to compile).
+    """
+    workers = workers_for(predictor) if count is None or count > 1 else 1
+    in_flight = getattr(predictor, "in_flight", None)
+    return (in_flight(workers) if in_flight is not None else predictor), workers
 
 
 def backend_workers(description: str, cfg) -> int:
@@ -32,6 +50,47 @@ def backend_workers(description: str, cfg) -> int:
     if not description.startswith("openvino"):
         return 1
     return max(1, int(cfg.TRASHPOLE.INFERENCE.WORKERS))
+
+
+def stream_count(model, cfg, workers: int) -> int:
+    """
+    Streams to compile ``model`` for when ``workers`` images are in flight at once: ``workers``
+    on a model that can be compiled for streams (OpenVINO's ``with_streams``) with
+    ``TRASHPOLE.INFERENCE.STREAMS`` on, 1 (the model itself) otherwise.
+    """
+    if workers < 2 or not hasattr(model, "with_streams"):
+        return 1
+    return workers if cfg.TRASHPOLE.INFERENCE.STREAMS else 1
+
+
+class StreamedCopy:
+    """
+    The copy of an OpenVINO model compiled for ``streams`` images in flight at once (OpenVINO's
+    throughput mode: each inference on its share of the cores), made at the first :meth:`get`
+    and kept; with ``streams`` < 2, the model itself. One image alone runs slower on the copy
+    than on the model, which gives it every core; images in flight together run faster
+    (docs/performance.md, docs/slicing.md).
+
+    Args:
+        model: the backend (an :class:`trashpole.predict.openvino.OpenVINOModel`).
+        streams: from :func:`stream_count`.
+        what: what is in flight, for the log line (e.g. "images", "slices").
+    """
+
+    def __init__(self, model, streams: int, what: str):
+        self.model, self.streams, self.what = model, streams, what
+        self._copy: Any = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        """The copy (compiled once, whichever thread asks first), or the model itself."""
+        if self.streams < 2:
+            return self.model
+        with self._lock:
+            if self._copy is None:
+                logger.info(f"Compiling the OpenVINO model for {self.streams} {self.what} at once")
+                self._copy = self.model.with_streams(self.streams)
+        return self._copy
 
 
 def in_order(

@@ -1,14 +1,16 @@
 """Inference from a trained run: detectron2's DefaultPredictor with the run's class names, on the
 run's backend (OpenVINO on a CPU by default, PyTorch on CUDA: :mod:`trashpole.run`)."""
 
+import copy
 import logging
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from detectron2.config import CfgNode
 from detectron2.data import Metadata
 from detectron2.engine import DefaultPredictor
 
+from trashpole.predict.pipeline import StreamedCopy, stream_count
 from trashpole.predict.preprocess import cfg_model_input, class_names, resize_transform
 from trashpole.predict.sliced_model import original_input
 from trashpole.predict.slicing import slice_opts
@@ -43,6 +45,7 @@ class TrashPolePredictor(DefaultPredictor):
         self.metadata = Metadata(
             name="trashpole_predictor", thing_classes=names, thing_colors=class_colors(len(names))
         )
+        self._in_flight: Dict[Tuple[int, int], "TrashPolePredictor"] = {}
 
     @property
     def backend(self) -> str:
@@ -62,6 +65,24 @@ class TrashPolePredictor(DefaultPredictor):
             ``pred_masks`` (Tensor[N, H, W] of bool), whatever the speed options.
         """
         return self.predict_batch([original_image], batch_size=1)[0]
+
+    def in_flight(self, workers: int) -> "TrashPolePredictor":
+        """
+        This predictor for ``workers`` images predicted at once from the threads of the folder
+        and video pipeline (:mod:`trashpole.predict.pipeline`). On OpenVINO with
+        ``TRASHPOLE.INFERENCE.STREAMS``: a copy whose model is compiled for that many streams
+        (made at the first call and kept; the same outputs to within the engine's rounding).
+        Otherwise: this predictor.
+        """
+        streams = stream_count(self.model, self.cfg, workers)
+        if streams < 2:
+            return self
+        key = (id(self.model), streams)
+        if key not in self._in_flight:
+            twin = copy.copy(self)
+            twin.model = StreamedCopy(self.model, streams, "images").get()
+            self._in_flight[key] = twin
+        return self._in_flight[key]
 
     @property
     def class_names(self) -> List[str]:

@@ -22,7 +22,7 @@ from trashpole.predict.coco import (
 )
 from trashpole.predict.inputs import find_inputs, iter_video_frames
 from trashpole.predict.outputs import GeoCollector
-from trashpole.predict.pipeline import in_order, workers_for
+from trashpole.predict.pipeline import in_order, pipelined
 from trashpole.predict.predictor import TrashPolePredictor
 from trashpole.predict.video import OverlayVideo, predicted_frames
 from trashpole.visualization.overlays import draw_predictions
@@ -139,7 +139,8 @@ def _usable_images(
     """(path, image, instances) of each image that could be read, predicted ahead in threads and
     in order, with a progress bar; a skipped or converted file is logged and listed in
     ``found``."""
-    results = in_order(lambda p: _read_and_predict(predictor, p), images, workers_for(predictor))
+    flying, workers = pipelined(predictor, len(images))
+    results = in_order(lambda p: _read_and_predict(flying, p), images, workers)
     for path, (image, note, instances) in tqdm(
         results, total=len(images), desc="images", unit="img", dynamic_ncols=True
     ):

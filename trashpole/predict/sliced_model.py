@@ -25,7 +25,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper
 from detectron2.structures import Instances
 
-from trashpole.predict.pipeline import backend_workers, in_order
+from trashpole.predict.pipeline import StreamedCopy, backend_workers, in_order, stream_count
 from trashpole.predict.preprocess import cfg_model_input
 from trashpole.predict.slicing import (
     SliceSettings,
@@ -77,9 +77,9 @@ class SlicedModel:
         self.workers = backend_workers(getattr(inner, "description", ""), cfg)
         # OpenVINO: a batch's slices run on a copy compiled for that many streams, made when the
         # first image is sliced
-        self.streams = self.workers if hasattr(inner, "with_streams") else 1
+        self.streams = stream_count(inner, cfg, self.workers)
         self.description = f"{inner.description}, {describe_slicing(self.settings, self.streams)}"
-        self._streamed = None
+        self._streamed = StreamedCopy(inner, self.streams, "slices")
         self._logged: Set[Tuple[int, int]] = set()
         self._lock = threading.Lock()  # the pipeline calls the model from several threads
         self.laps = None  # a stages.Laps to time each step of slicing (benchmarks)
@@ -168,14 +168,7 @@ class SlicedModel:
     def streamed_model(self):
         """The backend for images in flight together: its copy compiled for ``streams``
         streams (made once), or the backend itself."""
-        with_streams = getattr(self.inner, "with_streams", None)
-        if self.streams < 2 or with_streams is None:
-            return self.inner
-        with self._lock:
-            if self._streamed is None:
-                logger.info(f"Compiling the OpenVINO model for {self.streams} slices at once")
-                self._streamed = with_streams(self.streams)
-        return self._streamed
+        return self._streamed.get()
 
     def _model_input(self, image_bgr: np.ndarray) -> Dict:
         height, width = image_bgr.shape[:2]

@@ -12,7 +12,7 @@ import numpy as np
 from detectron2.structures import Instances
 from tqdm import tqdm
 
-from trashpole.predict.pipeline import in_order, workers_for
+from trashpole.predict.pipeline import in_order, pipelined
 
 # a tuple whose second element is the BGR frame, e.g. (index, frame, fps)
 FrameItem = TypeVar("FrameItem", bound=Sequence)
@@ -24,7 +24,7 @@ def predicted_frames(
     """
     ``(item, instances on the CPU)`` for each frame item, in the items' order; the frames are
     predicted ahead by :func:`trashpole.predict.pipeline.in_order` (as many at once as the
-    backend allows) while a progress bar counts them.
+    backend allows, :func:`~trashpole.predict.pipeline.pipelined`) while a progress bar counts them.
 
     Args:
         predictor: a :class:`trashpole.predict.TrashPolePredictor` (or any callable that maps a
@@ -34,9 +34,8 @@ def predicted_frames(
         desc: the progress bar's label.
         total: frames expected, for the progress bar (None: unknown).
     """
-    predicted = in_order(
-        lambda item: predictor(item[1])["instances"].to("cpu"), frames, workers_for(predictor)
-    )
+    flying, workers = pipelined(predictor)
+    predicted = in_order(lambda item: flying(item[1])["instances"].to("cpu"), frames, workers)
     return tqdm(predicted, total=total, desc=desc, unit="frame", dynamic_ncols=True)
 
 
