@@ -79,7 +79,7 @@ class SlicedModel:
         # first image is sliced
         self.streams = stream_count(inner, cfg, self.workers)
         self.description = f"{inner.description}, {describe_slicing(self.settings, self.streams)}"
-        self._streamed = StreamedCopy(inner, self.streams, "slices")
+        self._streamed: Optional[StreamedCopy] = None
         self._logged: Set[Tuple[int, int]] = set()
         self._lock = threading.Lock()  # the pipeline calls the model from several threads
         self.laps = None  # a stages.Laps to time each step of slicing (benchmarks)
@@ -167,7 +167,13 @@ class SlicedModel:
 
     def streamed_model(self):
         """The backend for images in flight together: its copy compiled for ``streams``
-        streams (made once), or the backend itself."""
+        streams (made once for each backend ``inner`` is set to), or the backend itself."""
+        inner = self.inner
+        if self.streams < 2 or not hasattr(inner, "with_streams"):
+            return inner
+        with self._lock:
+            if self._streamed is None or self._streamed.model is not inner:
+                self._streamed = StreamedCopy(inner, self.streams, "slices")
         return self._streamed.get()
 
     def _model_input(self, image_bgr: np.ndarray) -> Dict:
