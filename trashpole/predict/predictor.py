@@ -3,7 +3,7 @@ run's backend (OpenVINO on a CPU by default, PyTorch on CUDA: :mod:`trashpole.ru
 
 import copy
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from detectron2.config import CfgNode
@@ -45,7 +45,8 @@ class TrashPolePredictor(DefaultPredictor):
         self.metadata = Metadata(
             name="trashpole_predictor", thing_classes=names, thing_colors=class_colors(len(names))
         )
-        self._in_flight: Dict[Tuple[int, int], "TrashPolePredictor"] = {}
+        # (model, streams) -> this predictor's copy for images in flight (in_flight)
+        self._in_flight: Dict[Tuple[Any, int], "TrashPolePredictor"] = {}
 
     @property
     def backend(self) -> str:
@@ -77,7 +78,7 @@ class TrashPolePredictor(DefaultPredictor):
         streams = stream_count(self.model, self.cfg, workers)
         if streams < 2:
             return self
-        key = (id(self.model), streams)
+        key = (self.model, streams)  # a model set later gets its own copy
         if key not in self._in_flight:
             twin = copy.copy(self)
             twin.model = StreamedCopy(self.model, streams, "images").get()
