@@ -8,14 +8,13 @@ exactly the sequence a plain loop would: tracks and counts are identical to the 
 The OpenVINO backend releases the GIL while it infers and gives each image in flight its own
 infer request (:class:`trashpole.predict.openvino.CompiledStage`); with
 ``TRASHPOLE.INFERENCE.STREAMS`` the images in flight run on a copy of the model compiled for that
-many streams (:class:`StreamedCopy`). The PyTorch backend already spreads one image over the
+many streams (:func:`streamed_copy`). The PyTorch backend already spreads one image over the
 cores, so it runs one image at a time (:func:`workers_for`).
 """
 
 import collections
 import concurrent.futures
 import logging
-import threading
 from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -63,34 +62,16 @@ def stream_count(model, cfg, workers: int) -> int:
     return workers if cfg.TRASHPOLE.INFERENCE.STREAMS else 1
 
 
-class StreamedCopy:
+def streamed_copy(model, streams: int, what: str):
     """
-    The copy of an OpenVINO model compiled for ``streams`` images in flight at once (OpenVINO's
-    throughput mode: each inference on its share of the cores), made at the first :meth:`get`
-    and kept; with ``streams`` < 2, the model itself. One image alone runs slower on the copy
-    than on the model, which gives it every core; images in flight together run faster
-    (docs/performance.md, docs/slicing.md).
-
-    Args:
-        model: the backend (an :class:`trashpole.predict.openvino.OpenVINOModel`).
-        streams: from :func:`stream_count`.
-        what: what is in flight, for the log line (e.g. "images", "slices").
+    ``model`` (an :class:`trashpole.predict.openvino.OpenVINOModel`) compiled again for
+    ``streams`` images in flight at once (OpenVINO's throughput mode: each inference on its share
+    of the cores), with a log line naming ``what`` is in flight ("images", "slices"). One image
+    alone runs slower on the copy than on the model, which gives it every core; images in flight
+    together run faster (docs/performance.md, docs/slicing.md). Callers keep the copy.
     """
-
-    def __init__(self, model, streams: int, what: str):
-        self.model, self.streams, self.what = model, streams, what
-        self._copy: Any = None
-        self._lock = threading.Lock()
-
-    def get(self):
-        """The copy (compiled once, whichever thread asks first), or the model itself."""
-        if self.streams < 2:
-            return self.model
-        with self._lock:
-            if self._copy is None:
-                logger.info(f"Compiling the OpenVINO model for {self.streams} {self.what} at once")
-                self._copy = self.model.with_streams(self.streams)
-        return self._copy
+    logger.info(f"Compiling the OpenVINO model for {streams} {what} at once")
+    return model.with_streams(streams)
 
 
 def in_order(

@@ -10,7 +10,7 @@ from detectron2.config import CfgNode
 from detectron2.data import Metadata
 from detectron2.engine import DefaultPredictor
 
-from trashpole.predict.pipeline import StreamedCopy, stream_count
+from trashpole.predict.pipeline import stream_count, streamed_copy
 from trashpole.predict.preprocess import cfg_model_input, class_names, resize_transform
 from trashpole.predict.sliced_model import original_input
 from trashpole.predict.slicing import slice_opts
@@ -81,7 +81,7 @@ class TrashPolePredictor(DefaultPredictor):
         key = (self.model, streams)  # a model set later gets its own copy
         if key not in self._in_flight:
             twin = copy.copy(self)
-            twin.model = StreamedCopy(self.model, streams, "images").get()
+            twin.model = streamed_copy(self.model, streams, "images")
             self._in_flight[key] = twin
         return self._in_flight[key]
 

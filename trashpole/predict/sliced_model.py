@@ -17,7 +17,7 @@ as without slicing. The decision is logged once per image size.
 
 import logging
 import threading
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper
 from detectron2.structures import Instances
 
-from trashpole.predict.pipeline import StreamedCopy, backend_workers, in_order, stream_count
+from trashpole.predict.pipeline import backend_workers, in_order, stream_count, streamed_copy
 from trashpole.predict.preprocess import cfg_model_input
 from trashpole.predict.slicing import (
     SliceSettings,
@@ -79,7 +79,7 @@ class SlicedModel:
         # first image is sliced
         self.streams = stream_count(inner, cfg, self.workers)
         self.description = f"{inner.description}, {describe_slicing(self.settings, self.streams)}"
-        self._streamed: Optional[StreamedCopy] = None
+        self._streamed: Optional[Tuple[Any, Any]] = None  # (backend, its copy for streams)
         self._logged: Set[Tuple[int, int]] = set()
         self._lock = threading.Lock()  # the pipeline calls the model from several threads
         self.laps = None  # a stages.Laps to time each step of slicing (benchmarks)
@@ -172,9 +172,9 @@ class SlicedModel:
         if self.streams < 2 or not hasattr(inner, "with_streams"):
             return inner
         with self._lock:
-            if self._streamed is None or self._streamed.model is not inner:
-                self._streamed = StreamedCopy(inner, self.streams, "slices")
-        return self._streamed.get()
+            if self._streamed is None or self._streamed[0] is not inner:
+                self._streamed = (inner, streamed_copy(inner, self.streams, "slices"))
+            return self._streamed[1]
 
     def _model_input(self, image_bgr: np.ndarray) -> Dict:
         height, width = image_bgr.shape[:2]

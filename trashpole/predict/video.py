@@ -24,7 +24,8 @@ def predicted_frames(
     """
     ``(item, instances on the CPU)`` for each frame item, in the items' order; the frames are
     predicted ahead by :func:`trashpole.predict.pipeline.in_order` (as many at once as the
-    backend allows, :func:`~trashpole.predict.pipeline.pipelined`) while a progress bar counts them.
+    backend allows, :func:`~trashpole.predict.pipeline.pipelined`) while a progress bar counts
+    them.
 
     Args:
         predictor: a :class:`trashpole.predict.TrashPolePredictor` (or any callable that maps a
