@@ -111,7 +111,7 @@ def test_a_run_without_predictions_has_a_best_checkpoint(tmp_path, clean_catalog
     from trashpole.engine import Trainer, argument_parser, setup
 
     export = write_tiny_export(tmp_path / "export", num_images=4)
-    config = write_tiny_config(tmp_path, epochs=2, step=1, extra="TRASHPOLE:\n  VAL_LOSS: False\n")
+    config = write_tiny_config(tmp_path, epochs=2, step=1, trashpole="  VAL_LOSS: False\n")
     run = tmp_path / "run"
     args = argument_parser().parse_args(
         ["--config-file", config, "--dataset-root", str(export), "OUTPUT_DIR", str(run),

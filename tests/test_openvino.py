@@ -261,8 +261,19 @@ def test_cache_key_follows_weights_and_config(trained_run, tmp_path):
     assert ov_backend.graph_key(cfg, str(other)) != key
     changed = cfg.clone()
     changed.defrost()
-    changed.MODEL.RPN.POST_NMS_TOPK_TEST = 7
+    changed.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 3
     assert ov_backend.graph_key(changed, weights) != key
+    # what only the glue reads, and the same file named otherwise (training's last evaluation,
+    # --eval-only, predict.py), share the cache; so does a copy of the file elsewhere
+    glue = cfg.clone()
+    glue.defrost()
+    glue.MODEL.WEIGHTS, glue.MODEL.DEVICE = "", "cuda"
+    glue.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.9
+    glue.MODEL.RPN.POST_NMS_TOPK_TEST = 7
+    assert ov_backend.graph_key(glue, weights) == key
+    copy = tmp_path / "copy.pth"
+    copy.write_bytes(open(weights, "rb").read())
+    assert ov_backend.graph_key(cfg, str(copy)) == key
     assert ov_backend.graph_key(cfg, weights) == key
 
 

@@ -179,7 +179,7 @@ def test_predict_tool_writes_overlays_and_json(trained_run, tmp_path):
 def test_kill_then_resume_reaches_the_planned_iteration(tmp_path):
     export = write_tiny_export(tmp_path / "export", num_images=4)
     # 6 epochs of 2 iterations; checkpoint each epoch; no evaluation to keep it quick
-    config = write_tiny_config(tmp_path, epochs=6, step=3, extra="TRASHPOLE:\n  VAL_LOSS: False\n")
+    config = write_tiny_config(tmp_path, epochs=6, step=3, trashpole="  VAL_LOSS: False\n")
     run = str(tmp_path / "run")
     args = ["--config-file", config, "--dataset-root", str(export), "OUTPUT_DIR", run,
             "TEST.EVAL_PERIOD_EPOCHS", "0"]  # fmt: skip

@@ -40,12 +40,24 @@ TEST:
 SEED: 7
 """
 
+# The CPU recipe's anchor fit and augmentations, off: tests that need them turn them on.
+PLAIN_TRAINING = """TRASHPOLE:
+  ANCHORS:
+    FROM_DATA: False
+  AUG:
+    LSJ: False
+    PHOTOMETRIC: 0.0
+    COPY_PASTE_PROB: 0.0
+"""
 
-def write_tiny_config(folder, epochs: int = 2, step: int = 1, extra: str = "") -> str:
-    """Write the tiny recipe (inheriting the CPU recipe) into ``folder``; returns its path."""
+
+def write_tiny_config(folder, epochs: int = 2, step: int = 1, trashpole: str = "") -> str:
+    """Write the tiny recipe (inheriting the CPU recipe, without its anchor fit and augmentations)
+    into ``folder``, with ``trashpole``'s lines added to its TRASHPOLE section; returns its path."""
     path = os.path.join(str(folder), "tiny.yaml")
     with open(path, "w") as f:
-        f.write(TINY_YAML.format(base=CPU_RECIPE, epochs=epochs, step=step) + extra)
+        f.write(TINY_YAML.format(base=CPU_RECIPE, epochs=epochs, step=step))
+        f.write(PLAIN_TRAINING + trashpole)
     return path
 
 

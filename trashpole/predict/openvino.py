@@ -159,17 +159,39 @@ def box_coordinate_ops(model) -> List[str]:
 GRAPH_VERSION = 3
 
 
+# MODEL keys that the converted networks do not read: the weights' path (their bytes key the
+# model), the device, and what only the glue between the stages reads (trashpole.predict.stages:
+# proposal selection, score threshold, NMS).
+GLUE_KEYS = (
+    "WEIGHTS",
+    "DEVICE",
+    "RPN.PRE_NMS_TOPK_TEST",
+    "RPN.POST_NMS_TOPK_TEST",
+    "RPN.NMS_THRESH",
+    "ROI_HEADS.SCORE_THRESH_TEST",
+    "ROI_HEADS.NMS_THRESH_TEST",
+)
+
+
 def graph_key(cfg: CfgNode, weights: str) -> str:
     """The cache key of a run's converted model: SHA-256 of the weights file, the graph-shaping
-    config keys, the OpenVINO and trashpole versions and :data:`GRAPH_VERSION` (16 hex
-    digits)."""
+    config keys (``MODEL`` but :data:`GLUE_KEYS`), the OpenVINO and trashpole versions and
+    :data:`GRAPH_VERSION` (16 hex digits)."""
     import openvino as ov
 
     digest = hashlib.sha256()
     with open(weights, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    digest.update(cfg.MODEL.dump().encode())
+    model = cfg.MODEL.clone()
+    model.defrost()
+    for key in GLUE_KEYS:
+        node, name = model, key
+        while "." in name:
+            head, name = name.split(".", 1)
+            node = node[head]
+        node[name] = None
+    digest.update(model.dump().encode())
     digest.update(f"{cfg.INPUT.FORMAT}|{ov.__version__}|{__version__}|{GRAPH_VERSION}".encode())
     return digest.hexdigest()[:16]
 
