@@ -271,6 +271,19 @@ def test_cache_key_follows_weights_and_config(trained_run, tmp_path):
     glue.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.9
     glue.MODEL.RPN.POST_NMS_TOPK_TEST = 7
     assert ov_backend.graph_key(glue, weights) == key
+    # a config in memory can share one list between keys (the trainer's does); its YAML dump
+    # then writes an alias where the run's config.yaml has the values: the same key
+    aliased = cfg.clone()
+    aliased.defrost()
+    box = list(cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS)
+    aliased.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = box
+    aliased.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS = [box] * 3
+    assert "&id" in aliased.MODEL.dump()
+    plain = aliased.clone()
+    plain.defrost()
+    plain.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS = [list(box) for _ in range(3)]
+    assert "&id" not in plain.MODEL.dump()
+    assert ov_backend.graph_key(aliased, weights) == ov_backend.graph_key(plain, weights)
     copy = tmp_path / "copy.pth"
     copy.write_bytes(open(weights, "rb").read())
     assert ov_backend.graph_key(cfg, str(copy)) == key

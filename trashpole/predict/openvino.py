@@ -17,6 +17,7 @@ Precision: bf16 where the CPU has it (OpenVINO's ``OPTIMIZATION_CAPABILITIES``),
 """
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -191,7 +192,8 @@ def graph_key(cfg: CfgNode, weights: str) -> str:
             head, name = name.split(".", 1)
             node = node[head]
         node[name] = None
-    digest.update(model.dump().encode())
+    # values, not YAML text: a config in memory shares lists that its dump writes as aliases
+    digest.update(json.dumps(model, sort_keys=True, default=str).encode())
     digest.update(f"{cfg.INPUT.FORMAT}|{ov.__version__}|{__version__}|{GRAPH_VERSION}".encode())
     return digest.hexdigest()[:16]
 
