@@ -29,7 +29,8 @@ The suites whose rows are contenders start their result with :func:`.measure.mea
 - :mod:`.slicing`: a large photo predicted whole and sliced;
 - :mod:`.accuracy`: AP and speed of each speed option on trained runs;
 - :mod:`.counting`: a trained run's counts of distinct objects on synthetic clips, and the
-  tracker settings that count best on clips other than the scored one.
+  tracker settings that count best on clips other than the scored one;
+- :mod:`.mask_head`: the mask head's forward and backward in a training step, at several widths.
 
 Beside the suites: :mod:`.synthetic_video`, a panned and zoomed synthetic clip whose objects'
 identities are known, which the tracking suite and the tests film and ``tools/synthetic_video.py``
@@ -55,10 +56,11 @@ SUITES = {
     "accuracy": "benchmarks.accuracy",
     "slicing": "benchmarks.slicing",
     "counting": "benchmarks.counting",
+    "mask-head": "benchmarks.mask_head",
 }
 # what ``tools/benchmark.py all`` runs: every suite but accuracy and counting (they need trained
-# runs) and slicing, which run only when named
-ALL = tuple(name for name in SUITES if name not in ("accuracy", "slicing", "counting"))
+# runs), slicing and mask-head, which run only when named
+ALL = tuple(name for name in SUITES if name not in ("accuracy", "slicing", "counting", "mask-head"))
 
 
 def load_suite(name: str) -> ModuleType:

@@ -267,7 +267,7 @@ def _benchmark_tool():
 def test_every_suite_follows_the_protocol():
     options = vars(_benchmark_tool().parse_args([]))
     assert ALL == tuple(SUITES)[:10] and "accuracy" not in ALL and "slicing" not in ALL
-    assert "counting" in SUITES and "counting" not in ALL
+    assert "counting" in SUITES and "counting" not in ALL and "mask-head" not in ALL
     for name in SUITES:
         suite = load_suite(name)
         assert suite.NAME == name
@@ -298,6 +298,7 @@ def test_every_suite_follows_the_protocol():
          {"run_dirs": ["a", "b"], "split": "valid"}),
         (["counting", "--quick", "--run", "a", "--size", "128"],
          {"run_dirs": ["a"], "size": 128, "clips": 1, "frames": 6}),
+        (["mask-head", "--repeats", "3"], {"rounds": 3}),
     ],
 )  # fmt: skip
 def test_the_command_line_reaches_each_suite(argv, expected):
@@ -609,3 +610,19 @@ def test_counting_suite_on_a_run_writes_each_setting_and_the_choice(tmp_path):
     true, counted = scored["true_objects"], scored["counted_objects"]
     assert scored["count_errors"] == {c: counted[c] - true[c] for c in CLASS_NAMES}
     assert "chosen on clips 1-1" in counting.format_table(result)
+
+
+def test_mask_head_suite_counts_and_labels_what_ran(tmp_path):
+    suite = load_suite("mask-head")
+    result = suite.run(str(tmp_path), rois=3, rounds=2, warmup=0, dims=(32, 16))
+    rows = result["rows"]
+    assert list(rows) == ["32", "16"]
+    assert "2 3x3 convs of [32] channels" in rows["32"]["label"]
+    assert "2 3x3 convs of [16] channels" in rows["16"]["label"]
+    assert len(rows["32"]["times_s"]) == 2 and rows["32"]["median_s"] > 0
+    # 14x14 RoIs of 128 channels: conv 128->32 and 32->32 (3x3), deconv 32->32 (2x2) to 28x28,
+    # predictor 32->2 (1x1) at 28x28
+    per_roi = 196 * 9 * (128 * 32 + 32 * 32) + 196 * 4 * 32 * 32 + 784 * 32 * 2
+    assert rows["32"]["gmac_per_step"] == pytest.approx(3 * per_roi / 1e9)
+    assert result["rois"] == 3 and result["pooled"] == [128, 14, 14]
+    assert json.loads((tmp_path / "mask_head_benchmark.json").read_text())["rows"]["16"]["label"]

@@ -13,6 +13,7 @@ Benchmarks on generated inputs; results go to OUTPUT/<suite>_benchmark.json and 
     tools/benchmark.py tracking             # ms/frame of tracking vs prediction (30 frames)
     tools/benchmark.py folder               # images/s of tools/predict.py on 50 photos
     tools/benchmark.py slicing              # a 1600x1200 photo whole and sliced (not in all)
+    tools/benchmark.py mask-head            # the mask head in a training step (not in all)
     tools/benchmark.py all --quick          # everything shrunk to a smoke test (~1 min)
     tools/benchmark.py accuracy --run output/demo   # AP of each backend and precision
     tools/benchmark.py accuracy --run RUN_A RUN_B   # ... over two trained seeds
