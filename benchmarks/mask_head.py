@@ -33,9 +33,11 @@ QUICK = {"rois": 4, "rounds": 1, "warmup": 0, "dims": (32, 16)}
 OPTIONS = {"threads": "threads", "repeats": "rounds"}
 
 
-def build_head(dim: int) -> torch.nn.Module:
-    """The CPU recipe's mask head with ``CONV_DIM`` ``dim`` (random weights, seed 0)."""
-    cfg = load_config(CPU_CONFIG, ["MODEL.ROI_MASK_HEAD.CONV_DIM", str(dim)])
+def build_head(cfg, dim: int) -> torch.nn.Module:
+    """The mask head of ``cfg`` (the CPU recipe) with ``CONV_DIM`` ``dim`` (random weights, seed
+    0)."""
+    cfg = cfg.clone()
+    cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = dim
     torch.manual_seed(0)
     side = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
     shape = ShapeSpec(channels=cfg.MODEL.FPN.OUT_CHANNELS, height=side, width=side)
@@ -60,7 +62,7 @@ def macs_per_roi(head: torch.nn.Module, side: int) -> int:
 
 def describe(head: torch.nn.Module, bf16: bool) -> str:
     """The row's label, read from the head that ran."""
-    convs = [m for m in head.modules() if type(m).__name__ == "Conv2d" and m.kernel_size[0] == 3]
+    convs = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] == 3]
     widths = sorted({m.out_channels for m in convs})
     switches = "bf16 autocast" if bf16 else "fp32"
     return f"{len(convs)} 3x3 convs of {widths} channels + deconv, {switches}, channels_last"
@@ -103,8 +105,8 @@ def run(
     """
     use_threads(threads)
     bf16 = precision.bf16_supported()
-    heads = {str(dim): build_head(dim).to(memory_format=torch.channels_last) for dim in dims}
     cfg = load_config(CPU_CONFIG)
+    heads = {str(dim): build_head(cfg, dim).to(memory_format=torch.channels_last) for dim in dims}
     channels, side = cfg.MODEL.FPN.OUT_CHANNELS, cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
     features = torch.randn(rois, channels, side, side).contiguous(memory_format=torch.channels_last)
     steps = {name: _step(head, features, bf16) for name, head in heads.items()}
